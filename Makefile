@@ -1,0 +1,48 @@
+# Bootstraps a fresh machine: venv, Python deps, the Debian tools the tests drive, the default model.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+EMOTIOND := $(VENV)/bin/emotiond
+APT_PACKAGES := xvfb x11-apps xdotool prometheus ffmpeg
+APT_PROBES := Xvfb xwd xdotool promtool ffmpeg
+PYTEST_ARGS ?=
+
+.PHONY: venv deps apt model test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+apt:
+	@missing=""; for p in $(APT_PROBES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages (missing:$$missing)"; \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+model: venv
+	$(EMOTIOND) models fetch
+
+deps: venv apt model
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: deps lint
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+demo: venv model
+	@$(EMOTIOND) run --source demo & pid=$$!; \
+	$(EMOTIOND) events --until-eos --timeout 120; status=$$?; \
+	wait $$pid; exit $$status
+
+bench: deps
+	$(EMOTIOND) bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

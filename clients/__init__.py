@@ -1,0 +1,1 @@
+"""emotiond clients package."""

@@ -1,0 +1,1 @@
+"""emotiond daemon package."""

@@ -1,0 +1,284 @@
+"""The one settings tree for every emotiond process.
+
+Precedence, lowest first: field defaults, a TOML file (``--config``), environment variables
+``EMOTIOND_...`` (nested with ``__``), then explicit overrides (CLI flags). Unknown keys are
+rejected everywhere so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_CONFIG_FILE = REPO_CONFIG_DIR / "emotiond.toml"
+DEFAULT_MODEL_NAME = "fer-mini-xception"
+
+
+def default_runtime_dir() -> Path:
+    """Where ipc sockets and metric files live: per user, never shared between users."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.access(base, os.W_OK):
+        return Path(base) / "emotiond"
+    return Path("/tmp") / f"emotiond-{os.getuid()}"
+
+
+def default_models_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "emotiond" / "models"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceSettings(_Section):
+    """One frame source: a camera, file, image folder, network stream or the demo."""
+
+    name: Annotated[str, Field(pattern=CAMERA_NAME_PATTERN, description="Camera name used in topics, "
+                               "results and metric labels.")]
+    url: Annotated[str, Field(min_length=1, max_length=4096, description="Webcam index or /dev/videoN, "
+                              "video file, image folder, rtsp:// or http(s):// URL, or 'demo'.")]
+    mode: Annotated[Literal["auto", "live", "file"], Field(
+        description="'live' keeps only the newest frame and drops stale ones; 'file' processes every "
+                    "frame; 'auto' picks live for cameras and streams, file for files and folders.")] = "auto"
+    realtime: Annotated[bool, Field(description="Pace a file at its own fps, then behave like live.")] = False
+    loop: Annotated[bool, Field(description="Restart a file or folder at its end instead of finishing.")] = False
+    fps: Annotated[float, Field(ge=0.0, le=240.0, description="Pacing rate for folders and realtime "
+                                "files; 0 uses the file's own rate (30 when unknown).")] = 0.0
+
+
+class CaptureSettings(_Section):
+    file_queue_frames: Annotated[int, Field(ge=1, le=1024, description="Frames read ahead per file "
+                                            "source; reading blocks when full so nothing is lost.")] = 8
+    reconnect_initial_seconds: Annotated[float, Field(ge=0.05, le=60.0, description="First delay "
+                                                      "before reopening a failed live source.")] = 0.5
+    reconnect_max_seconds: Annotated[float, Field(ge=0.1, le=600.0, description="Backoff cap for "
+                                                  "reopening a failed live source.")] = 10.0
+    worker_timeout_seconds: Annotated[float, Field(ge=0.5, le=120.0, description="A worker silent this "
+                                                   "long is presumed dead; its frames are re-sent.")] = 3.0
+    credits_per_worker: Annotated[int, Field(ge=1, le=64, description="Frames a worker may hold at "
+                                             "once; more lets it batch across frames.")] = 2
+
+
+class BusSettings(_Section):
+    runtime_dir: Annotated[Path, Field(description="Folder for ipc sockets and metric files.")] = Field(
+        default_factory=default_runtime_dir)
+    frames_endpoint: Annotated[str, Field(description="Capture's ROUTER; workers connect here for work. "
+                                          "Empty means ipc in runtime_dir.")] = ""
+    results_in_endpoint: Annotated[str, Field(description="Proxy XSUB; workers and capture publish "
+                                              "here. Empty means ipc in runtime_dir.")] = ""
+    results_endpoint: Annotated[str, Field(description="Proxy XPUB; subscribers connect here. Empty "
+                                           "means ipc in runtime_dir.")] = ""
+    frame_encoding: Annotated[Literal["raw", "jpeg"], Field(description="How frames travel: raw pixels "
+                                                             "(zero-copy, local) or JPEG (for tcp).")] = "raw"
+    jpeg_quality: Annotated[int, Field(ge=10, le=100, description="JPEG quality when frame_encoding is "
+                                       "jpeg.")] = 85
+    high_water_mark: Annotated[int, Field(ge=1, le=100_000, description="Messages queued per socket "
+                                          "before PUB drops or others block.")] = 64
+    max_message_bytes: Annotated[int, Field(ge=1024, le=1 << 30, description="Larger incoming messages "
+                                            "are refused by ZeroMQ (ZMQ_MAXMSGSIZE).")] = 64 << 20
+    max_frame_pixels: Annotated[int, Field(ge=1, le=100_000_000, description="Frames above this many "
+                                           "pixels are rejected at decode.")] = 4096 * 4096
+
+
+class DetectionSettings(_Section):
+    scale_factor: Annotated[float, Field(gt=1.0, le=2.0, description="Haar pyramid step.")] = 1.1
+    min_neighbors: Annotated[int, Field(ge=0, le=50, description="Haar neighbours needed to keep a "
+                                        "face.")] = 5
+    min_size: Annotated[int, Field(ge=8, le=4096, description="Smallest face side in full-frame "
+                                   "pixels.")] = 40
+    downscale: Annotated[float, Field(gt=0.0, le=1.0, description="Resize factor applied before "
+                                      "detection; boxes are mapped back to full frame.")] = 1.0
+    threads: Annotated[int, Field(ge=0, le=64, description="OpenCV threads per worker; 0 divides the "
+                                  "cores among workers.")] = 0
+
+
+class ClassifierSettings(_Section):
+    model: Annotated[str, Field(min_length=1, description="Bundle folder path or a bundle name in "
+                                "models.dir.")] = DEFAULT_MODEL_NAME
+    backend: Annotated[Literal["litert", "tf"], Field(description="litert: TFLite exported from the "
+                                                      "Keras bundle (fastest on CPU); tf: tf.function "
+                                                      "with padded batch sizes.")] = "litert"
+    max_batch: Annotated[int, Field(ge=1, le=256, description="Most faces per classifier call.")] = 32
+    max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0, description="Longest a detected face waits "
+                                        "for batch-mates.")] = 5.0
+    threads: Annotated[int, Field(ge=0, le=64, description="Classifier threads per worker; 0 means 1.")] = 0
+
+
+class WorkerSettings(_Section):
+    count: Annotated[int, Field(ge=0, le=256, description="Inference worker processes; 0 means one per "
+                                "core.")] = 0
+    heartbeat_seconds: Annotated[float, Field(ge=0.1, le=60.0, description="Interval of worker "
+                                              "liveness messages.")] = 1.0
+
+
+class MetricsSettings(_Section):
+    enabled: Annotated[bool, Field(description="Serve /metrics.")] = True
+    host: Annotated[str, Field(min_length=1, description="Bind address of /metrics.")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535, description="Port of /metrics (0 picks a free one).")] = 9108
+
+
+class SupervisorSettings(_Section):
+    max_restarts_per_minute: Annotated[int, Field(ge=0, le=600, description="Restarts of one role "
+                                                  "allowed per minute before backing off.")] = 10
+    restart_backoff_max_seconds: Annotated[float, Field(ge=0.1, le=600.0, description="Cap of the "
+                                                        "delay between restarts.")] = 30.0
+    stall_seconds: Annotated[float, Field(ge=1.0, le=3600.0, description="A child whose loop has not "
+                                          "ticked for this long is killed and restarted.")] = 30.0
+    stop_timeout_seconds: Annotated[float, Field(ge=0.5, le=120.0, description="Grace time for "
+                                                 "children on shutdown before SIGKILL.")] = 4.0
+
+
+class ModelsSettings(_Section):
+    dir: Annotated[Path, Field(description="Model bundle cache.")] = Field(default_factory=default_models_dir)
+
+
+class LoggingSettings(_Section):
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Field(description="Log level.")] = "INFO"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of the daemon and its tools."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EMOTIOND_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    sources: Annotated[list[SourceSettings], Field(max_length=64, description="Frame sources.")] = Field(
+        default_factory=list)
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_camera_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique, repeated: {', '.join(duplicates)}")
+        return sources
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> Settings:
+        if self.capture.reconnect_max_seconds < self.capture.reconnect_initial_seconds:
+            raise ValueError("capture.reconnect_max_seconds must be >= capture.reconnect_initial_seconds")
+        return self
+
+    def worker_count(self) -> int:
+        return self.workers.count or (os.cpu_count() or 1)
+
+    def endpoint(self, role: Literal["frames", "results_in", "results"]) -> str:
+        """The configured endpoint for a role, or the ipc default in the runtime folder."""
+        configured = getattr(self.bus, f"{role}_endpoint")
+        return configured or f"ipc://{self.bus.runtime_dir / role}.sock"
+
+
+def _sources_with(toml_file: Path | None):
+    def customise(
+        cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    return classmethod(customise)
+
+
+class ConfigError(Exception):
+    """A configuration problem, already formatted one line per error with its key path."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def format_validation_error(error: ValidationError, origin: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "<root>"
+        prefix = f"{origin}: " if origin else ""
+        lines.append(f"{prefix}{path}: {item['msg']}")
+    return lines
+
+
+def load_settings(config_file: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings from defaults, an optional TOML file, the environment and overrides.
+
+    Raises ConfigError with one line per problem (key path and message).
+    """
+    toml_path = Path(config_file) if config_file else None
+    if toml_path is not None:
+        if not toml_path.is_file():
+            raise ConfigError([f"{toml_path}: no such config file"])
+        _check_toml_syntax(toml_path)
+    loaded_cls = type("LoadedSettings", (Settings,), {"settings_customise_sources": _sources_with(toml_path)})
+    try:
+        loaded = loaded_cls(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(toml_path or "settings"))) from None
+    return Settings.model_validate(loaded.model_dump())
+
+
+def _check_toml_syntax(path: Path) -> None:
+    import tomllib
+
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+
+
+def to_toml(settings: Settings) -> str:
+    import tomli_w
+
+    data = settings.model_dump(mode="json")
+    return tomli_w.dumps(_drop_none(data))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+_NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_-]{1,64})=(?P<url>.+)$")
+
+
+def parse_source_flag(text: str, index: int) -> dict[str, str]:
+    """``--source [NAME=]URL``; unnamed sources are called cam0, cam1, ... in order."""
+    match = _NAMED_SOURCE.match(text)
+    if match and "://" not in match.group("name"):
+        return {"name": match.group("name"), "url": match.group("url")}
+    return {"name": f"cam{index}", "url": text}

@@ -1,0 +1,1 @@
+"""emotiond training package."""

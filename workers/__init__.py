@@ -1,0 +1,1 @@
+"""emotiond workers package."""
