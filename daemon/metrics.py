@@ -1,0 +1,102 @@
+"""Prometheus metrics shared by every emotiond process, aggregated through prometheus-client's
+multiprocess mode: each process writes its own files, the supervisor serves one /metrics.
+
+``enable_multiprocess()`` must run before prometheus_client is first imported in a process, so metric
+objects are built lazily by ``metrics()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
+STAGES = ("decode", "detect", "classify", "publish")
+
+
+def enable_multiprocess(directory: Path, clean: bool = True) -> None:
+    """Point this process (and children spawned after) at a fresh multiprocess metrics folder."""
+    if clean and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ[ENV_DIR] = str(directory)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    frames_captured: Any
+    frames_processed: Any
+    frames_dropped: Any
+    faces_detected: Any
+    emotions: Any
+    stage_latency: Any
+    capture_to_publish: Any
+    batch_size: Any
+    restarts: Any
+    source_up: Any
+    source_errors: Any
+    bad_messages: Any
+
+
+@functools.cache
+def metrics() -> Metrics:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return Metrics(
+        frames_captured=Counter("emotiond_frames_captured_total", "Frames read from a source.", ["camera"]),
+        frames_processed=Counter("emotiond_frames_processed_total", "Frames whose result was published.",
+                                 ["camera"]),
+        frames_dropped=Counter("emotiond_frames_dropped_total", "Frames not processed, by reason.",
+                               ["camera", "reason"]),
+        faces_detected=Counter("emotiond_faces_detected_total", "Faces found.", ["camera"]),
+        emotions=Counter("emotiond_emotions_total", "Faces classified, by top emotion.", ["camera", "emotion"]),
+        stage_latency=Histogram("emotiond_stage_latency_seconds", "Time spent per pipeline stage per frame.",
+                                ["stage"], buckets=LATENCY_BUCKETS),
+        capture_to_publish=Histogram("emotiond_capture_to_publish_seconds",
+                                     "From frame capture to result publication.", ["camera"],
+                                     buckets=LATENCY_BUCKETS),
+        batch_size=Histogram("emotiond_batch_size", "Faces per classifier call.", buckets=BATCH_BUCKETS),
+        restarts=Counter("emotiond_process_restarts_total", "Child processes restarted by the supervisor.",
+                         ["role"]),
+        source_up=Gauge("emotiond_source_up", "1 while a source delivers frames, else 0.", ["camera"],
+                        multiprocess_mode="livemax"),
+        source_errors=Counter("emotiond_source_errors_total", "Source open/read failures, by reason.",
+                              ["camera", "reason"]),
+        bad_messages=Counter("emotiond_bad_messages_total", "Malformed messages dropped, by socket and reason.",
+                             ["socket", "reason"]),
+    )
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(ENV_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def serve(host: str, port: int) -> int:
+    """Serve /metrics for every process sharing the multiprocess folder; returns the bound port."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    if os.environ.get(ENV_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:  # a single process: its own default registry
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound = server.server_port
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound

@@ -1,0 +1,170 @@
+"""``emotiond run``: starts the proxy, the capture process and the workers, keeps them alive, stops them cleanly.
+
+Children are spawned (never forked: TensorFlow and ZeroMQ do not survive fork). A child that dies is
+restarted with exponential backoff once it has crashed too often in the last minute; a child whose loop has
+stopped ticking is killed and restarted. When every source has ended, capture exits 0 and the daemon
+follows. SIGINT/SIGTERM stop capture first (frames in flight finish), then workers, then the proxy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon import bus, metrics
+from daemon.settings import Settings
+
+log = logging.getLogger(__name__)
+RESTART_WINDOW_SECONDS = 60.0
+FIRST_RESTART_DELAY = 0.05
+POLL_SECONDS = 0.1
+
+
+@dataclass
+class Child:
+    name: str
+    role: str
+    target: Callable[..., None]
+    args: Callable[[Any], tuple]  # heartbeat -> process args
+    process: Any = None
+    heartbeat: Any = None
+    restarts: deque = field(default_factory=deque)
+    start_after: float = 0.0
+    backoff: float = FIRST_RESTART_DELAY
+    stopped: bool = False  # finished on purpose; not restarted
+
+
+class Supervisor:
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._ctx = mp.get_context("spawn")
+        self._stop_requested = False
+        self._children: list[Child] = []
+        self._lock_file: Any = None
+        self.metrics_port: int | None = None
+
+    # ------------------------------------------------------------ set-up
+    def _children_plan(self) -> list[Child]:
+        from daemon import capture, proxy
+        from workers import service
+
+        data = self._settings.model_dump(mode="json")
+        progress = self._ctx.Array("q", len(self._settings.sources), lock=False)
+        plan = [
+            Child("proxy", "proxy", proxy.main, lambda hb: (data, hb)),
+            Child("capture", "capture", capture.main, lambda hb: (data, hb, progress)),
+        ]
+        for i in range(self._settings.worker_count()):
+            name = f"w{i + 1}"
+            plan.append(Child(name, "worker", service.main, lambda hb, name=name: (data, name, hb)))
+        return plan
+
+    def _acquire_runtime_dir(self) -> None:
+        runtime = self._settings.bus.runtime_dir
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file = (runtime / "daemon.lock").open("w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another emotiond is running with runtime dir {runtime} "
+                               "(set bus.runtime_dir or EMOTIOND_BUS__RUNTIME_DIR to run a second one)") from None
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self._stop_requested = True
+
+    # ------------------------------------------------------------ running
+    def run(self) -> int:
+        self._acquire_runtime_dir()
+        metrics.enable_multiprocess(self._settings.bus.runtime_dir / "metrics")
+        if self._settings.metrics.enabled:
+            self.metrics_port = metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._children = self._children_plan()
+        for child in self._children:
+            self._start(child)
+            if child.role == "proxy":
+                time.sleep(0.1)  # the proxy binds first so publishers connect to a live endpoint
+        try:
+            return self._watch()
+        finally:
+            self._shutdown()
+
+    def _start(self, child: Child) -> None:
+        child.heartbeat = self._ctx.Value("d", time.monotonic(), lock=False)
+        child.process = self._ctx.Process(target=child.target, args=child.args(child.heartbeat),
+                                          name=f"emotiond-{child.name}", daemon=False)
+        child.process.start()
+        log.info("started %s (pid %d)", child.name, child.process.pid)
+
+    def _watch(self) -> int:
+        stall = self._settings.supervisor.stall_seconds
+        while not self._stop_requested:
+            now = time.monotonic()
+            for child in self._children:
+                if child.stopped:
+                    continue
+                process = child.process
+                if process is None:
+                    if now >= child.start_after:
+                        self._start(child)
+                    continue
+                if process.is_alive():
+                    if now - child.heartbeat.value > stall:
+                        log.error("%s has not ticked for %.0fs; killing it", child.name, now - child.heartbeat.value)
+                        process.kill()
+                    continue
+                process.join()
+                metrics.mark_process_dead(process.pid)
+                if child.role == "capture" and process.exitcode == 0:
+                    log.info("all sources ended; shutting down")
+                    return 0
+                self._schedule_restart(child, process.exitcode, now)
+            time.sleep(POLL_SECONDS)
+        return 0
+
+    def _schedule_restart(self, child: Child, exitcode: int | None, now: float) -> None:
+        policy = self._settings.supervisor
+        while child.restarts and now - child.restarts[0] > RESTART_WINDOW_SECONDS:
+            child.restarts.popleft()
+        if len(child.restarts) >= policy.max_restarts_per_minute:
+            child.backoff = min(max(child.backoff * 2, 1.0), policy.restart_backoff_max_seconds)
+        else:
+            child.backoff = FIRST_RESTART_DELAY
+        child.restarts.append(now)
+        child.start_after = now + child.backoff
+        child.process = None
+        metrics.metrics().restarts.labels(child.role).inc()
+        log.warning("%s exited with %s; restarting in %.2fs", child.name, exitcode, child.backoff)
+
+    def _shutdown(self) -> None:
+        grace = self._settings.supervisor.stop_timeout_seconds
+        for role in ("capture", "worker", "proxy"):
+            group = [c.process for c in self._children if c.role == role and c.process is not None]
+            for process in group:
+                if process.is_alive():
+                    process.terminate()
+            deadline = time.monotonic() + grace
+            for process in group:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    log.warning("%s did not stop in %.1fs; killing it", process.name, grace)
+                    process.kill()
+                    process.join(1.0)
+        bus.remove_ipc(self._settings.endpoint(role) for role in ("frames", "results_in", "results"))
+        if self._lock_file is not None:
+            self._lock_file.close()
+            Path(self._lock_file.name).unlink(missing_ok=True)
+        log.info("stopped")

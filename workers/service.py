@@ -1,0 +1,190 @@
+"""The inference worker process: ask for frames, detect faces, classify them in batches, publish results.
+
+A worker holds at most ``capture.credits_per_worker`` frames. It detects faces in each frame as it arrives,
+then classifies the faces of every frame it holds in one compiled call, publishes one result per frame and
+acknowledges each frame, which returns its credit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from daemon import bus, protocol
+from daemon.lifecycle import Lifecycle, configure_threads
+from daemon.metrics import metrics
+from daemon.settings import Settings
+from workers import bundle as bundles
+from workers.batcher import MicroBatcher, PendingFrame
+from workers.classifier import open_classifier
+from workers.detector import HaarFaceDetector
+from workers.preprocess import crop_faces, to_gray
+
+log = logging.getLogger(__name__)
+SCORE_DIGITS = 4
+
+
+class WorkerService:
+    def __init__(self, settings: Settings, name: str, life: Lifecycle):
+        self._settings = settings
+        self._name = name
+        self._life = life
+        self._pid = os.getpid()
+        workers = settings.worker_count()
+        cores = os.cpu_count() or 1
+        configure_threads(settings.detection.threads or max(1, cores // workers))
+        self.bundle = bundles.load(bundles.resolve(settings.classifier.model, settings.models.dir))
+        self._classifier = open_classifier(self.bundle, settings.classifier.backend,
+                                           settings.classifier.threads or 1)
+        self._detector = HaarFaceDetector(settings.detection)
+        self._batcher = MicroBatcher(settings.classifier.max_batch, settings.classifier.max_wait_ms / 1000.0)
+        self._capacity = settings.capture.credits_per_worker
+        self._held = 0
+        self._m = metrics()
+        self._subscriptions = bus.SubscriptionTracker()
+
+    def run(self) -> int:
+        dealer = bus.frames_dealer(self._settings, self._name)
+        publisher = bus.results_publisher(self._settings)
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        poller.register(publisher, zmq.POLLIN)
+        self._send_control(dealer, "ready", credits=self._capacity)
+        heartbeat_every = self._settings.workers.heartbeat_seconds
+        next_heartbeat = time.monotonic() + heartbeat_every
+        log.info("worker %s ready (model %s, backend %s)", self._name, self.bundle.name,
+                 self._settings.classifier.backend)
+        try:
+            while not self._life.should_stop():
+                self._life.tick()
+                now = time.monotonic()
+                wait = self._batcher.wait_left(now) if len(self._batcher) else max(0.0, next_heartbeat - now)
+                events = dict(poller.poll(max(1, int(wait * 1000))))
+                if publisher in events:
+                    self._subscriptions.drain(publisher)
+                if dealer in events:
+                    self._receive(dealer)
+                now = time.monotonic()
+                if self._batcher.due(now, more_may_arrive=self._held < self._capacity):
+                    self._flush(dealer, publisher)
+                if now >= next_heartbeat:
+                    self._send_control(dealer, "heartbeat", credits=self._capacity - self._held)
+                    next_heartbeat = now + heartbeat_every
+            if len(self._batcher):
+                self._flush(dealer, publisher)
+        finally:
+            publisher.close(linger=500)
+            dealer.close(linger=500)
+        return 0
+
+    def _send_control(self, dealer: zmq.Socket, kind: str, credits: int = 0, camera: str = "", seq: int = -1) -> None:
+        message = protocol.Control(kind, self._name, self._pid, credits, camera, seq)  # type: ignore[arg-type]
+        try:
+            dealer.send_multipart(protocol.encode_control(message), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("control message %s not sent: capture is not keeping up", kind)
+
+    def _receive(self, dealer: zmq.Socket) -> None:
+        """Take every frame already waiting, detecting faces in each as it is taken."""
+        while True:
+            try:
+                parts = dealer.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            received_at = time.time()
+            started = time.perf_counter()
+            try:
+                frame = protocol.decode(parts, self._settings.bus.max_frame_pixels)
+            except protocol.ProtocolError as exc:
+                self._m.bad_messages.labels("worker", exc.reason).inc()
+                log.warning("dropping malformed frame message: %s", exc)
+                self._send_control(dealer, "done")  # return the credit all the same
+                continue
+            if not isinstance(frame, protocol.Frame):
+                self._m.bad_messages.labels("worker", "unexpected_kind").inc()
+                continue
+            self._held += 1
+            decoded = time.perf_counter()
+            gray = to_gray(frame.pixels)
+            boxes = self._detector.detect(gray)
+            detected = time.perf_counter()
+            crops = crop_faces(frame.pixels, gray, boxes, self.bundle.spec)
+            timings = {"decode": (decoded - started) * 1000, "detect": (detected - decoded) * 1000,
+                       "crop": (time.perf_counter() - detected) * 1000,
+                       "queue": max(0.0, (received_at - frame.header.captured_at) * 1000)}
+            self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
+            self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
+            self._batcher.add(PendingFrame(frame, received_at, boxes, crops, timings), time.monotonic())
+
+    def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        outputs = []
+        for begin in range(0, len(crops), self._batcher.max_batch):
+            chunk = crops[begin: begin + self._batcher.max_batch]
+            outputs.append(self._classifier(chunk))
+            self._m.batch_size.observe(len(chunk))
+        probabilities = np.concatenate(outputs) if outputs else np.zeros((0, len(self.bundle.labels)))
+        return probabilities, (time.perf_counter() - started) * 1000
+
+    def _flush(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
+        items, crops = self._batcher.take()
+        probabilities, classify_ms = self._classify(crops)
+        if len(crops):
+            self._m.stage_latency.labels("classify").observe(classify_ms / 1000)
+        offset = 0
+        for item in items:
+            count = len(item.boxes)
+            self._publish(publisher, item, probabilities[offset: offset + count], classify_ms)
+            offset += count
+            self._held -= 1
+            self._send_control(dealer, "done", camera=item.frame.header.camera, seq=item.frame.header.seq)
+
+    def _faces(self, boxes: np.ndarray, probabilities: np.ndarray, camera: str) -> tuple[protocol.Face, ...]:
+        labels = self.bundle.labels
+        faces = []
+        for box, probs in zip(boxes, probabilities, strict=True):
+            top = int(np.argmax(probs))
+            faces.append(protocol.Face(
+                box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
+                confidence=round(float(probs[top]), SCORE_DIGITS),
+                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)}))
+            self._m.emotions.labels(camera, labels[top]).inc()
+        return tuple(faces)
+
+    def _publish(self, publisher: zmq.Socket, item: PendingFrame, probabilities: np.ndarray,
+                 classify_ms: float) -> None:
+        header = item.frame.header
+        started = time.perf_counter()
+        frame_topic = protocol.FRAME_PREFIX + header.camera.encode()
+        if self._subscriptions.wanted(frame_topic):
+            encoded = protocol.FrameHeader(header.camera, header.seq, header.captured_at, header.shape,
+                                           self._settings.bus.frame_encoding)
+            parts = protocol.encode_frame(encoded, item.frame.pixels, self._settings.bus.jpeg_quality)
+            publisher.send_multipart(parts, zmq.NOBLOCK, copy=False)
+        faces = self._faces(item.boxes, probabilities, header.camera)
+        published_at = time.time()
+        latency = {k: round(v, 3) for k, v in item.timings_ms.items()}
+        latency["classify"] = round(classify_ms, 3)
+        latency["publish"] = round((time.perf_counter() - started) * 1000, 3)
+        latency["total"] = round((published_at - header.captured_at) * 1000, 3)
+        result = protocol.Result(camera=header.camera, seq=header.seq, captured_at=header.captured_at,
+                                 published_at=published_at, frame_size=header.size, faces=faces,
+                                 latency_ms=latency, worker=self._name, model=self.bundle.name)
+        publisher.send_multipart(protocol.encode_result(result), zmq.NOBLOCK)
+        self._m.stage_latency.labels("publish").observe(latency["publish"] / 1000)
+        self._m.capture_to_publish.labels(header.camera).observe(max(0.0, published_at - header.captured_at))
+        self._m.frames_processed.labels(header.camera).inc()
+        if faces:
+            self._m.faces_detected.labels(header.camera).inc(len(faces))
+
+
+def main(settings_data: dict[str, Any], name: str, heartbeat: Any = None) -> None:
+    """Process entry point (spawned by the supervisor, or run alone by ``emotiond worker``)."""
+    settings = Settings.model_validate(settings_data)
+    life = Lifecycle(f"worker-{name}", heartbeat, settings.logging.level)
+    raise SystemExit(WorkerService(settings, name, life).run())
