@@ -1,0 +1,187 @@
+"""The architecture registry: every model the trainer can build, chosen by name in the config.
+
+All models take raw pixels (0..255) and end in softmax; the input scaling each one expects is the first layer
+of its graph, built only from stock Keras layers so the daemon can load the bundle without this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.config import ModelConfig
+
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+BASE_LAYER = "base"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    build: Callable[[tuple[int, int, int], int, ModelConfig], Any]
+    default_color: str
+    transfer: bool
+    min_size: int
+    description: str
+    in_model: str
+
+
+def _l2(value: float) -> Any:
+    import keras
+
+    return keras.regularizers.L2(value) if value else None
+
+
+def build_lenet(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+    """The seeds' configurable LeNet-style stack: [conv → max-pool] per filter count, then dense layers."""
+    import keras
+    from keras import layers
+
+    c = cfg.lenet
+    inputs = keras.Input(shape, name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i, filters in enumerate(c.filters):
+        x = layers.Conv2D(filters, c.kernel_size, strides=c.strides, padding="same", activation="relu",
+                          kernel_regularizer=_l2(c.l2), name=f"conv{i + 1}")(x)
+        if c.pool_size > 1:
+            x = layers.MaxPooling2D(c.pool_size, name=f"pool{i + 1}")(x)
+    x = layers.Flatten()(x)
+    for i, units in enumerate(c.dense):
+        x = layers.Dense(units, activation="relu", kernel_regularizer=_l2(c.l2), name=f"dense{i + 1}")(x)
+        if c.dropout:
+            x = layers.Dropout(c.dropout)(x)
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="lenet")
+
+
+def build_cnn4(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+    """Four conv blocks (2 x conv-BN-ReLU, pool, dropout) with He-normal init and L2, then a dense head."""
+    import keras
+    from keras import layers
+
+    c = cfg.cnn4
+    inputs = keras.Input(shape, name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for block, filters in enumerate(c.filters, start=1):
+        for j in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                              kernel_regularizer=_l2(c.l2), name=f"block{block}_conv{j}")(x)
+            x = layers.BatchNormalization(momentum=c.batchnorm_momentum, name=f"block{block}_bn{j}")(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2, padding="same", name=f"block{block}_pool")(x)
+        x = layers.Dropout(c.dropout)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(c.dense, use_bias=False, kernel_initializer="he_normal", kernel_regularizer=_l2(c.l2))(x)
+    x = layers.BatchNormalization(momentum=c.batchnorm_momentum)(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(c.dense_dropout)(x)
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn4")
+
+
+def build_mini_xception(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+    """mini-Xception (Arriaga et al., 2017): two convs, four separable residual modules, conv-to-classes + GAP."""
+    import keras
+    from keras import layers
+
+    c = cfg.mini_xception
+    reg = _l2(c.l2)
+    inputs = keras.Input(shape, name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i in (1, 2):
+        x = layers.Conv2D(c.base_filters, 3, use_bias=False, kernel_regularizer=reg, name=f"stem_conv{i}")(x)
+        x = layers.BatchNormalization(momentum=c.batchnorm_momentum)(x)
+        x = layers.Activation("relu")(x)
+    for m, filters in enumerate(c.module_filters, start=1):
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False, name=f"m{m}_shortcut")(x)
+        residual = layers.BatchNormalization(momentum=c.batchnorm_momentum)(residual)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg,
+                                   pointwise_regularizer=reg, name=f"m{m}_sep1")(x)
+        x = layers.BatchNormalization(momentum=c.batchnorm_momentum)(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, depthwise_regularizer=reg,
+                                   pointwise_regularizer=reg, name=f"m{m}_sep2")(x)
+        x = layers.BatchNormalization(momentum=c.batchnorm_momentum)(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, residual])
+    x = layers.Conv2D(classes, 3, padding="same", name="class_conv")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="mini_xception")
+
+
+def _caffe_preprocess(x: Any) -> Any:
+    """RGB → BGR and ImageNet mean subtraction as a frozen Dense(3): a stock layer, so no custom objects."""
+    import keras
+    import numpy as np
+
+    layer = keras.layers.Dense(3, trainable=False, name="imagenet_caffe_preprocess")
+    out = layer(x)
+    kernel = np.zeros((3, 3), dtype=np.float32)
+    kernel[2, 0] = kernel[1, 1] = kernel[0, 2] = 1.0  # output channel 0 (B) takes input channel 2, etc.
+    layer.set_weights([kernel, -np.asarray(IMAGENET_BGR_MEAN, dtype=np.float32)])
+    return out
+
+
+def _transfer(app: str) -> Callable[[tuple[int, int, int], int, ModelConfig], Any]:
+    def build(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+        import keras
+        from keras import applications, layers
+
+        t = cfg.transfer
+        weights = t.weights_path or None
+        inputs = keras.Input(shape, name="pixels")
+        x = inputs if shape[-1] == 3 else layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+        base_shape = (shape[0], shape[1], 3)
+        if app == "vgg16":
+            x = _caffe_preprocess(x)
+            base = applications.VGG16(include_top=False, weights=weights, input_shape=base_shape)
+        elif app == "resnet50":
+            x = _caffe_preprocess(x)
+            base = applications.ResNet50(include_top=False, weights=weights, input_shape=base_shape)
+        elif app == "efficientnet_b0":
+            base = applications.EfficientNetB0(include_top=False, weights=weights, input_shape=base_shape)
+        else:
+            base = applications.MobileNetV3Small(include_top=False, weights=weights, input_shape=base_shape,
+                                                 include_preprocessing=True)
+        base.name = BASE_LAYER
+        x = base(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        if t.dense:
+            x = layers.Dense(t.dense, activation="relu")(x)
+        if t.dropout:
+            x = layers.Dropout(t.dropout)(x)
+        outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(x)
+        return keras.Model(inputs, outputs, name=f"{app}_transfer")
+
+    return build
+
+
+REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in (
+    ArchSpec("lenet", build_lenet, "gray", False, 8, "LeNet-style CNN from a configuration dict",
+             "Rescaling(1/255)"),
+    ArchSpec("cnn4", build_cnn4, "gray", False, 16, "4-block CNN with BatchNorm, dropout, He-normal, L2",
+             "Rescaling(1/255)"),
+    ArchSpec("mini_xception", build_mini_xception, "gray", False, 24, "mini-Xception (Arriaga et al. 2017)",
+             "Rescaling(1/255)"),
+    ArchSpec("vgg16", _transfer("vgg16"), "rgb", True, 32, "VGG16 transfer, two-stage fine-tuning",
+             "grey→RGB if 1 channel; RGB→BGR and ImageNet mean subtraction"),
+    ArchSpec("resnet50", _transfer("resnet50"), "rgb", True, 32, "ResNet50 transfer, two-stage fine-tuning",
+             "grey→RGB if 1 channel; RGB→BGR and ImageNet mean subtraction"),
+    ArchSpec("efficientnet_b0", _transfer("efficientnet_b0"), "rgb", True, 32,
+             "EfficientNetB0 transfer, two-stage fine-tuning", "grey→RGB if 1 channel; EfficientNet's own "
+             "Rescaling and Normalization"),
+    ArchSpec("mobilenet_v3_small", _transfer("mobilenet_v3_small"), "rgb", True, 32,
+             "MobileNetV3Small transfer, two-stage fine-tuning", "grey→RGB if 1 channel; Rescaling to -1..1"),
+)}
+
+
+def build_model(arch: str, image_size: int, channels: int, classes: int, cfg: ModelConfig) -> Any:
+    spec = REGISTRY[arch]
+    if image_size < spec.min_size:
+        from training.errors import TrainingConfigError
+
+        raise TrainingConfigError(f"{arch} needs image_size >= {spec.min_size} (got {image_size})")
+    return spec.build((image_size, image_size, channels), classes, cfg)

@@ -1,0 +1,221 @@
+"""The training configuration: one pydantic tree, loaded from TOML and overridden by flags.
+
+Every section forbids unknown keys, so ``learning_rte = 0.1`` is an error naming the key instead of a run that
+quietly trains with the default. Presets live in ``config/training/``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training.errors import TrainingConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "config" / "training"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: Annotated[str, Field(description="Dataset folder (train/ val/ test/ or class folders) or FER2013 CSV.")] = ""
+    labels: Annotated[str | list[str], Field(description="'fer2013' (7), 'ferplus' (8), 'auto' (sorted folder "
+                                             "names) or an explicit list; the order is the model's output order.")
+                      ] = "auto"
+    image_size: Annotated[int, Field(ge=8, le=1024, description="Square model input side in pixels.")] = 48
+    color: Annotated[Literal["auto", "gray", "rgb"], Field(description="'auto' uses the architecture's "
+                                                            "default (gray for the CNNs, rgb for transfer).")] = "auto"
+    val_fraction: Annotated[float, Field(ge=0.0, lt=0.9, description="Stratified share of train held out "
+                                         "for validation when the dataset has no val split.")] = 0.1
+    cache: Annotated[bool | str, Field(description="true caches decoded images in memory; a path caches to "
+                                       "disk; false re-decodes every epoch.")] = True
+    shuffle_buffer: Annotated[int, Field(ge=1)] = 20000
+    crop_margin_ratio: Annotated[float, Field(ge=0.0, le=2.0, description="Margin the daemon adds around a "
+                                              "detected face box; match how the training faces were framed.")] = 0.1
+
+
+class AugmentConfig(_Section):
+    rotation: Annotated[float, Field(ge=0.0, le=180.0, description="Max rotation in degrees.")] = 0.0
+    flip: Annotated[bool, Field(description="Random horizontal flip.")] = False
+    contrast: Annotated[float, Field(ge=0.0, le=1.0, description="Contrast factor range 1±x.")] = 0.0
+    brightness: Annotated[float, Field(ge=0.0, le=1.0, description="Brightness shift ±x of full range.")] = 0.0
+    translation: Annotated[float, Field(ge=0.0, le=0.5, description="Max shift as a fraction of size.")] = 0.0
+    zoom: Annotated[float, Field(ge=0.0, le=0.5, description="Zoom range 1±x.")] = 0.0
+    noise_stddev: Annotated[float, Field(ge=0.0, le=128.0, description="Gaussian noise std in pixel units "
+                                         "(0..255).")] = 0.0
+    color_jitter: Annotated[float, Field(ge=0.0, le=1.0, description="Saturation/hue jitter for RGB; gamma "
+                                         "jitter for grey.")] = 0.0
+    cutmix_alpha: Annotated[float, Field(ge=0.0, le=10.0, description="CutMix with Beta(a, a) area; 0 off.")] = 0.0
+    mixup_alpha: Annotated[float, Field(ge=0.0, le=10.0, description="MixUp with Beta(a, a) weight; 0 off.")] = 0.0
+    mix_probability: Annotated[float, Field(ge=0.0, le=1.0, description="Share of batches that are mixed.")] = 1.0
+
+    def geometric(self) -> bool:
+        return any((self.rotation, self.translation, self.zoom))
+
+    def any_pixel(self) -> bool:
+        return self.geometric() or self.flip or any((self.contrast, self.brightness, self.noise_stddev,
+                                                     self.color_jitter))
+
+
+class LeNetConfig(_Section):
+    """The seeds' Configuration dict: conv stack then dense 1024/128."""
+
+    filters: list[Annotated[int, Field(ge=1, le=2048)]] = [32, 64]
+    kernel_size: Annotated[int, Field(ge=1, le=11)] = 5
+    strides: Annotated[int, Field(ge=1, le=4)] = 1
+    pool_size: Annotated[int, Field(ge=1, le=4)] = 2
+    dense: list[Annotated[int, Field(ge=1, le=8192)]] = [1024, 128]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    l2: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+
+class Cnn4Config(_Section):
+    filters: list[Annotated[int, Field(ge=1, le=2048)]] = [32, 64, 128, 256]
+    dense: Annotated[int, Field(ge=1, le=8192)] = 256
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
+    dense_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    l2: Annotated[float, Field(ge=0.0, le=1.0)] = 1e-4
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0, description="Lower (0.9) suits short runs.")] = 0.99
+
+
+class MiniXceptionConfig(_Section):
+    base_filters: Annotated[int, Field(ge=1, le=256)] = 8
+    module_filters: list[Annotated[int, Field(ge=1, le=2048)]] = [16, 32, 64, 128]
+    l2: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0, description="Lower (0.9) suits short runs.")] = 0.99
+
+
+class TransferConfig(_Section):
+    weights_path: Annotated[str, Field(description="Local ImageNet 'notop' weights file (.h5 or "
+                                       ".weights.h5); empty trains from scratch (weights=None).")] = ""
+    frozen_epochs: Annotated[int, Field(ge=0, le=10000, description="Stage 1: epochs with the base frozen.")] = 5
+    fine_tune_layers: Annotated[int, Field(ge=0, description="Stage 2: unfreeze this many top base layers "
+                                           "(BatchNorm stays frozen); 0 skips stage 2.")] = 20
+    fine_tune_lr_factor: Annotated[float, Field(gt=0.0, le=1.0, description="Stage 2 LR = learning_rate x "
+                                                "this.")] = 0.1
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
+    dense: Annotated[int, Field(ge=0, le=8192, description="Hidden dense units on top; 0 for none.")] = 0
+
+
+class ModelConfig(_Section):
+    arch: Annotated[str, Field(description="Registered architecture name (emotiond train --list-architectures).")
+                    ] = "lenet"
+    lenet: LeNetConfig = LeNetConfig()
+    cnn4: Cnn4Config = Cnn4Config()
+    mini_xception: MiniXceptionConfig = MiniXceptionConfig()
+    transfer: TransferConfig = TransferConfig()
+
+
+class TrainConfig(_Section):
+    epochs: Annotated[int, Field(ge=1, le=100000, description="Total epochs (for transfer models: fine-tune "
+                                 "stage epochs after the frozen stage).")] = 30
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
+    optimizer: Literal["adam", "adamw"] = "adam"
+    learning_rate: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0, description="AdamW decoupled weight decay.")] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    schedule: Literal["plateau", "cosine", "constant"] = "plateau"
+    plateau_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    plateau_patience: Annotated[int, Field(ge=0)] = 5
+    min_learning_rate: Annotated[float, Field(ge=0.0)] = 1e-6
+    early_stopping_patience: Annotated[int, Field(ge=0, description="0 disables early stopping.")] = 12
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    class_weights: Annotated[bool, Field(description="Weight the loss by inverse class frequency.")] = True
+    top_k: Annotated[int, Field(ge=1, le=20)] = 2
+    mixed_precision: bool = False
+    deterministic_ops: Annotated[bool, Field(description="tf.config.experimental.enable_op_determinism "
+                                             "(bit-identical reruns, slower).")] = False
+    verbose: Annotated[int, Field(ge=0, le=2, description="Keras progress: 0 silent, 1 bars, 2 one line.")] = 1
+    tensorboard: bool = True
+
+
+class ExportConfig(_Section):
+    with_tflite: Annotated[bool, Field(description="Write model.tflite into the bundle for LiteRT workers.")] = True
+
+
+class Config(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="Model/bundle name.")] = "emotion"
+    seed: int = 1337
+    output_dir: Annotated[str, Field(description="Run folder: checkpoints, logs, bundle.")] = "runs/emotion"
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="after")
+    def _arch_known(self) -> Config:
+        from training.architectures import REGISTRY
+
+        if self.model.arch not in REGISTRY:
+            raise ValueError(f"unknown architecture {self.model.arch!r}; known: {', '.join(REGISTRY)}")
+        return self
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``train.epochs=5`` into ``{"train": {"epochs": 5}}``; the value is read as TOML, else a string."""
+    if "=" not in text:
+        raise TrainingConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return node
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{loc}: {msg}")
+    return f"{origin}: " + "; ".join(problems)
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A config argument is a TOML path, or the name of a preset in config/training/."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    preset = PRESET_DIR / (name_or_path if name_or_path.endswith(".toml") else f"{name_or_path}.toml")
+    if preset.is_file():
+        return preset
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
+    raise TrainingConfigError(f"{name_or_path}: no such config file or preset (presets: {known})")
+
+
+def load_config(path: str | Path | None = None, overrides: list[dict[str, Any]] | None = None) -> Config:
+    """Defaults, then the TOML file, then each override in order."""
+    raw: dict[str, Any] = {}
+    origin = "config"
+    if path:
+        file = resolve_preset(str(path))
+        origin = str(file)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise TrainingConfigError(f"{file}: invalid TOML: {exc}") from None
+    for extra in overrides or []:
+        raw = _merge(raw, extra)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise TrainingConfigError(_format_errors(exc, origin)) from None
