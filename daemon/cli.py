@@ -13,12 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from daemon.errors import UsageError
+
 COMMAND_MODULES = ("daemon.commands", "clients.commands", "training.commands")
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A user mistake (bad flag, missing source, bad config): one clear line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

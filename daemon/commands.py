@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.cli import UsageError
+from daemon.errors import UsageError
 from daemon.settings import Settings, load_settings, parse_source_flag, to_toml
 
 log = logging.getLogger(__name__)
