@@ -152,9 +152,11 @@ def build_batch_augmenter(cfg: AugmentConfig, seed: int) -> Callable[[Any, Any],
             (n1, a1), (n2, a2) = mixers[0], mixers[-1]
             f1 = cutmix if n1 == "cutmix" else mixup
             f2 = cutmix if n2 == "cutmix" else mixup
-            x, y = tf.cond(do_mix,
-                           lambda: tf.cond(use_first, lambda: f1(x, y, a1, seed, step), lambda: f2(x, y, a2, seed, step)),
-                           lambda: (x, y))
+
+            def mixed() -> Any:
+                return tf.cond(use_first, lambda: f1(x, y, a1, seed, step), lambda: f2(x, y, a2, seed, step))
+
+            x, y = tf.cond(do_mix, mixed, lambda: (x, y))
         return x, y
 
     return apply
