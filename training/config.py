@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from training.errors import TrainingConfigError
 
@@ -109,6 +109,15 @@ class ModelConfig(_Section):
     mini_xception: MiniXceptionConfig = MiniXceptionConfig()
     transfer: TransferConfig = TransferConfig()
 
+    @field_validator("arch")
+    @classmethod
+    def _arch_known(cls, value: str) -> str:
+        from training.architectures import REGISTRY
+
+        if value not in REGISTRY:
+            raise ValueError(f"unknown architecture {value!r}; known: {', '.join(REGISTRY)}")
+        return value
+
 
 class TrainConfig(_Section):
     epochs: Annotated[int, Field(ge=1, le=100000, description="Total epochs (for transfer models: fine-tune "
@@ -147,13 +156,6 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
 
-    @model_validator(mode="after")
-    def _arch_known(self) -> Config:
-        from training.architectures import REGISTRY
-
-        if self.model.arch not in REGISTRY:
-            raise ValueError(f"unknown architecture {self.model.arch!r}; known: {', '.join(REGISTRY)}")
-        return self
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

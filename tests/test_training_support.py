@@ -1,0 +1,65 @@
+"""Shared, session-cached data and runs for the training tests (generated once, reused by every module)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from training.config import load_config
+from training.digits import write_digits
+from training.synth import generate
+from workers.bundle import FER2013_LABELS
+
+SIZE = 32
+
+
+@functools.cache
+def synthetic_dir(base: Path) -> Path:
+    """7 expressions, 150 train + 40 test faces each, 32x32 grey; val is split off automatically."""
+    out = base / "synthetic"
+    generate(out, {"train": 150, "test": 40}, size=SIZE, labels=FER2013_LABELS, seed=1)
+    return out
+
+
+@functools.cache
+def tiny_dir(base: Path) -> Path:
+    """A few faces per class, for runs that only need to prove the machinery works."""
+    out = base / "tiny"
+    generate(out, {"train": 6, "test": 3}, size=SIZE, labels=FER2013_LABELS, seed=2)
+    return out
+
+
+@functools.cache
+def digits_dir(base: Path) -> Path:
+    out = base / "digits"
+    write_digits(out, size=SIZE, seed=0)
+    return out
+
+
+def quick_config(data: Path, out: Path, arch: str, **sections: dict[str, Any]) -> Any:
+    """A config for short CPU runs: no TensorBoard, quiet, the given sections merged over defaults."""
+    base: dict[str, Any] = {
+        "name": f"test-{arch}".replace("_", "-"), "output_dir": str(out), "seed": 7,
+        "data": {"path": str(data), "image_size": SIZE, "val_fraction": 0.15},
+        "model": {"arch": arch},
+        "train": {"epochs": 12, "batch_size": 32, "verbose": 0, "tensorboard": False},
+        "export": {"with_tflite": False},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return load_config(None, [base])
+
+
+@functools.cache
+def trained_lenet(base: Path) -> Any:
+    """The LeNet-style model trained on the synthetic faces, exported with model.tflite (reused by later tests)."""
+    from training.train import train
+
+    cfg = quick_config(synthetic_dir(base), base / "run-lenet", "lenet",
+                       data={"labels": "fer2013"},
+                       model={"arch": "lenet", "lenet": {"dropout": 0.25}},
+                       augment={"rotation": 8.0, "translation": 0.05, "flip": True},
+                       train={"tensorboard": True},
+                       export={"with_tflite": True})
+    return train(cfg)
