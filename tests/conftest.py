@@ -163,3 +163,130 @@ def default_model() -> Path:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess:
     return subprocess.run([*EMOTIOND, *args], cwd=REPO, env=env or child_env(Path("/tmp/emotiond-cli-test")),
                           capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- reliability helpers (processes, metrics, bus)
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels`` (0 when there are none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def child_pids(handle: DaemonHandle) -> dict[str, int]:
+    """The newest pid of each child, from the supervisor's ``started NAME (pid N)`` log lines."""
+    import re
+
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", handle.log())}
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fd_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class BusWatcher:
+    """Subscribes to a daemon's results and status events in a thread, stamping each with its arrival time."""
+
+    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"result.", b"status.")):
+        import threading
+
+        self.endpoint = endpoint
+        self.topics = topics
+        self.received: list[tuple[float, object]] = []  # (monotonic arrival, decoded message)
+        self.invalid = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import zmq
+
+        from daemon import bus, protocol
+        from daemon.settings import Settings
+
+        sock = bus.results_subscriber(self.endpoint, self.topics, Settings(), ctx=zmq.Context())
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(100):
+                    continue
+                parts = sock.recv_multipart()
+                try:
+                    self.received.append((time.monotonic(), protocol.decode(parts)))
+                except protocol.ProtocolError:
+                    self.invalid += 1
+        finally:
+            sock.close(linger=0)
+
+    def results_after(self, moment_wall: float) -> list:
+        """Results of frames captured after a wall-clock moment."""
+        from daemon import protocol
+
+        return [m for _, m in list(self.received)
+                if isinstance(m, protocol.Result) and m.captured_at > moment_wall]
+
+    def statuses(self, state: str | None = None) -> list:
+        from daemon import protocol
+
+        return [m for _, m in list(self.received)
+                if isinstance(m, protocol.Status) and (state is None or m.state == state)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+@pytest.fixture
+def watch() -> Iterator:
+    """``watch(endpoint)`` starts a BusWatcher that is closed after the test."""
+    watchers: list[BusWatcher] = []
+
+    def start(endpoint: str, topics: tuple[bytes, ...] = (b"result.", b"status.")) -> BusWatcher:
+        watcher = BusWatcher(endpoint, topics)
+        watchers.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in watchers:
+        watcher.close()
