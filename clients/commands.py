@@ -1,11 +1,20 @@
-"""``emotiond`` subcommands provided by the clients package."""
+"""``emotiond`` subcommands provided by the clients package: events, view, log, log summary, analyze.
+
+Handlers import their modules lazily, so ``emotiond --help`` and ``emotiond events`` stay instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from pathlib import Path
+
+from daemon.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -40,6 +49,83 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from clients.feed import LiveFeed
+    from clients.messages import MessagePicker, load_messages
+    from clients.viewer import ViewerModel, run_viewer
+    from daemon.commands import settings_from_args
+
+    settings = settings_from_args(args)
+    picker = MessagePicker(load_messages(args.messages))
+    feed = LiveFeed(args.connect or settings.endpoint("results"), settings, args.camera)
+    model = ViewerModel(picker, camera=args.camera, waiting_after=args.waiting_after)
+    return run_viewer(feed, model, args.snapshots, fullscreen=args.fullscreen)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    if args.log_command == "summary":
+        return cmd_log_summary(args)
+    if args.out is None:
+        raise UsageError("give --out DIR (the folder for log files), or `emotiond log summary DIR`")
+    if args.rotate_mb <= 0:
+        raise UsageError("--rotate-mb must be positive")
+    # The logger keeps its metrics in its own registry; a multiprocess folder inherited from the daemon's
+    # environment would make prometheus_client write files there instead.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from clients.logger import LoggerOptions, ResultLogger, install_signal_handlers
+    from daemon.commands import settings_from_args
+
+    settings = settings_from_args(args)
+    options = LoggerOptions(out=args.out, fmt=args.format, faces_only=args.faces_only, rotate_mb=args.rotate_mb,
+                            fsync_seconds=args.fsync_seconds, cameras=tuple(args.camera or ()))
+    logger = ResultLogger(args.connect or settings.endpoint("results"), settings, options)
+    install_signal_handlers(logger)
+    if args.metrics_port is not None:
+        logger.metrics.serve(args.metrics_host, args.metrics_port)
+    return logger.run()
+
+
+def cmd_log_summary(args: argparse.Namespace) -> int:
+    from clients.summary import count_table, read_log, timeline_png
+
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a folder")
+    contents = read_log(args.dir)
+    if not contents.files:
+        raise UsageError(f"no .jsonl or .csv log files in {args.dir}")
+    sys.stdout.write(count_table(contents))
+    if contents.bad_lines:
+        log.warning("%d unreadable lines skipped", contents.bad_lines)
+    png = timeline_png(contents, args.png or args.dir / "summary.png", args.bin_seconds)
+    print(f"timeline: {png}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from clients.analyze import Analysis, AnalyzeOptions, FaceAnalyzer, expand_inputs
+    from daemon.commands import settings_from_args
+
+    if args.format == "csv" and args.out is None:
+        raise UsageError("--format csv writes one CSV per video into --out DIR; give --out")
+    settings = settings_from_args(args)
+    analysis = Analysis(FaceAnalyzer(settings), AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress))
+    inputs = list(expand_inputs(args.paths))
+    if not inputs:
+        raise UsageError("no images or videos found in the given paths")
+    for path in inputs:
+        analysis.run(path)
+    code = analysis.finish()
+    log.info("analysed %d files (%d failed), %d faces", len(inputs), len(analysis.failures), analysis.faces)
+    return code
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the emotiond parser."""
     events = commands.add_parser("events", help="print results as JSON lines",
@@ -54,3 +140,70 @@ def register(commands: argparse._SubParsersAction) -> None:
     events.add_argument("--config", type=Path, default=None, help="TOML config file")
     events.add_argument("--runtime-dir", type=Path, default=None, help="runtime folder of the daemon")
     events.set_defaults(handler=cmd_events)
+    _register_view(commands)
+    _register_log(commands)
+    _register_analyze(commands)
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connect", default=None, help="results endpoint (default: the local daemon's)")
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    parser.add_argument("--runtime-dir", type=Path, default=None, help="runtime folder of the daemon")
+
+
+def _register_view(commands: argparse._SubParsersAction) -> None:
+    view = commands.add_parser(
+        "view", help="live window with faces, emotions and scores",
+        description="Show one camera's frames with boxes, labels, score bars, a HUD and a message line. "
+                    "Keys: q/Esc quit, p pause, s snapshot, f fullscreen.")
+    _connection_flags(view)
+    view.add_argument("--camera", default=None, help="camera to show (default: the first that sends frames)")
+    view.add_argument("--snapshots", type=Path, default=Path("snapshots"),
+                      help="folder for snapshots taken with s (default: ./snapshots)")
+    view.add_argument("--messages", type=Path, default=None, help="messages JSON (default: config/messages.json)")
+    view.add_argument("--fullscreen", action="store_true", help="start in fullscreen")
+    view.add_argument("--waiting-after", type=_positive_float, default=2.0,
+                      help="seconds without frames before showing 'waiting for daemon' (default: 2)")
+    view.set_defaults(handler=cmd_view)
+
+
+def _register_log(commands: argparse._SubParsersAction) -> None:
+    logp = commands.add_parser(
+        "log", help="append results to rotating JSONL/CSV files; `log summary DIR` summarises them",
+        description="Append every result durably to files in --out, rotated by size and by UTC day, recording "
+                    "missed seq numbers as gaps. SIGTERM flushes and closes cleanly.")
+    _connection_flags(logp)
+    logp.add_argument("--out", type=Path, default=None, help="folder for the log files")
+    logp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="file format (default: jsonl)")
+    logp.add_argument("--faces-only", action="store_true", help="skip results without faces (gaps still counted)")
+    logp.add_argument("--rotate-mb", type=float, default=64.0, help="start a new file past this size (default: 64)")
+    logp.add_argument("--fsync-seconds", type=float, default=1.0,
+                      help="fsync at most this often; 0 syncs every batch (default: 1)")
+    logp.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
+    logp.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port (0: any free)")
+    logp.add_argument("--metrics-host", default="127.0.0.1", help="bind address of /metrics")
+    logp.set_defaults(handler=cmd_log, log_command=None)
+    actions = logp.add_subparsers(dest="log_command", metavar="ACTION")
+    summary = actions.add_parser("summary", help="counts per emotion per camera and a PNG timeline",
+                                 description="Print faces per emotion per camera and write a PNG timeline.")
+    summary.add_argument("dir", type=Path, help="folder written by `emotiond log`")
+    summary.add_argument("--png", type=Path, default=None, help="timeline image (default: DIR/summary.png)")
+    summary.add_argument("--bin-seconds", type=_positive_float, default=None,
+                         help="timeline bin width (default: about 60 bins over the log)")
+    summary.set_defaults(handler=cmd_log)
+
+
+def _register_analyze(commands: argparse._SubParsersAction) -> None:
+    analyze = commands.add_parser(
+        "analyze", help="faces and emotions in images, folders and videos (no daemon)",
+        description="Analyse images, folders of images and videos in-process. Results go to stdout as JSON "
+                    "lines (event schema plus source and t), or as CSV files in --out.")
+    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
+    analyze.add_argument("--out", type=Path, default=None, help="folder for annotated images/videos (and CSV)")
+    analyze.add_argument("--format", choices=["json", "csv"], default="json",
+                         help="json: JSON lines on stdout; csv: one CSV per video (+ images.csv) in --out")
+    analyze.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a tty")
+    analyze.add_argument("--config", type=Path, default=None, help="TOML config file (detection, model)")
+    analyze.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
+    analyze.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
+    analyze.set_defaults(handler=cmd_analyze)

@@ -1,0 +1,142 @@
+"""Drawing results onto frames: one pure function shared by the viewer and ``emotiond analyze``.
+
+``draw_overlay(image, result, ...)`` returns a new image and never touches its input, so it can be tested
+alone and reused for snapshots, annotated files and the live window alike. Boxes are drawn without
+anti-aliasing in flat colours from ``EMOTION_COLORS`` so an overlay is recognisable pixel by pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from daemon.protocol import Face, Result
+
+# BGR. Saturated colours that rarely occur in camera images, one per FER+ label.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (0, 0, 255),
+    "disgust": (0, 170, 0),
+    "fear": (200, 0, 140),
+    "happy": (0, 220, 255),
+    "sad": (255, 110, 0),
+    "surprise": (255, 255, 0),
+    "neutral": (255, 0, 255),
+    "contempt": (0, 120, 255),
+}
+FALLBACK_COLOR = (0, 255, 128)
+BOX_THICKNESS = 2
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_BG = (32, 32, 32)
+TEXT_COLOR = (255, 255, 255)
+BAR_ROW = 11  # pixels per class row in the score chart
+BAR_WIDTH = 56
+BAR_LABEL_WIDTH = 30
+
+
+@dataclass(frozen=True)
+class Hud:
+    """Numbers shown in the heads-up line at the top of the viewer."""
+
+    camera: str
+    fps: float
+    latency_ms: float | None
+    drops: int
+    note: str = ""  # e.g. "paused"
+
+    def text(self) -> str:
+        latency = "--" if self.latency_ms is None else f"{self.latency_ms:.0f} ms"
+        parts = [self.camera, f"{self.fps:4.1f} fps", f"latency {latency}", f"drops {self.drops}"]
+        if self.note:
+            parts.append(self.note)
+        return "  |  ".join(parts)
+
+
+def color_for(emotion: str) -> tuple[int, int, int]:
+    return EMOTION_COLORS.get(emotion, FALLBACK_COLOR)
+
+
+def _scaled_box(face: Face, scale_x: float, scale_y: float) -> tuple[int, int, int, int]:
+    x, y, w, h = face.box
+    return round(x * scale_x), round(y * scale_y), max(1, round(w * scale_x)), max(1, round(h * scale_y))
+
+
+def _text_block(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, fg: tuple[int, int, int],
+                bg: tuple[int, int, int]) -> None:
+    """Text on a filled background, clamped inside the image; origin is the block's top-left corner."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    height, width = image.shape[:2]
+    x = min(max(0, origin[0]), max(0, width - tw - 6))
+    y = min(max(0, origin[1]), max(0, height - th - base - 6))
+    cv2.rectangle(image, (x, y), (x + tw + 6, y + th + base + 6), bg, cv2.FILLED)
+    cv2.putText(image, text, (x + 3, y + th + 3), FONT, scale, fg, 1, cv2.LINE_AA)
+
+
+def _score_chart(image: np.ndarray, face: Face, box: tuple[int, int, int, int]) -> None:
+    """One bar per class, beside the box (right if it fits, else left)."""
+    scores = sorted(face.scores.items(), key=lambda kv: list(EMOTION_COLORS).index(kv[0])
+                    if kv[0] in EMOTION_COLORS else len(EMOTION_COLORS))
+    if not scores:
+        return
+    x, y, w, _h = box
+    height, width = image.shape[:2]
+    panel_w = BAR_LABEL_WIDTH + BAR_WIDTH + 6
+    panel_h = BAR_ROW * len(scores) + 4
+    left = x + w + 4 if x + w + 4 + panel_w <= width else x - 4 - panel_w
+    left = min(max(0, left), max(0, width - panel_w))
+    top = min(max(0, y), max(0, height - panel_h))
+    cv2.rectangle(image, (left, top), (left + panel_w, top + panel_h), PANEL_BG, cv2.FILLED)
+    for row, (label, score) in enumerate(scores):
+        row_top = top + 2 + row * BAR_ROW
+        cv2.putText(image, label[:3], (left + 2, row_top + BAR_ROW - 2), FONT, 0.3, TEXT_COLOR, 1, cv2.LINE_AA)
+        bar = round(max(0.0, min(1.0, score)) * BAR_WIDTH)
+        if bar:
+            x0 = left + BAR_LABEL_WIDTH
+            cv2.rectangle(image, (x0, row_top + 2), (x0 + bar, row_top + BAR_ROW - 2), color_for(label), cv2.FILLED)
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[Face], frame_size: tuple[int, int]) -> None:
+    """Boxes, labels and score charts, in place. Boxes are in ``frame_size`` pixels and scaled to the image."""
+    height, width = image.shape[:2]
+    scale_x, scale_y = width / max(1, frame_size[0]), height / max(1, frame_size[1])
+    for face in faces:
+        box = _scaled_box(face, scale_x, scale_y)
+        x, y, w, h = box
+        color = color_for(face.emotion)
+        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, BOX_THICKNESS, cv2.LINE_8)
+        _score_chart(image, face, box)
+        label = f"{face.emotion} {face.confidence:.2f}"
+        (_tw, th), base = cv2.getTextSize(label, FONT, 0.5, 1)
+        _text_block(image, label, (x, y - th - base - 6 - BOX_THICKNESS), 0.5, (0, 0, 0), color)
+
+
+def draw_banner(image: np.ndarray, text: str) -> None:
+    """Large centred text, in place (e.g. "waiting for daemon")."""
+    (tw, th), base = cv2.getTextSize(text, FONT, 0.9, 2)
+    height, width = image.shape[:2]
+    x, y = max(0, (width - tw) // 2), max(th, (height + th) // 2)
+    cv2.rectangle(image, (x - 10, y - th - 10), (x + tw + 10, y + base + 10), PANEL_BG, cv2.FILLED)
+    cv2.putText(image, text, (x, y), FONT, 0.9, TEXT_COLOR, 2, cv2.LINE_AA)
+
+
+def draw_overlay(image: np.ndarray, result: Result | None, *, hud: Hud | None = None, message: str = "",
+                 banner: str = "") -> np.ndarray:
+    """A copy of ``image`` (BGR or grey) with the result's faces, the HUD, the message line and a banner."""
+    canvas = image.copy() if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if result is not None:
+        draw_faces(canvas, result.faces, result.frame_size)
+    if hud is not None:
+        _text_block(canvas, hud.text(), (0, 0), 0.5, TEXT_COLOR, PANEL_BG)
+    if message:
+        (_tw, th), base = cv2.getTextSize(message, FONT, 0.6, 1)
+        _text_block(canvas, message, (0, canvas.shape[0] - th - base - 6), 0.6, TEXT_COLOR, PANEL_BG)
+    if banner:
+        draw_banner(canvas, banner)
+    return canvas
+
+
+def blank_canvas(size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A dark frame (width, height) to draw banners on while no frames arrive."""
+    return np.full((size[1], size[0], 3), 16, np.uint8)
