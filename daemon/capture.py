@@ -210,7 +210,8 @@ class CaptureService:
         self._m = metrics()
         self._stopping = threading.Event()
         self._statuses: queue.Queue[protocol.Status] = queue.Queue()
-        self._dispatcher: Dispatcher[Captured] = Dispatcher(settings.capture.worker_timeout_seconds, self._lost)
+        self._dispatcher: Dispatcher[Captured] = Dispatcher(settings.capture.worker_timeout_seconds, self._lost,
+                                                            affinity=settings.tracking.enabled)
         self._readers = {s.name: SourceReader(s, settings, self._start_seq(i), self._statuses, self._stopping)
                          for i, s in enumerate(settings.sources)}
         self._index = {s.name: i for i, s in enumerate(settings.sources)}
@@ -310,12 +311,10 @@ class CaptureService:
 
     def _dispatch(self, router: zmq.Socket) -> None:
         while True:
-            worker = self._dispatcher.free_worker()
-            if worker is None:
+            picked = self._dispatcher.pick(lambda name: len(self._readers[name].slot) > 0)
+            if picked is None:
                 return
-            camera = self._dispatcher.next_camera(lambda name: len(self._readers[name].slot) > 0)
-            if camera is None:
-                return
+            camera, worker = picked
             retry = self._dispatcher.take_retry(camera)
             frame = retry[1] if retry else self._readers[camera].slot.take()
             if frame is None:

@@ -2,6 +2,8 @@
 
 Workers grant credits (``ready``) and return one with each acknowledgement (``done``). A frame goes only
 to a worker with a free credit, the least loaded first; cameras are served round-robin so none starves.
+With ``affinity`` (face tracking on), all frames of a camera go to one worker, which keeps that camera's
+tracks; cameras are spread evenly over workers and move to another worker only when theirs is lost.
 Frames held by a worker that goes silent (or restarts) are re-queued for file sources and counted as
 dropped for live ones.
 """
@@ -27,10 +29,12 @@ class WorkerState(Generic[T]):
 
 
 class Dispatcher(Generic[T]):
-    def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None]):
+    def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None], affinity: bool = False):
         """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker."""
         self._timeout = worker_timeout
         self._on_lost = on_lost
+        self._affinity = affinity
+        self._owner: dict[str, bytes] = {}
         self.workers: dict[bytes, WorkerState[T]] = {}
         self._retry: dict[str, deque[tuple[int, T]]] = {}
         self._turn: deque[str] = deque()
@@ -76,6 +80,7 @@ class Dispatcher(Generic[T]):
         state = self.workers.pop(worker, None)
         if state is None:
             return
+        self._owner = {camera: owner for camera, owner in self._owner.items() if owner != worker}
         for (camera, seq), frame in sorted(state.inflight.items(), key=lambda kv: kv[0][1]):
             self._on_lost(camera, seq, frame)
 
@@ -103,13 +108,35 @@ class Dispatcher(Generic[T]):
                     best = rank
         return best[2] if best else None
 
-    def next_camera(self, has_frame: Callable[[str], bool]) -> str | None:
-        """The next camera in round-robin order that has a retry or a fresh frame waiting."""
+    def owner(self, camera: str) -> bytes | None:
+        """The worker that keeps this camera (affinity only), chosen among the least busy."""
+        current = self._owner.get(camera)
+        if current in self.workers or not self.workers:
+            return current
+        load = {w: 0 for w in self.workers}
+        for owner in self._owner.values():
+            if owner in load:
+                load[owner] += 1
+        chosen = min(self.workers, key=lambda w: (load[w], -self.workers[w].credits, w))
+        self._owner[camera] = chosen
+        return chosen
+
+    def _worker_for(self, camera: str) -> bytes | None:
+        if not self._affinity:
+            return self.free_worker()
+        owner = self.owner(camera)
+        return owner if owner is not None and self.workers[owner].credits > 0 else None
+
+    def pick(self, has_frame: Callable[[str], bool]) -> tuple[str, bytes] | None:
+        """The next camera, in round-robin order, with a frame waiting and a worker able to take it."""
         for _ in range(len(self._turn)):
             camera = self._turn[0]
             self._turn.rotate(-1)
-            if self._retry.get(camera) or has_frame(camera):
-                return camera
+            if not (self._retry.get(camera) or has_frame(camera)):
+                continue
+            worker = self._worker_for(camera)
+            if worker is not None:
+                return camera, worker
         return None
 
     def take_retry(self, camera: str) -> tuple[int, T] | None:

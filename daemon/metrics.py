@@ -45,6 +45,7 @@ class Metrics:
     source_up: Any
     source_errors: Any
     bad_messages: Any
+    detections: Any
 
 
 @functools.cache
@@ -73,6 +74,8 @@ def metrics() -> Metrics:
                               ["camera", "reason"]),
         bad_messages=Counter("emotiond_bad_messages_total", "Malformed messages dropped, by socket and reason.",
                              ["socket", "reason"]),
+        detections=Counter("emotiond_detections_total", "Face detection passes, by kind (full scan or tracked "
+                           "re-detection).", ["kind"]),
     )
 
 

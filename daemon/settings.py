@@ -105,6 +105,26 @@ class DetectionSettings(_Section):
                                   "cores among workers.")] = 0
 
 
+class TrackingSettings(_Section):
+    enabled: Annotated[bool, Field(description="Follow faces between frames: stable track ids, smoothed "
+                                   "emotions, and cheap re-detection near known faces. Keeps each camera on "
+                                   "one worker.")] = True
+    full_scan_interval: Annotated[int, Field(ge=1, le=300, description="Scan the whole frame at least every "
+                                             "this many frames; bounds how late a new face is found.")] = 5
+    roi_margin: Annotated[float, Field(ge=0.1, le=3.0, description="Search region around a known face, as a "
+                                       "fraction of its size on each side.")] = 0.5
+    roi_face_px: Annotated[int, Field(ge=24, le=256, description="Known faces are re-detected at this size "
+                                      "(smaller is faster, larger gives steadier boxes).")] = 40
+    iou_threshold: Annotated[float, Field(ge=0.0, le=1.0, description="Least overlap for a detection to "
+                                          "continue a track.")] = 0.3
+    max_missed: Annotated[int, Field(ge=0, le=300, description="Frames a track may go unseen before it "
+                                     "ends.")] = 3
+    ema_alpha: Annotated[float, Field(gt=0.0, le=1.0, description="Weight of the newest scores in the "
+                                      "smoothed emotion.")] = 0.4
+    hysteresis: Annotated[float, Field(ge=0.0, le=1.0, description="Lead another label needs over the "
+                                       "current smoothed label before it changes.")] = 0.1
+
+
 class ClassifierSettings(_Section):
     model: Annotated[str, Field(min_length=1, description="Bundle folder path or a bundle name in "
                                 "models.dir.")] = DEFAULT_MODEL_NAME
@@ -119,7 +139,7 @@ class ClassifierSettings(_Section):
 
 class WorkerSettings(_Section):
     count: Annotated[int, Field(ge=0, le=256, description="Inference worker processes; 0 means one per "
-                                "core.")] = 0
+                                "core (with tracking, at most one per camera).")] = 0
     heartbeat_seconds: Annotated[float, Field(ge=0.1, le=60.0, description="Interval of worker "
                                               "liveness messages.")] = 1.0
 
@@ -164,6 +184,7 @@ class Settings(BaseSettings):
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -187,7 +208,14 @@ class Settings(BaseSettings):
         return self
 
     def worker_count(self) -> int:
-        return self.workers.count or (os.cpu_count() or 1)
+        """Explicit count, or one per core; with tracking a camera stays on one worker, so no more workers
+        than cameras (the spare cores go to OpenCV threads instead)."""
+        if self.workers.count:
+            return self.workers.count
+        cores = os.cpu_count() or 1
+        if self.tracking.enabled and self.sources:
+            return max(1, min(cores, len(self.sources)))
+        return cores
 
     def endpoint(self, role: Literal["frames", "results_in", "results"]) -> str:
         """The configured endpoint for a role, or the ipc default in the runtime folder."""

@@ -28,11 +28,31 @@ def test_frames_go_only_to_workers_with_credit_least_loaded_first():
 
 def test_cameras_are_served_round_robin():
     dispatcher = make([])
+    dispatcher.ready(b"w1", 10, 8, now=0)
     for camera in ("a", "b", "c"):
         dispatcher.add_camera(camera)
     waiting = {"a": 5, "b": 5, "c": 0}
-    order = [dispatcher.next_camera(lambda name: waiting[name] > 0) for _ in range(4)]
+    order = [dispatcher.pick(lambda name: waiting[name] > 0)[0] for _ in range(4)]
     assert order == ["a", "b", "a", "b"]
+
+
+def test_affinity_keeps_each_camera_on_one_worker_and_spreads_cameras():
+    dispatcher = Dispatcher(worker_timeout=3.0, on_lost=lambda *a: None, affinity=True)
+    dispatcher.ready(b"w1", 10, 2, now=0)
+    dispatcher.ready(b"w2", 11, 2, now=0)
+    for camera in ("a", "b"):
+        dispatcher.add_camera(camera)
+    owners = {}
+    for seq in range(4):
+        camera, worker = dispatcher.pick(lambda name: True)
+        owners.setdefault(camera, set()).add(worker)
+        dispatcher.assign(worker, camera, seq, "f")
+    assert all(len(workers) == 1 for workers in owners.values())
+    assert owners["a"] != owners["b"]
+    assert dispatcher.pick(lambda name: True) is None  # both owners are out of credit
+    lost_owner = next(iter(owners["a"]))
+    dispatcher.unreachable(lost_owner)
+    assert dispatcher.owner("a") == next(iter(owners["b"]))  # a moves to the surviving worker
 
 
 def test_silent_worker_frames_are_handed_to_on_lost_in_order():
@@ -61,7 +81,8 @@ def test_restarted_worker_with_same_name_releases_old_frames():
 def test_requeued_frames_are_taken_before_new_ones():
     dispatcher = make([])
     dispatcher.add_camera("cam0")
+    dispatcher.ready(b"w1", 10, 1, now=0)
     dispatcher.requeue("cam0", 7, "f7")
-    assert dispatcher.next_camera(lambda name: False) == "cam0"
+    assert dispatcher.pick(lambda name: False) == ("cam0", b"w1")
     assert dispatcher.take_retry("cam0") == (7, "f7")
     assert dispatcher.take_retry("cam0") is None

@@ -16,6 +16,8 @@ class PendingFrame:
     boxes: np.ndarray
     crops: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    track_ids: list[int] = field(default_factory=list)
+    ended_tracks: list[int] = field(default_factory=list)
 
 
 class MicroBatcher:

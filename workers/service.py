@@ -24,6 +24,7 @@ from workers.batcher import MicroBatcher, PendingFrame
 from workers.classifier import open_classifier
 from workers.detector import HaarFaceDetector
 from workers.preprocess import crop_faces, to_gray
+from workers.tracking import CameraTracker
 
 log = logging.getLogger(__name__)
 SCORE_DIGITS = 4
@@ -47,6 +48,7 @@ class WorkerService:
         self._held = 0
         self._m = metrics()
         self._subscriptions = bus.SubscriptionTracker()
+        self._trackers: dict[str, CameraTracker] = {}
 
     def run(self) -> int:
         dealer = bus.frames_dealer(self._settings, self._name)
@@ -111,7 +113,7 @@ class WorkerService:
             self._held += 1
             decoded = time.perf_counter()
             gray = to_gray(frame.pixels)
-            boxes = self._detector.detect(gray)
+            boxes, track_ids, ended = self._detect(frame.header, gray)
             detected = time.perf_counter()
             crops = crop_faces(frame.pixels, gray, boxes, self.bundle.spec)
             timings = {"decode": (decoded - started) * 1000, "detect": (detected - decoded) * 1000,
@@ -119,7 +121,28 @@ class WorkerService:
                        "queue": max(0.0, (received_at - frame.header.captured_at) * 1000)}
             self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
             self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
-            self._batcher.add(PendingFrame(frame, received_at, boxes, crops, timings), time.monotonic())
+            self._batcher.add(PendingFrame(frame, received_at, boxes, crops, timings, track_ids, ended),
+                              time.monotonic())
+
+    def _detect(self, header: protocol.FrameHeader, gray: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
+        """Full scan when the camera's tracker asks for one, else re-detection near known faces; a face not
+        re-found triggers a full scan of the same frame, so tracking never costs recall."""
+        if not self._settings.tracking.enabled:
+            return self._detector.detect(gray), [], []
+        tracker = self._trackers.get(header.camera)
+        if tracker is None:
+            tracker = self._trackers[header.camera] = CameraTracker(self._settings.tracking, self.bundle.labels)
+        full_scan = tracker.needs_full_scan(header.seq)
+        if not full_scan:
+            height, width = gray.shape[:2]
+            boxes = self._detector.detect_near(gray, tracker.regions(width, height),
+                                               [t.box[2] for t in tracker.tracks], self._settings.tracking.roi_face_px)
+            full_scan = len(boxes) < len(tracker.tracks)
+        if full_scan:
+            boxes = self._detector.detect(gray)
+        self._m.detections.labels("full" if full_scan else "tracked").inc()
+        track_ids, ended = tracker.associate(header.seq, boxes, full_scan)
+        return boxes, track_ids, ended
 
     def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
@@ -144,15 +167,23 @@ class WorkerService:
             self._held -= 1
             self._send_control(dealer, "done", camera=item.frame.header.camera, seq=item.frame.header.seq)
 
-    def _faces(self, boxes: np.ndarray, probabilities: np.ndarray, camera: str) -> tuple[protocol.Face, ...]:
+    def _faces(self, item: PendingFrame, probabilities: np.ndarray) -> tuple[protocol.Face, ...]:
         labels = self.bundle.labels
+        camera = item.frame.header.camera
+        tracker = self._trackers.get(camera)
         faces = []
-        for box, probs in zip(boxes, probabilities, strict=True):
+        for index, (box, probs) in enumerate(zip(item.boxes, probabilities, strict=True)):
             top = int(np.argmax(probs))
+            extra: dict[str, object] = {}
+            if tracker is not None and index < len(item.track_ids):
+                smoothed_label, smoothed = tracker.smooth(item.track_ids[index], probs)
+                extra = {"track_id": item.track_ids[index], "smoothed_emotion": smoothed_label,
+                         "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]), SCORE_DIGITS)}
             faces.append(protocol.Face(
                 box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
                 confidence=round(float(probs[top]), SCORE_DIGITS),
-                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)}))
+                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)},
+                extra=extra))
             self._m.emotions.labels(camera, labels[top]).inc()
         return tuple(faces)
 
@@ -166,7 +197,7 @@ class WorkerService:
                                            self._settings.bus.frame_encoding)
             parts = protocol.encode_frame(encoded, item.frame.pixels, self._settings.bus.jpeg_quality)
             publisher.send_multipart(parts, zmq.NOBLOCK, copy=False)
-        faces = self._faces(item.boxes, probabilities, header.camera)
+        faces = self._faces(item, probabilities)
         published_at = time.time()
         latency = {k: round(v, 3) for k, v in item.timings_ms.items()}
         latency["classify"] = round(classify_ms, 3)
@@ -174,7 +205,8 @@ class WorkerService:
         latency["total"] = round((published_at - header.captured_at) * 1000, 3)
         result = protocol.Result(camera=header.camera, seq=header.seq, captured_at=header.captured_at,
                                  published_at=published_at, frame_size=header.size, faces=faces,
-                                 latency_ms=latency, worker=self._name, model=self.bundle.name)
+                                 latency_ms=latency, worker=self._name, model=self.bundle.name,
+                                 extra={"ended_tracks": item.ended_tracks} if self._settings.tracking.enabled else {})
         publisher.send_multipart(protocol.encode_result(result), zmq.NOBLOCK)
         self._m.stage_latency.labels("publish").observe(latency["publish"] / 1000)
         self._m.capture_to_publish.labels(header.camera).observe(max(0.0, published_at - header.captured_at))
