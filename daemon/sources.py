@@ -24,6 +24,8 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 DEMO_SPEC = synthetic.SceneSpec(faces=2, frames=300, fps=30.0)
 MAX_CONSECUTIVE_BAD_FRAMES = 25
+# A stream that stalls without closing its connection would otherwise block a read for OpenCV's default 30 s.
+STREAM_TIMEOUT_MS = 5000
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -162,7 +164,11 @@ class VideoSource:
         target: str | int = int(url) if url.isdigit() else url
         if kind == "file" and url.startswith("file://"):
             target = url[7:]
-        self._capture = cv2.VideoCapture(target)
+        if kind == "stream":
+            self._capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            self._capture = cv2.VideoCapture(target)
         if not self._capture.isOpened():
             what = {"camera": "camera", "stream": "stream"}.get(kind, "video file")
             raise SourceError("open_failed", f"cannot open {what} {url}")

@@ -1,0 +1,142 @@
+"""Source faults for real: a network stream served by ffmpeg that dies, freezes and comes back, a webcam index
+that does not exist, and video files cut short or damaged."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon import protocol
+from tests.conftest import free_port, metric_value, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
+FAST_BACKOFF = {"EMOTIOND_CAPTURE__RECONNECT_INITIAL_SECONDS": "0.2",
+                "EMOTIOND_CAPTURE__RECONNECT_MAX_SECONDS": "1.6"}
+
+
+class StreamServer:
+    """``ffmpeg -listen 1`` serving a looping video as MPEG-TS over HTTP, restartable on the same port."""
+
+    def __init__(self, video: Path, port: int):
+        self.video = video
+        self.url = f"http://127.0.0.1:{port}/live.ts"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
+             "-an", "-c:v", "mpeg1video", "-q:v", "4", "-f", "mpegts", "-listen", "1", self.url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def stream_server(videos) -> Iterator[StreamServer]:
+    server = StreamServer(videos["one_face"], free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def _statuses_after(watcher, state: str, since_wall: float) -> list[protocol.Status]:
+    return [s for s in watcher.statuses(state) if s.at >= since_wall]
+
+
+def _up(daemon, camera: str) -> float:
+    return metric_value(daemon.metrics_text(), "emotiond_source_up", camera=camera)
+
+
+def test_network_stream_that_dies_and_returns_is_reconnected(start_daemon, watch, stream_server, default_model):
+    daemon = start_daemon("--source", f"net={stream_server.url}", env=FAST_BACKOFF)
+    daemon.wait_ready(2)
+    watcher = watch(daemon.results_endpoint)
+    wait_for(lambda: watcher.results_after(0), 20, what="results from the stream")
+    assert _up(daemon, "net") == 1
+
+    # 1. the server dies: the source is marked down, reopening backs off exponentially
+    killed = time.time()
+    stream_server.kill()
+    wait_for(lambda: _statuses_after(watcher, "down", killed), 10, what="down status")
+    wait_for(lambda: _up(daemon, "net") == 0, 5, what="source_up 0")
+    time.sleep(2.5)
+    delays = [float(d) for d in re.findall(r"source net: .*; retrying in ([\d.]+)s", daemon.log())]
+    assert delays[:4] == [0.2, 0.4, 0.8, 1.6], delays
+
+    # 2. it comes back: up again, frames resume
+    restarted_wall, restarted = time.time(), time.monotonic()
+    stream_server.start()
+    wait_for(lambda: watcher.results_after(restarted_wall), 15, what="results after the stream returned")
+    reconnect = time.monotonic() - restarted
+    assert _statuses_after(watcher, "up", restarted_wall)
+    assert _up(daemon, "net") == 1
+    assert metric_value(daemon.metrics_text(), "emotiond_source_errors_total", camera="net") >= 3
+    down_after = min(s.at for s in _statuses_after(watcher, "down", killed)) - killed
+    print(f"stream killed: down status after {down_after:.2f}s; server back -> results after {reconnect:.2f}s "
+          f"(backoff cap 1.6 s); retry delays {delays}")
+
+    # 3. the server freezes without closing the connection: the read timeout notices
+    frozen = time.time()
+    stream_server.process.send_signal(signal.SIGSTOP)
+    wait_for(lambda: _statuses_after(watcher, "down", frozen), 15, what="down status after a frozen server")
+    print(f"stream frozen (no FIN): down status after {time.time() - frozen:.2f}s")
+    stream_server.kill()
+    back = time.time()
+    stream_server.start()
+    wait_for(lambda: watcher.results_after(back), 15, what="results after the frozen stream was replaced")
+    assert daemon.stop() == 0
+
+
+def test_missing_webcam_is_reported_and_retried(start_daemon, watch, default_model):
+    daemon = start_daemon("--source", "cam=9", env=FAST_BACKOFF)
+    watcher = watch(daemon.results_endpoint)
+    wait_for(lambda: len(re.findall(r"source cam: .*retrying", daemon.log())) >= 3, 20, what="three retries")
+    assert "cannot open camera 9" in daemon.log()
+    assert daemon.process.poll() is None
+    downs = watcher.statuses("down")
+    assert downs and "camera 9" in downs[-1].message
+    text = daemon.metrics_text()
+    assert metric_value(text, "emotiond_source_up", camera="cam") == 0
+    assert metric_value(text, "emotiond_source_errors_total", camera="cam", reason="open_failed") >= 3
+    assert daemon.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def damaged_videos(tmp_path_factory, videos) -> dict[str, Path]:
+    """An MJPEG AVI of the test scene, cut in half, and one with a run of zeroed bytes in the middle."""
+    root = tmp_path_factory.mktemp("damaged")
+    whole = root / "whole.avi"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(videos["one_face"]),
+                    "-c:v", "mjpeg", "-q:v", "5", str(whole)], check=True)
+    data = whole.read_bytes()
+    truncated = root / "truncated.avi"
+    truncated.write_bytes(data[: len(data) // 2])
+    corrupt = root / "corrupt.avi"
+    middle = len(data) // 3
+    corrupt.write_bytes(data[:middle] + bytes(20000) + data[middle + 20000:])
+    return {"truncated": truncated, "corrupt": corrupt}
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt"])
+def test_damaged_file_is_processed_as_far_as_readable(kind, start_daemon, events, damaged_videos, default_model):
+    daemon = start_daemon("--source", f"bad={damaged_videos[kind]}")
+    reader = events(daemon, "--until-eos", "--status", "--timeout", "60")
+    assert daemon.process.wait(60) == 0, daemon.log()[-2000:]
+    lines = reader.wait(10)
+    results = [line for line in lines if "status" not in line]
+    errors = [line["status"] for line in lines if "status" in line and line["status"]["state"] == "error"]
+    assert 20 <= len(results) < 60, len(results)
+    assert sorted(r["seq"] for r in results) == list(range(len(results)))
+    assert errors and "of 60 frames" in errors[0]["message"], lines[-3:]
+    print(f"{kind} file: {len(results)} of 60 frames processed; error status: {errors[0]['message']}")
