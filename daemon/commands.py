@@ -199,6 +199,13 @@ def cmd_models_export_tflite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    return subprocess.run([sys.executable, str(script), *args.bench_args], check=False).returncode
+
+
 # ---------------------------------------------------------------- registration
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -215,6 +222,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_settings_flags(worker, sources=False)
     worker.add_argument("--name", default=f"w-{os.uname().nodename}-{os.getpid()}", help="worker identity")
     worker.set_defaults(handler=cmd_worker)
+
+    bench = commands.add_parser("bench", help="benchmark against the fer package (prints a table)",
+                                description="Run benchmarks/bench.py; arguments are passed through.")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="e.g. --frames 300 --out DIR")
+    bench.set_defaults(handler=cmd_bench)
 
     config = commands.add_parser("config", help="show or validate configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

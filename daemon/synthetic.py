@@ -144,11 +144,3 @@ def write_video(path: Path, spec: SceneSpec) -> Path:
 def load_truth(video: Path) -> list[list[Box]]:
     return [[tuple(b) for b in frame] for frame in json.loads(boxes_path(video).read_text())["boxes"]]
 
-
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union else 0.0

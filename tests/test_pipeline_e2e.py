@@ -12,6 +12,7 @@ import numpy as np
 from daemon import synthetic
 from tests.conftest import run_cli
 from workers.bundle import FER2013_LABELS
+from workers.tracking import iou
 
 
 def recall(results: list[dict], truth: list[list[tuple]], threshold: float = 0.4) -> float:
@@ -20,7 +21,7 @@ def recall(results: list[dict], truth: list[list[tuple]], threshold: float = 0.4
         boxes = [tuple(f["box"]) for f in result["faces"]]
         for true_box in truth[result["seq"]]:
             total += 1
-            found += any(synthetic.iou(true_box, b) >= threshold for b in boxes)
+            found += any(iou(true_box, b) >= threshold for b in boxes)
     return found / total
 
 

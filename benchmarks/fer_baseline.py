@@ -1,0 +1,43 @@
+"""Run the ``fer`` package frame by frame on a video with its default settings (Haar + TFLite model).
+
+Executed with the interpreter of a separate venv that has fer installed (never a project dependency).
+Prints one JSON document: timing, CPU, peak RSS and per-frame boxes and top emotions.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import cv2
+from fer.fer import FER
+
+
+def main(video: str) -> None:
+    detector = FER()  # defaults: Haar cascade, TFLite model, scale 1.1, min face 50
+    capture = cv2.VideoCapture(video)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    detector.detect_emotions(frames[0])  # warm-up, as a long-running process would be
+    per_frame = []
+    cpu_start = time.process_time()
+    wall_start = time.perf_counter()
+    for frame in frames:
+        faces = detector.detect_emotions(frame)
+        per_frame.append([{"box": [int(v) for v in f["box"]],
+                           "emotion": max(f["emotions"], key=f["emotions"].get)} for f in faces])
+    wall = time.perf_counter() - wall_start
+    cpu = time.process_time() - cpu_start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    json.dump({"frames": len(frames), "wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_bytes": peak_kib * 1024,
+               "faces": per_frame}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
