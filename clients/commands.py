@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 def cmd_events(args: argparse.Namespace) -> int:
     """Print one JSON object per result, flushing each line."""
+    from clients.changes import ChangeDetector
     from clients.subscribe import subscribe
     from daemon import protocol
     from daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
+    changes = ChangeDetector() if args.changes else None
     printed = 0
     seen: set[str] = set()
     ended: set[str] = set()
@@ -41,11 +43,13 @@ def cmd_events(args: argparse.Namespace) -> int:
             continue
         if args.faces_only and not message.faces:
             continue
-        sys.stdout.write(json.dumps(message.to_dict(), separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-        printed += 1
-        if args.count and printed >= args.count:
-            return 0
+        lines = list(changes.feed(message)) if changes else [message.to_dict()]
+        for line in lines:
+            sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            printed += 1
+            if args.count and printed >= args.count:
+                return 0
     return 0
 
 
@@ -133,6 +137,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     events.add_argument("--connect", default=None, help="results endpoint (default: the local daemon's)")
     events.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
     events.add_argument("--faces-only", action="store_true", help="skip results without faces")
+    events.add_argument("--changes", action="store_true",
+                        help="print only track events: appeared, disappeared, smoothed emotion changed")
     events.add_argument("--count", type=int, default=0, help="exit after this many events")
     events.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
     events.add_argument("--until-eos", action="store_true", help="exit when the cameras reach end of stream")

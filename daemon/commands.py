@@ -203,7 +203,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-    return subprocess.run([sys.executable, str(script), *args.bench_args], check=False).returncode
+    command = [sys.executable, str(script), "--frames", str(args.frames), "--workers", str(args.workers)]
+    if args.out:
+        command += ["--out", str(args.out)]
+    return subprocess.run(command, check=False).returncode
 
 
 # ---------------------------------------------------------------- registration
@@ -224,8 +227,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.set_defaults(handler=cmd_worker)
 
     bench = commands.add_parser("bench", help="benchmark against the fer package (prints a table)",
-                                description="Run benchmarks/bench.py; arguments are passed through.")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="e.g. --frames 300 --out DIR")
+                                description="Same-run comparison with fer 25.10.3 (benchmarks/bench.py).")
+    bench.add_argument("--frames", type=int, default=300, help="frames per test video")
+    bench.add_argument("--workers", type=int, default=0, help="daemon workers (0: automatic)")
+    bench.add_argument("--out", type=Path, default=None, help="folder for latest.md and latest.json")
     bench.set_defaults(handler=cmd_bench)
 
     config = commands.add_parser("config", help="show or validate configuration")

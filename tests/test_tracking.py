@@ -1,0 +1,108 @@
+"""Face tracks: stable ids, bounded time to find a new face, smoothing with hysteresis, and change events."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from daemon import synthetic
+from daemon.protocol import Face, Result
+from daemon.settings import TrackingSettings
+from workers.tracking import CameraTracker
+
+LABELS = ("happy", "sad", "neutral")
+
+
+def boxes(*items: tuple[int, int, int, int]) -> np.ndarray:
+    return np.array(items, np.int32).reshape(-1, 4)
+
+
+def test_ids_are_stable_and_new_faces_get_new_ids():
+    tracker = CameraTracker(TrackingSettings(), LABELS)
+    first, _ = tracker.associate(0, boxes((100, 100, 80, 80)), full_scan=True)
+    moved, _ = tracker.associate(1, boxes((106, 103, 82, 80)), full_scan=False)
+    assert moved == first
+    both, _ = tracker.associate(2, boxes((400, 90, 70, 70), (110, 105, 80, 80)), full_scan=True)
+    assert both[1] == first[0] and both[0] not in first
+
+
+def test_full_scan_interval_bounds_how_late_a_new_face_is_found():
+    settings = TrackingSettings(full_scan_interval=4)
+    tracker = CameraTracker(settings, LABELS)
+    assert tracker.needs_full_scan(0)  # nothing to follow
+    tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
+    scans = []
+    for seq in range(1, 9):
+        full = tracker.needs_full_scan(seq)
+        scans.append(full)
+        tracker.associate(seq, boxes((10, 10, 50, 50)), full_scan=full)
+    assert scans == [False, False, False, True, False, False, False, True]
+    assert tracker.needs_full_scan(20)  # a gap in seq (live drop, restart) forces a scan
+
+
+def test_lost_tracks_end_after_max_missed_frames():
+    tracker = CameraTracker(TrackingSettings(max_missed=2), LABELS)
+    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
+    ended_per_frame = [tracker.associate(seq, boxes(), full_scan=True)[1] for seq in range(1, 5)]
+    assert ended_per_frame == [[], [], [track], []]
+    assert tracker.tracks == []
+
+
+def test_smoothing_changes_label_only_past_the_hysteresis():
+    tracker = CameraTracker(TrackingSettings(ema_alpha=0.5, hysteresis=0.2), LABELS)
+    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
+    label, _ = tracker.smooth(track, np.array([0.8, 0.1, 0.1]))
+    assert label == "happy"
+    label, smoothed = tracker.smooth(track, np.array([0.3, 0.6, 0.1]))  # one noisy frame: no flip
+    assert label == "happy" and np.isclose(smoothed[1], 0.35)
+    for _ in range(3):
+        label, _ = tracker.smooth(track, np.array([0.1, 0.8, 0.1]))
+    assert label == "sad"
+
+
+def test_change_detector_emits_appear_change_disappear():
+    from clients.changes import ChangeDetector
+
+    def result(seq, faces, ended=()):
+        return Result("cam0", seq, 1.0, 2.0, (640, 480), tuple(faces), {}, "w1", "m",
+                      extra={"ended_tracks": list(ended)})
+
+    def face(track, emotion):
+        return Face((1, 2, 3, 4), emotion, 0.9, {}, extra={"track_id": track, "smoothed_emotion": emotion})
+
+    detector = ChangeDetector()
+    stream = [result(0, [face(7, "happy")]), result(1, [face(7, "happy")]), result(2, [face(7, "sad")]),
+              result(3, [], ended=[7])]
+    events = [e for r in stream for e in detector.feed(r)]
+    assert [(e["event"], e["track_id"], e["emotion"]) for e in events] == [
+        ("appeared", 7, "happy"), ("changed", 7, "sad"), ("disappeared", 7, "sad")]
+    assert events[1]["previous"] == "happy"
+
+
+def test_tracks_and_change_events_end_to_end(start_daemon, events, tmp_path, default_model):
+    """A face present for 20 frames, then gone: one stable track, one appear and one disappear event."""
+    folder = tmp_path / "appear"
+    folder.mkdir()
+    spec = synthetic.SceneSpec(faces=1, frames=40)
+    for index in range(30):
+        frame, _ = synthetic.render(spec, index)
+        if index >= 20:
+            frame = synthetic._background(spec.width, spec.height).copy()
+        cv2.imwrite(str(folder / f"{index:03d}.png"), frame)
+    daemon = start_daemon("--source", f"door={folder}", workers=1)
+    results_reader = events(daemon, "--until-eos", "--timeout", "90")
+    changes_reader = events(daemon, "--changes", "--until-eos", "--timeout", "90")
+    assert daemon.process.wait(90) == 0, daemon.log()[-2000:]
+    results = sorted(results_reader.wait(30), key=lambda r: r["seq"])
+    assert len(results) == 30
+    track_ids = {f["track_id"] for r in results[:20] for f in r["faces"]}
+    assert len(track_ids) == 1
+    assert sum(1 for r in results[:20] if r["faces"]) >= 19
+    assert all(not r["faces"] for r in results[20:])
+    assert all(f["smoothed_emotion"] == "happy" for r in results[5:20] for f in r["faces"])
+    changes = changes_reader.wait(30)
+    kinds = [(c["event"], c["track_id"]) for c in changes]
+    (track,) = track_ids
+    assert kinds[0] == ("appeared", track)
+    assert ("disappeared", track) in kinds
+    assert next(c["seq"] for c in changes if c["event"] == "disappeared") <= 20 + TrackingSettings().max_missed + 1
