@@ -37,11 +37,11 @@ def digits_dir(base: Path) -> Path:
     return out
 
 
-def quick_config(data: Path, out: Path, arch: str, **sections: dict[str, Any]) -> Any:
+def quick_config(data_dir: Path, out: Path, arch: str, **sections: dict[str, Any]) -> Any:
     """A config for short CPU runs: no TensorBoard, quiet, the given sections merged over defaults."""
     base: dict[str, Any] = {
         "name": f"test-{arch}".replace("_", "-"), "output_dir": str(out), "seed": 7,
-        "data": {"path": str(data), "image_size": SIZE, "val_fraction": 0.15},
+        "data": {"path": str(data_dir), "image_size": SIZE, "val_fraction": 0.15},
         "model": {"arch": arch},
         "train": {"epochs": 12, "batch_size": 32, "verbose": 0, "tensorboard": False},
         "export": {"with_tflite": False},

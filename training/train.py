@@ -111,10 +111,20 @@ def make_callbacks(cfg: Config, run_dir: Path, stage: int, resume: bool) -> list
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=cfg.train.monitor, factor=cfg.train.plateau_factor,
                                                            patience=cfg.train.plateau_patience,
                                                            min_lr=cfg.train.min_learning_rate))
-    if cfg.train.tensorboard:
+    if cfg.train.tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), histogram_freq=0,
                                                      write_graph=False))
     return callbacks
+
+
+def _tensorboard_available() -> bool:
+    """Keras' TensorBoard callback needs the tensorboard package; without it, skip the logs rather than crash."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("tensorboard is not installed; no TensorBoard logs (pip install tensorboard)")
+        return False
+    return True
 
 
 def set_fine_tune(model: Any, layers_to_train: int) -> None:
