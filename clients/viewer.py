@@ -68,7 +68,9 @@ class ViewerModel:
         self.current = pair
         self.last_pair_at = now
         self.status_note = ""
-        self._waiting = False
+        if self._waiting:
+            log.info("showing camera %s from seq %d", pair.result.camera, pair.result.seq)
+            self._waiting = False
         self._shown.append(now)
         self._latency_ms = max(0.0, (time.time() - pair.result.captured_at) * 1000)
         return True
@@ -77,6 +79,7 @@ class ViewerModel:
         """True while no frame has arrived recently; entering this state forgets pending halves."""
         silent = self.last_pair_at is None or now - self.last_pair_at > self.waiting_after
         if silent and not self._waiting:
+            log.info("no frames for %.1fs: %s", self.waiting_after, WAITING_TEXT)
             self._waiting = True
             self.joiner.reset()
             self.seqs.forget()  # a restarted daemon counts seq from 0 again
@@ -133,6 +136,7 @@ def run_viewer(feed: LiveFeed, model: ViewerModel, snapshots: Path, fullscreen: 
     size: tuple[int, int] | None = None
     paused = False
     shown = model.compose(time.monotonic())
+    shown_pair = model.current  # the pair on screen; while paused, newer pairs keep arriving
     try:
         while True:
             now = time.monotonic()
@@ -142,7 +146,7 @@ def run_viewer(feed: LiveFeed, model: ViewerModel, snapshots: Path, fullscreen: 
             if model.camera and feed.camera is None:
                 feed.choose_camera(model.camera)
             if not paused:
-                shown = model.compose(now)
+                shown, shown_pair = model.compose(now), model.current
             if shown.shape[1::-1] != size:
                 size = shown.shape[1::-1]
                 cv2.resizeWindow(WINDOW_TITLE, size[0], size[1])
@@ -152,10 +156,10 @@ def run_viewer(feed: LiveFeed, model: ViewerModel, snapshots: Path, fullscreen: 
                 return 0
             if key == ord("p"):
                 paused = not paused
-                shown = model.compose(now, note="paused" if paused else "")
+                shown, shown_pair = model.compose(now, note="paused" if paused else ""), model.current
             elif key == ord("s"):
                 snapshots.mkdir(parents=True, exist_ok=True)
-                path = snapshot_path(snapshots, model.current)
+                path = snapshot_path(snapshots, shown_pair)
                 if not cv2.imwrite(str(path), shown):
                     log.error("cannot write snapshot %s", path)
                 else:
