@@ -1,0 +1,30 @@
+"""An exported bundle runs in the daemon end to end: train, export, ``emotiond run --model``, ``emotiond events``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_training_support import trained_lenet
+from workers import bundle as bundle_format
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp()
+
+
+def test_trained_bundle_serves_in_the_daemon(base: Path, start_daemon, events, videos) -> None:
+    bundle = bundle_format.load(trained_lenet(base).bundle_path)
+    daemon = start_daemon("--source", f"cam={videos['one_face']}", "--model", str(bundle.path), workers=1)
+    reader = events(daemon, "--until-eos", "--timeout", "120")
+    assert daemon.process.wait(120) == 0, daemon.log()[-2000:]
+    results = reader.wait(30)
+    assert sorted(r["seq"] for r in results) == list(range(60))
+    assert {r["model"] for r in results} == {bundle.name}
+    faces = [f for r in results for f in r["faces"]]
+    assert len(faces) >= 50, "the detector should find the face in most frames"
+    assert all(set(f["scores"]) == set(bundle.labels) for f in faces)
+    assert all(abs(sum(f["scores"].values()) - 1.0) < 0.01 for f in faces)
+    assert all(f["emotion"] == max(f["scores"], key=f["scores"].get) for f in faces)
