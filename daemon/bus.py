@@ -20,6 +20,7 @@ from pathlib import Path
 
 import zmq
 
+from daemon import security
 from daemon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,11 @@ def bind(sock: zmq.Socket, endpoint: str) -> None:
 
 def frames_router(settings: Settings, ctx: zmq.Context | None = None) -> zmq.Socket:
     """Capture side of the work queue. HANDOVER lets a restarted worker reclaim its identity."""
-    sock = _configure((ctx or context()).socket(zmq.ROUTER), settings)
+    ctx = ctx or context()
+    sock = _configure(ctx.socket(zmq.ROUTER), settings)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    security.secure_server(sock, settings.endpoint("frames"), settings, ctx)
     bind(sock, settings.endpoint("frames"))
     return sock
 
@@ -79,6 +82,7 @@ def frames_router(settings: Settings, ctx: zmq.Context | None = None) -> zmq.Soc
 def frames_dealer(settings: Settings, identity: str, ctx: zmq.Context | None = None) -> zmq.Socket:
     sock = _configure((ctx or context()).socket(zmq.DEALER), settings)
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    security.secure_client(sock, settings.endpoint("frames"), settings)
     sock.connect(settings.endpoint("frames"))
     return sock
 
@@ -86,6 +90,7 @@ def frames_dealer(settings: Settings, identity: str, ctx: zmq.Context | None = N
 def results_publisher(settings: Settings, ctx: zmq.Context | None = None) -> zmq.Socket:
     """A publisher into the proxy. XPUB, so subscriptions are visible to the publisher."""
     sock = _configure((ctx or context()).socket(zmq.XPUB), settings)
+    security.secure_client(sock, settings.endpoint("results_in"), settings)
     sock.connect(settings.endpoint("results_in"))
     return sock
 
@@ -95,6 +100,7 @@ def results_subscriber(endpoint: str, topics: Iterable[bytes], settings: Setting
     sock = _configure((ctx or context()).socket(zmq.SUB), settings)
     for topic in topics:
         sock.setsockopt(zmq.SUBSCRIBE, topic)
+    security.secure_client(sock, endpoint, settings)
     sock.connect(endpoint)
     return sock
 
@@ -142,6 +148,8 @@ class ResultsProxy:
         backend = _configure(self._ctx.socket(zmq.XPUB), self._settings)
         # Subscribers may stall; the XPUB drops for them at the high-water mark instead of blocking.
         backend.setsockopt(zmq.SNDTIMEO, 0)
+        security.secure_server(frontend, self._settings.endpoint("results_in"), self._settings, self._ctx)
+        security.secure_server(backend, self._settings.endpoint("results"), self._settings, self._ctx)
         bind(frontend, self._settings.endpoint("results_in"))
         bind(backend, self._settings.endpoint("results"))
         control_server = self._ctx.socket(zmq.PAIR)

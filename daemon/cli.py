@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from daemon.errors import UsageError
 
-COMMAND_MODULES = ("daemon.commands", "clients.commands", "training.commands")
+COMMAND_MODULES = ("daemon.commands", "daemon.security", "clients.commands", "training.commands")
 EXIT_USAGE = 2
 
 

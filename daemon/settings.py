@@ -169,6 +169,27 @@ class LoggingSettings(_Section):
     level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], Field(description="Log level.")] = "INFO"
 
 
+class SecuritySettings(_Section):
+    """CURVE for tcp endpoints. Binding tcp beyond loopback is refused unless the server half is set."""
+
+    server_secret_key: Annotated[Path | None, Field(description="Daemon: the server's .key_secret file; "
+                                                    "makes bound tcp sockets CURVE servers.")] = None
+    authorized_keys_dir: Annotated[Path | None, Field(description="Daemon: folder of client public .key "
+                                                      "files allowed to connect (ZAP allow-list).")] = None
+    server_public_key: Annotated[Path | None, Field(description="Clients and workers: the server's public "
+                                                    ".key file, to authenticate the daemon.")] = None
+    client_secret_key: Annotated[Path | None, Field(description="Clients and workers: this side's "
+                                                    ".key_secret file; its public key must be allowed.")] = None
+
+    @model_validator(mode="after")
+    def _halves_are_whole(self) -> SecuritySettings:
+        if (self.server_secret_key is None) != (self.authorized_keys_dir is None):
+            raise ValueError("server_secret_key and authorized_keys_dir go together")
+        if (self.server_public_key is None) != (self.client_secret_key is None):
+            raise ValueError("server_public_key and client_secret_key go together")
+        return self
+
+
 class Settings(BaseSettings):
     """Effective configuration of the daemon and its tools."""
 
@@ -191,6 +212,7 @@ class Settings(BaseSettings):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("sources")
     @classmethod
@@ -205,6 +227,19 @@ class Settings(BaseSettings):
     def _backoff_is_ordered(self) -> Settings:
         if self.capture.reconnect_max_seconds < self.capture.reconnect_initial_seconds:
             raise ValueError("capture.reconnect_max_seconds must be >= capture.reconnect_initial_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _exposed_endpoints_need_curve(self) -> Settings:
+        from daemon.security import client_configured, is_exposed, server_configured
+
+        if server_configured(self.security) or client_configured(self.security):
+            return self
+        exposed = [e for e in (self.bus.frames_endpoint, self.bus.results_in_endpoint, self.bus.results_endpoint)
+                   if is_exposed(e)]
+        if exposed:
+            raise ValueError(f"tcp beyond loopback ({', '.join(exposed)}) requires CURVE keys in [security] "
+                             "(run `emotiond keys generate`)")
         return self
 
     def worker_count(self) -> int:

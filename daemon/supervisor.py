@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import bus, metrics
+from daemon import bus, metrics, security
 from daemon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Supervisor:
 
     # ------------------------------------------------------------ running
     def run(self) -> int:
+        security.check_binds(self._settings)
         self._acquire_runtime_dir()
         metrics.enable_multiprocess(self._settings.bus.runtime_dir / "metrics")
         if self._settings.metrics.enabled:

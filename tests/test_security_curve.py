@@ -1,0 +1,176 @@
+"""Security: local-only defaults, CURVE with a ZAP allow-list for anything beyond loopback, no pickle anywhere."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from daemon import bus, protocol, security
+from daemon.settings import ConfigError, Settings, load_settings
+from tests.conftest import REPO, child_env, descendants, free_port, metric_value, run_cli, wait_for
+
+
+@pytest.mark.parametrize(("endpoint", "exposed"), [
+    ("ipc:///tmp/x.sock", False), ("tcp://127.0.0.1:5555", False), ("tcp://localhost:5555", False),
+    ("tcp://[::1]:5555", False), ("tcp://0.0.0.0:5555", True), ("tcp://*:5555", True),
+    ("tcp://192.168.1.20:5555", True), ("tcp://eth0:5555", True), ("tcp://camera-host:5555", True),
+])
+def test_exposed_endpoints_are_recognised(endpoint, exposed):
+    assert security.is_exposed(endpoint) is exposed
+
+
+def test_defaults_are_local_only(tmp_path):
+    settings = Settings()
+    assert all(settings.endpoint(role).startswith("ipc://") for role in ("frames", "results_in", "results"))
+    assert settings.metrics.host == "127.0.0.1"
+    with pytest.raises(ConfigError, match="requires CURVE"):
+        load_settings(None, {"bus": {"results_endpoint": f"tcp://0.0.0.0:{free_port()}"}})
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """Local addresses of the LISTEN tcp sockets owned by ``pids`` (from /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1].split(":")[0])
+    return found
+
+
+def test_running_daemon_listens_on_loopback_only(start_daemon, videos, default_model):
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1)
+    daemon.wait_ready(1)
+    addresses = _listening_addresses([daemon.process.pid, *descendants(daemon.process.pid)])
+    assert addresses == {"0100007F"}, addresses  # 127.0.0.1, the metrics endpoint; everything else is ipc
+    assert {p.name for p in daemon.runtime_dir.glob("*.sock")} == {"frames.sock", "results_in.sock", "results.sock"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in daemon.runtime_dir.glob("*.sock"))
+
+
+def test_exposed_bind_without_keys_is_refused(tmp_path, videos):
+    env = child_env(tmp_path / "run", EMOTIOND_BUS__RESULTS_ENDPOINT=f"tcp://0.0.0.0:{free_port()}")
+    result = run_cli("run", "--source", str(videos["one_face"]), env=env, timeout=60)
+    assert result.returncode == 2
+    assert "requires CURVE" in result.stderr and "emotiond keys generate" in result.stderr
+
+
+@pytest.fixture
+def keys(tmp_path) -> Path:
+    directory = tmp_path / "keys"
+    result = run_cli("keys", "generate", "--dir", str(directory), "--client", "daemon", "--client", "viewer",
+                     "--client", "rogue", env=child_env(tmp_path / "cli"))
+    assert result.returncode == 0, result.stderr
+    assert "[security]" in result.stdout
+    (directory / "authorized" / "rogue.key").unlink()  # rogue has a valid key pair, but is not allowed
+    assert (directory / "server.key_secret").stat().st_mode & 0o077 == 0
+    return directory
+
+
+def _client_settings(keys: Path, name: str | None) -> Settings:
+    if name is None:
+        return Settings()
+    return Settings.model_validate({"security": {"server_public_key": str(keys / "server.key"),
+                                                 "client_secret_key": str(keys / f"{name}.key_secret")}})
+
+
+def _subscriber(endpoint: str, keys: Path, name: str | None, ctx: zmq.Context) -> zmq.Socket:
+    return bus.results_subscriber(endpoint, [b"result."], _client_settings(keys, name), ctx=ctx)
+
+
+def _received(sock: zmq.Socket, seconds: float) -> int:
+    count, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sock.poll(100):
+            protocol.decode(sock.recv_multipart())
+            count += 1
+    return count
+
+
+def _fake_worker(endpoint: str, keys: Path, name: str | None, ctx: zmq.Context, identity: str) -> zmq.Socket:
+    settings = _client_settings(keys, name).model_copy(update={"bus": Settings().bus.model_copy(
+        update={"frames_endpoint": endpoint})})
+    sock = bus.frames_dealer(settings, identity, ctx=ctx)
+    sock.send_multipart(protocol.encode_control(protocol.Control("ready", identity, 4242, credits=2)))
+    return sock
+
+
+def test_curve_admits_only_allowed_keys(start_daemon, keys, videos, default_model):
+    ports = {role: free_port() for role in ("frames", "results_in", "results")}
+    endpoints = {role: f"tcp://0.0.0.0:{port}" for role, port in ports.items()}
+    env = {f"EMOTIOND_BUS__{role.upper()}_ENDPOINT": endpoint for role, endpoint in endpoints.items()}
+    env.update({"EMOTIOND_SECURITY__SERVER_SECRET_KEY": str(keys / "server.key_secret"),
+                "EMOTIOND_SECURITY__AUTHORIZED_KEYS_DIR": str(keys / "authorized"),
+                "EMOTIOND_SECURITY__SERVER_PUBLIC_KEY": str(keys / "server.key"),
+                "EMOTIOND_SECURITY__CLIENT_SECRET_KEY": str(keys / "daemon.key_secret")})
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=env)
+    daemon.wait_ready(1)
+    ctx = zmq.Context()
+    try:
+        results = f"tcp://127.0.0.1:{ports['results']}"
+        allowed = _subscriber(results, keys, "viewer", ctx)
+        rogue = _subscriber(results, keys, "rogue", ctx)
+        plain = _subscriber(results, keys, None, ctx)
+        assert _received(allowed, 4) > 20
+        assert _received(rogue, 0.5) == 0 and _received(plain, 0.5) == 0
+
+        # Workers without allowed keys: no frames, and not even their messages reach capture's decoder.
+        frames = f"tcp://127.0.0.1:{ports['frames']}"
+        no_keys = _fake_worker(frames, keys, None, ctx, "intruder")
+        wrong_keys = _fake_worker(frames, keys, "rogue", ctx, "rogue")
+        for sock in (no_keys, wrong_keys):
+            sock.send_multipart([b"ctl", b"\xc1", b""])  # 0xc1 is never valid msgpack
+        assert not no_keys.poll(2000) and not wrong_keys.poll(100), "a worker without allowed keys got frames"
+        assert metric_value(daemon.metrics_text(), "emotiond_bad_messages_total", socket="frames") == 0
+        allowed_worker = _fake_worker(frames, keys, "viewer", ctx, "guest")
+        allowed_worker.send_multipart([b"ctl", b"\xc1", b""])
+        wait_for(lambda: metric_value(daemon.metrics_text(), "emotiond_bad_messages_total", socket="frames") == 1,
+                 5, what="the allowed peer's message to reach capture")
+
+        # The wire offers CURVE only: a raw ZMTP greeting from the server names the mechanism.
+        with socket.create_connection(("127.0.0.1", ports["results"]), timeout=5) as raw:
+            raw.sendall(b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03")  # ZMTP signature and major version only
+            greeting = b""
+            while len(greeting) < 64:
+                chunk = raw.recv(64 - len(greeting))
+                if not chunk:
+                    break
+                greeting += chunk
+        assert greeting[12:17] == b"CURVE", greeting
+        assert "ZAP" in daemon.log() or "CURVE allow-list" in daemon.log()
+    finally:
+        ctx.destroy(linger=0)
+    assert daemon.stop() == 0
+
+
+def test_nothing_unpickles_network_data():
+    pattern = re.compile(r"\b(pickle|cPickle|marshal|shelve|dill|recv_pyobj|recv_serialized|jsonpickle)\b")
+    offenders = []
+    for package in ("daemon", "workers", "clients"):
+        for path in (REPO / package).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+    # msgpack extension types are never turned into objects: an ext payload is refused, not executed
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode([b"ctl", msgpack.packb(msgpack.ExtType(1, b"os.system")), b""])
+
+
+def test_keys_generate_is_in_the_cli():
+    result = run_cli("keys", "generate", "--help")
+    assert result.returncode == 0 and "--client" in result.stdout
