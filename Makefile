@@ -3,11 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EMOTIOND := $(VENV)/bin/emotiond
-APT_PACKAGES := xvfb x11-apps xdotool prometheus ffmpeg
-APT_PROBES := Xvfb xwd xdotool promtool ffmpeg
+APT_PACKAGES := xvfb x11-apps xdotool prometheus ffmpeg nodejs npm
+APT_PROBES := Xvfb xwd xdotool promtool ffmpeg node npm
 PYTEST_ARGS ?=
 
-.PHONY: venv deps apt model test lint demo bench clean
+.PHONY: venv deps apt model node test lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,14 @@ apt:
 model: venv
 	$(EMOTIOND) models fetch
 
-deps: venv apt model
+# The Node.js subscriber example's packages (zeromq ships prebuilt binaries), pinned by its lock file.
+NODE_EXAMPLE := examples/node
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json | apt
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund
+
+node: $(NODE_EXAMPLE)/node_modules/.package-lock.json
+
+deps: venv apt model node
 
 lint: venv
 	$(VENV)/bin/ruff check .
