@@ -145,11 +145,15 @@ def decode_split(split: Split, image_size: int, channels: int) -> Any:
             image = tf.image.rgb_to_grayscale(image)
         elif channels == 3 and image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
-        same = tf.reduce_all(tf.shape(image)[:2] == tf.constant(size))
+        def resample() -> Any:
+            return tf.clip_by_value(tf.image.resize(image, size, antialias=True), 0.0, 255.0)
+
         # Most datasets are already at the model size; skipping the resample there saves most of the map cost.
-        image = tf.cond(same, lambda: tf.ensure_shape(image, [*size, channels]),
-                        lambda: tf.clip_by_value(tf.image.resize(image, size, antialias=True), 0.0, 255.0))
-        return image
+        static = tuple(image.shape[:2])
+        if None not in static:
+            return image if static == size else resample()
+        same = tf.reduce_all(tf.shape(image)[:2] == tf.constant(size))
+        return tf.cond(same, lambda: tf.ensure_shape(image, [*size, channels]), resample)
 
     if split.images is not None:
         images = split.images[..., None] if split.images.ndim == 3 else split.images
