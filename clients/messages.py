@@ -36,10 +36,16 @@ def load_messages(path: Path | None = None) -> dict[str, list[str]]:
 
 
 def dominant_emotion(faces: Sequence[Face]) -> str | None:
-    """The emotion of the most confident face (the one a viewer most likely looks at)."""
+    """The emotion of the most confident face (the one a viewer most likely looks at).
+
+    When the daemon tracks faces, the track's smoothed emotion is used: it does not flip on single noisy
+    frames, so neither does the message.
+    """
     if not faces:
         return None
-    return max(faces, key=lambda f: (f.confidence, f.box[2] * f.box[3])).emotion
+    face = max(faces, key=lambda f: (f.confidence, f.box[2] * f.box[3]))
+    smoothed = face.extra.get("smoothed_emotion")
+    return smoothed if isinstance(smoothed, str) and smoothed else face.emotion
 
 
 class MessagePicker:

@@ -12,6 +12,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from clients.overlay import EMOTION_COLORS
@@ -126,13 +127,15 @@ def timeline_png(contents: LogContents, out: Path, bin_seconds: float | None = N
             counts[labels.index(face.emotion), int((face.at - start) // step)] += 1
         totals = counts.sum(axis=0)
         shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-        x = np.arange(bins) * step
+        x = np.arange(bins + 1) * step  # one more edge so the last bin is drawn to its end
+        shares = np.concatenate([shares, shares[:, -1:]], axis=1)
         colors = [tuple(c / 255 for c in reversed(EMOTION_COLORS.get(e, (128, 128, 128)))) for e in labels]
         axis.stackplot(x, shares, labels=labels, colors=colors, step="post")
         axis.set_ylim(0, 1)
         axis.set_ylabel(f"{camera}\nshare")
         axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    axes[-1][0].set_xlabel(f"seconds since first face (bins of {step:g} s)")
+    began = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if contents.faces else "-"
+    axes[-1][0].set_xlabel(f"seconds since {began} (bins of {step:g} s)")
     figure.suptitle("Emotion shares over time")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -168,6 +168,8 @@ def test_dominant_emotion_is_the_most_confident_face():
     result = result_with("c", 0, [((0, 0, 10, 10), "sad", 0.6), ((0, 0, 50, 50), "happy", 0.9)])
     assert dominant_emotion(result.faces) == "happy"
     assert dominant_emotion(()) is None
+    tracked = protocol.Face((0, 0, 9, 9), "sad", 0.9, {"sad": 0.9}, {"smoothed_emotion": "happy"})
+    assert dominant_emotion((tracked,)) == "happy"
 
 
 def test_broken_messages_file_is_a_usage_error(tmp_path):
