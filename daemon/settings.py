@@ -99,8 +99,9 @@ class DetectionSettings(_Section):
                                         "face.")] = 5
     min_size: Annotated[int, Field(ge=8, le=4096, description="Smallest face side in full-frame "
                                    "pixels.")] = 40
-    downscale: Annotated[float, Field(gt=0.0, le=1.0, description="Resize factor applied before "
-                                      "detection; boxes are mapped back to full frame.")] = 1.0
+    downscale: Annotated[float, Field(gt=0.0, le=1.0, description="Resize factor applied before full-frame "
+                                      "detection; boxes are mapped back to full frame. Faces smaller than "
+                                      "24 / downscale pixels are not found.")] = 1.0
     threads: Annotated[int, Field(ge=0, le=64, description="OpenCV threads per worker; 0 divides the "
                                   "cores among workers.")] = 0
 
@@ -110,7 +111,7 @@ class TrackingSettings(_Section):
                                    "emotions, and cheap re-detection near known faces. Keeps each camera on "
                                    "one worker.")] = True
     full_scan_interval: Annotated[int, Field(ge=1, le=300, description="Scan the whole frame at least every "
-                                             "this many frames; bounds how late a new face is found.")] = 5
+                                             "this many frames; bounds how late a new face is found.")] = 10
     roi_margin: Annotated[float, Field(ge=0.1, le=3.0, description="Search region around a known face, as a "
                                        "fraction of its size on each side.")] = 0.5
     roi_face_px: Annotated[int, Field(ge=24, le=256, description="Known faces are re-detected at this size "

@@ -37,7 +37,8 @@ def test_full_scan_interval_bounds_how_late_a_new_face_is_found():
         scans.append(full)
         tracker.associate(seq, boxes((10, 10, 50, 50)), full_scan=full)
     assert scans == [False, False, False, True, False, False, False, True]
-    assert tracker.needs_full_scan(20)  # a gap in seq (live drop, restart) forces a scan
+    assert not tracker.needs_full_scan(10)  # a short gap (a live drop) is still followed
+    assert tracker.needs_full_scan(20)  # a long gap (restart, long drop) forces a scan
 
 
 def test_lost_tracks_end_after_max_missed_frames():

@@ -61,8 +61,8 @@ class CameraTracker:
     last_seq: int = -1
 
     def needs_full_scan(self, seq: int) -> bool:
-        if not self.tracks or seq != self.last_seq + 1:
-            return True  # nothing to follow, or frames were skipped (restart, live drop)
+        if not self.tracks or not 0 < seq - self.last_seq <= self.settings.full_scan_interval:
+            return True  # nothing to follow, or too many frames skipped (restart, long live drop)
         if any(t.missed for t in self.tracks):
             return True
         return self.frames_since_scan + 1 >= self.settings.full_scan_interval
