@@ -47,6 +47,7 @@ class Dispatcher(Generic[T]):
             state = None
         if state is None:
             self.workers[worker] = WorkerState(pid=pid, credits=credits, last_seen=now)
+            self._rebalance()
         else:
             state.credits = max(0, credits - len(state.inflight))
             state.last_seen = now
@@ -120,6 +121,23 @@ class Dispatcher(Generic[T]):
         chosen = min(self.workers, key=lambda w: (load[w], -self.workers[w].credits, w))
         self._owner[camera] = chosen
         return chosen
+
+    def _rebalance(self) -> None:
+        """Spread cameras evenly when a worker joins (workers start at different times)."""
+        if not self._affinity:
+            return
+        owned: dict[bytes, list[str]] = {w: [] for w in self.workers}
+        for camera, owner in self._owner.items():
+            if owner in owned:
+                owned[owner].append(camera)
+        while True:
+            busiest = max(owned, key=lambda w: len(owned[w]))
+            idlest = min(owned, key=lambda w: len(owned[w]))
+            if len(owned[busiest]) - len(owned[idlest]) <= 1:
+                return
+            camera = owned[busiest].pop()
+            owned[idlest].append(camera)
+            self._owner[camera] = idlest
 
     def _worker_for(self, camera: str) -> bytes | None:
         if not self._affinity:

@@ -86,3 +86,15 @@ def test_requeued_frames_are_taken_before_new_ones():
     assert dispatcher.pick(lambda name: False) == ("cam0", b"w1")
     assert dispatcher.take_retry("cam0") == (7, "f7")
     assert dispatcher.take_retry("cam0") is None
+
+
+def test_cameras_are_rebalanced_when_a_worker_joins_late():
+    dispatcher = Dispatcher(worker_timeout=3.0, on_lost=lambda *a: None, affinity=True)
+    dispatcher.ready(b"w1", 10, 4, now=0)
+    for camera in ("a", "b", "c", "d"):
+        dispatcher.add_camera(camera)
+        dispatcher.owner(camera)
+    assert {dispatcher.owner(c) for c in "abcd"} == {b"w1"}
+    dispatcher.ready(b"w2", 11, 4, now=1)
+    owners = [dispatcher.owner(c) for c in "abcd"]
+    assert owners.count(b"w1") == 2 and owners.count(b"w2") == 2

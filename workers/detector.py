@@ -1,6 +1,14 @@
-"""Haar face detection. One cascade per process, never shared between threads (OpenCV's rule)."""
+"""Haar face detection.
+
+OpenCV cascades must not be shared between threads, so the detector keeps one cascade for full-frame scans
+(which OpenCV parallelises internally) and one per pool thread for re-detecting known faces, where each
+region is a separate small call that releases the GIL.
+"""
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -10,7 +18,6 @@ from workers.tracking import iou
 
 Box = tuple[int, int, int, int]
 NMS_IOU = 0.4
-
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
@@ -18,15 +25,22 @@ class DetectorError(RuntimeError):
     pass
 
 
+def _load_cascade() -> cv2.CascadeClassifier:
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise DetectorError("this OpenCV build has no CascadeClassifier (opencv-python>=5); install <5")
+    path = cv2.data.haarcascades + CASCADE_FILE
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise DetectorError(f"cannot load Haar cascade {path}")
+    return cascade
+
+
 class HaarFaceDetector:
-    def __init__(self, settings: DetectionSettings):
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise DetectorError("this OpenCV build has no CascadeClassifier (opencv-python>=5); install <5")
-        path = cv2.data.haarcascades + CASCADE_FILE
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise DetectorError(f"cannot load Haar cascade {path}")
+    def __init__(self, settings: DetectionSettings, threads: int = 1):
         self._settings = settings
+        self._cascade = _load_cascade()
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi") if threads > 1 else None
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         """Face boxes (N x 4, int32, x y w h) in the coordinates of ``gray``."""
@@ -52,28 +66,42 @@ class HaarFaceDetector:
     def detect_near(self, gray: np.ndarray, regions: list[Box], face_sizes: list[int], face_px: int) -> np.ndarray:
         """Re-detect known faces: each region is resized so its face is about ``face_px`` wide, and only
         scales from 0.7x to 1.45x of that are tried. Costs a few percent of a full scan."""
-        found: list[np.ndarray] = []
-        for (x, y, w, h), size in zip(regions, face_sizes, strict=True):
-            if w < 8 or h < 8 or size <= 0:
-                continue
-            factor = min(1.0, face_px / size)
-            roi = gray[y: y + h, x: x + w]
-            if factor < 1.0:
-                roi = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-            target = size * factor
-            low = max(20, int(target * 0.7))
-            high = max(low + 1, int(target * 1.45))
-            boxes = self._cascade.detectMultiScale(roi, scaleFactor=self._settings.scale_factor,
-                                                   minNeighbors=self._settings.min_neighbors,
-                                                   minSize=(low, low), maxSize=(high, high),
-                                                   flags=cv2.CASCADE_SCALE_IMAGE)
-            if len(boxes):
-                best = max(boxes, key=lambda b: b[2] * b[3]).astype(np.float32) / factor
-                best[:2] += (x, y)
-                found.append(best)
-        if not found:
+        jobs = [(gray, region, size, face_px) for region, size in zip(regions, face_sizes, strict=True)]
+        if self._pool is not None and len(jobs) > 1:
+            found = list(self._pool.map(lambda job: self._detect_region(*job), jobs))
+        else:
+            found = [self._detect_region(*job) for job in jobs]
+        boxes = [box for box in found if box is not None]
+        if not boxes:
             return np.zeros((0, 4), np.int32)
-        return suppress_overlaps(np.rint(np.array(found)).astype(np.int32))
+        return suppress_overlaps(np.rint(np.array(boxes)).astype(np.int32))
+
+    def _thread_cascade(self) -> cv2.CascadeClassifier:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = _load_cascade()
+        return cascade
+
+    def _detect_region(self, gray: np.ndarray, region: Box, size: int, face_px: int) -> np.ndarray | None:
+        x, y, w, h = region
+        if w < 8 or h < 8 or size <= 0:
+            return None
+        factor = min(1.0, face_px / size)
+        roi = gray[y: y + h, x: x + w]
+        if factor < 1.0:
+            roi = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        target = size * factor
+        low = max(20, int(target * 0.7))
+        high = max(low + 1, int(target * 1.45))
+        boxes = self._thread_cascade().detectMultiScale(roi, scaleFactor=self._settings.scale_factor,
+                                                        minNeighbors=self._settings.min_neighbors,
+                                                        minSize=(low, low), maxSize=(high, high),
+                                                        flags=cv2.CASCADE_SCALE_IMAGE)
+        if not len(boxes):
+            return None
+        best = max(boxes, key=lambda b: b[2] * b[3]).astype(np.float32) / factor
+        best[:2] += (x, y)
+        return best
 
 
 def suppress_overlaps(boxes: np.ndarray) -> np.ndarray:
@@ -85,4 +113,3 @@ def suppress_overlaps(boxes: np.ndarray) -> np.ndarray:
         if all(iou(box, other) < NMS_IOU for other in kept):
             kept.append(box)
     return np.array(kept, np.int32).reshape(-1, 4)
-

@@ -38,11 +38,12 @@ class WorkerService:
         self._pid = os.getpid()
         workers = settings.worker_count()
         cores = os.cpu_count() or 1
-        configure_threads(settings.detection.threads or max(1, cores // workers))
+        opencv_threads = settings.detection.threads or max(1, cores // workers)
+        configure_threads(opencv_threads)
         self.bundle = bundles.load(bundles.resolve(settings.classifier.model, settings.models.dir))
         self._classifier = open_classifier(self.bundle, settings.classifier.backend,
                                            settings.classifier.threads or 1)
-        self._detector = HaarFaceDetector(settings.detection)
+        self._detector = HaarFaceDetector(settings.detection, threads=opencv_threads)
         self._batcher = MicroBatcher(settings.classifier.max_batch, settings.classifier.max_wait_ms / 1000.0)
         self._capacity = settings.capture.credits_per_worker
         self._held = 0
