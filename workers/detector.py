@@ -83,6 +83,14 @@ class HaarFaceDetector:
         return cascade
 
     def _detect_region(self, gray: np.ndarray, region: Box, size: int, face_px: int) -> np.ndarray | None:
+        """At ``face_px`` Haar misses a known face a few percent of the time; one retry at 1.5x resolution
+        finds most of those for far less than the full scan that would follow."""
+        found = self._detect_region_at(gray, region, size, face_px)
+        if found is None and face_px < size:
+            found = self._detect_region_at(gray, region, size, round(face_px * 1.5))
+        return found
+
+    def _detect_region_at(self, gray: np.ndarray, region: Box, size: int, face_px: int) -> np.ndarray | None:
         x, y, w, h = region
         if w < 8 or h < 8 or size <= 0:
             return None
