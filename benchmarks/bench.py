@@ -94,13 +94,13 @@ class ProcessSampler(threading.Thread):
         self.session = session
         self.cpu: dict[int, float] = {}
         self.peak_rss: dict[int, int] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._marks: dict[str, float] = {}
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(0.05)
+            self._halt.wait(0.05)
 
     def sample(self) -> None:
         for pid in _session_pids(self.session):
@@ -122,7 +122,7 @@ class ProcessSampler(threading.Thread):
         return self._marks[end] - self._marks[start]
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(2)
 
 
