@@ -111,9 +111,9 @@ class TrackingSettings(_Section):
                                    "emotions, and cheap re-detection near known faces. Keeps each camera on "
                                    "one worker.")] = True
     full_scan_interval: Annotated[int, Field(ge=1, le=300, description="Scan the whole frame at least every "
-                                             "this many frames; bounds how late a new face is found.")] = 10
+                                             "this many frames; bounds how late a new face is found.")] = 15
     roi_margin: Annotated[float, Field(ge=0.1, le=3.0, description="Search region around a known face, as a "
-                                       "fraction of its size on each side.")] = 0.5
+                                       "fraction of its size on each side.")] = 0.35
     roi_face_px: Annotated[int, Field(ge=24, le=256, description="Known faces are re-detected at this size "
                                       "(smaller is faster, larger gives steadier boxes).")] = 40
     iou_threshold: Annotated[float, Field(ge=0.0, le=1.0, description="Least overlap for a detection to "
@@ -140,7 +140,7 @@ class ClassifierSettings(_Section):
 
 class WorkerSettings(_Section):
     count: Annotated[int, Field(ge=0, le=256, description="Inference worker processes; 0 means one per "
-                                "core (with tracking, at most one per camera).")] = 0
+                                "core; with tracking, one per camera up to two per core.")] = 0
     heartbeat_seconds: Annotated[float, Field(ge=0.1, le=60.0, description="Interval of worker "
                                               "liveness messages.")] = 1.0
 
@@ -244,13 +244,13 @@ class Settings(BaseSettings):
         return self
 
     def worker_count(self) -> int:
-        """Explicit count, or one per core; with tracking a camera stays on one worker, so no more workers
-        than cameras (the spare cores go to OpenCV threads instead)."""
+        """Explicit count, or one per core. With tracking a camera stays on one worker, so there is one worker
+        per camera (spare cores go to OpenCV threads), up to two per core so the OS balances uneven cameras."""
         if self.workers.count:
             return self.workers.count
         cores = os.cpu_count() or 1
         if self.tracking.enabled and self.sources:
-            return max(1, min(cores, len(self.sources)))
+            return max(1, min(2 * cores, len(self.sources)))
         return cores
 
     def endpoint(self, role: Literal["frames", "results_in", "results"]) -> str:
