@@ -1,0 +1,294 @@
+"""Hostile input: hypothesis-generated messages thrown at every socket that accepts input.
+
+Targets: the decoder itself, capture's frames ROUTER (as a fake worker), a worker's DEALER (from a fake capture
+ROUTER), and the proxy's XSUB (as a fake publisher) and XPUB (as a fake subscriber). Every process must survive,
+and every refused message must be counted under its reason in ``emotiond_bad_messages_total``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon import protocol
+from tests.conftest import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
+
+MAX_MESSAGE_BYTES = 1_500_000  # above one raw 640x480 frame, far below the default
+FUZZ_ENV = {"EMOTIOND_BUS__MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES)}
+CASES = {"decoder": 3000, "capture": 1500, "worker": 800, "proxy": 1000}
+RUN = settings(deadline=None, database=None, derandomize=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.function_scoped_fixture])
+TOTALS: Counter = Counter()
+
+# ---------------------------------------------------------------- strategies
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True),
+                    st.text(max_size=20), st.binary(max_size=20))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                      st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+cameras = st.one_of(st.just("cam"), st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), st.text(max_size=70))
+
+
+def _valid_bodies(camera: str, seq: int, shape: tuple[int, int, int]) -> dict[str, tuple[bytes, dict, bytes]]:
+    frame = {"v": 1, "kind": "frame", "camera": camera, "seq": seq, "captured_at": 1.0, "shape": list(shape),
+             "dtype": "uint8", "encoding": "raw"}
+    result = protocol.Result(camera, seq, 1.0, 2.0, (shape[1], shape[0]),
+                             (protocol.Face((1, 2, 3, 4), "happy", 0.9, {"happy": 0.9}),), {"total": 1.0}, "w", "m")
+    status = protocol.Status(camera, "up", "ok", 1.0, 0)
+    control = {"v": 1, "kind": "done", "worker": "w", "pid": 1, "credits": 0, "camera": camera, "seq": seq}
+    pixels = bytes(shape[0] * shape[1] * shape[2])
+    return {"frame": (b"frame." + camera.encode(), frame, pixels),
+            "result": (b"result." + camera.encode(), {"kind": "result", **result.to_dict()}, b""),
+            "status": (b"status." + camera.encode(), {"kind": "status", **status.to_dict()}, b""),
+            "control": (b"ctl", control, b"")}
+
+
+@st.composite
+def mutated(draw) -> list[bytes]:
+    """A valid message of some kind, then damaged: wrong version or types, missing keys, bad topic, cut short."""
+    camera = draw(st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True))
+    shape = (draw(st.integers(1, 48)), draw(st.integers(1, 48)), draw(st.sampled_from([1, 3])))
+    topic, header, payload = _valid_bodies(camera, draw(st.integers(0, 10**6)), shape)[
+        draw(st.sampled_from(["frame", "result", "status", "control"]))]
+    header = dict(header)
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.sampled_from(["drop", "retype", "version", "add", "kind", "shape"]))
+        if action == "drop" and header:
+            header.pop(draw(st.sampled_from(sorted(header))))
+        elif action == "retype" and header:
+            header[draw(st.sampled_from(sorted(header)))] = draw(values)
+        elif action == "version":
+            header["v"] = draw(st.one_of(st.integers(-3, 5), st.just(True), st.text(max_size=3)))
+        elif action == "add":
+            header[draw(st.text(max_size=8))] = draw(values)
+        elif action == "kind":
+            header["kind"] = draw(st.sampled_from(["frame", "result", "status", "ready", "heartbeat", "x", ""]))
+        elif action == "shape":
+            header["shape"] = draw(st.lists(st.integers(-5, 70000), max_size=4))
+    packed = msgpack.packb(header, use_bin_type=True)
+    parts = [topic, packed, payload]
+    damage = draw(st.sampled_from(["none", "truncate_header", "truncate_payload", "topic", "parts", "pad"]))
+    if damage == "truncate_header":
+        parts[1] = packed[: draw(st.integers(0, max(0, len(packed) - 1)))]
+    elif damage == "truncate_payload" and payload:
+        parts[2] = payload[: draw(st.integers(0, len(payload) - 1))]
+    elif damage == "topic":
+        parts[0] = draw(st.one_of(st.binary(max_size=20), st.sampled_from([b"frame.", b"result.a.b", b"ctl2"]),
+                                  cameras.map(lambda c: b"status." + c.encode("utf-8", "replace"))))
+    elif damage == "parts":
+        parts = parts[: draw(st.integers(1, 2))] if draw(st.booleans()) else [*parts, draw(st.binary(max_size=8))]
+    elif damage == "pad":
+        parts[2] = payload + draw(st.binary(min_size=1, max_size=16))
+    return parts
+
+
+garbage = st.lists(st.binary(max_size=64), min_size=1, max_size=5)
+oversized_header = st.integers(protocol.MAX_HEADER_BYTES + 1, protocol.MAX_HEADER_BYTES + 4096).map(
+    lambda n: [b"ctl", msgpack.packb({"v": 1, "kind": "ready", "pad": "x" * n}), b""])
+messages = st.one_of(mutated(), mutated(), mutated(), garbage, oversized_header)
+
+
+def verdict(parts: list[bytes]) -> str:
+    """What the decoder says: the refusal reason, or the kind of valid message."""
+    try:
+        message = protocol.decode(parts)
+    except protocol.ProtocolError as exc:
+        return exc.reason
+    return type(message).__name__.lower()
+
+
+# ---------------------------------------------------------------- the decoder alone
+
+def test_decoder_refuses_with_a_reason_and_never_raises_anything_else():
+    seen: Counter = Counter()
+
+    @settings(RUN, max_examples=CASES["decoder"])
+    @given(messages)
+    def check(parts):
+        seen[verdict(parts)] += 1  # any exception other than ProtocolError fails here
+
+    check()
+    TOTALS["decoder"] = sum(seen.values())
+    print(f"decoder: {sum(seen.values())} cases: {dict(seen)}")
+    assert {"bad_msgpack", "bad_header", "bad_version", "bad_parts", "bad_topic", "oversized"} <= set(seen)
+
+
+# ---------------------------------------------------------------- sockets of a running daemon
+
+def _fuzz(sock: zmq.Socket, cases: int, prefix: list[bytes] | None = None, keep=lambda v: True,
+          pause_every: int = 0) -> Counter:
+    """Send ``cases`` generated messages; returns the decoder's verdict per message actually sent.
+
+    ``pause_every`` paces the burst so a high-water mark downstream does not drop what the test wants to see.
+    """
+    sent: Counter = Counter()
+
+    @settings(RUN, max_examples=cases)
+    @given(messages)
+    def send(parts):
+        outcome = verdict(parts)
+        if not keep(outcome):
+            return
+        sock.send_multipart([*(prefix or []), *parts])
+        sent[outcome] += 1
+        if pause_every and sum(sent.values()) % pause_every == 0:
+            time.sleep(0.02)
+
+    send()
+    return sent
+
+
+def _as_counted(sent: Counter, unexpected: tuple[str, ...], accepted: tuple[str, ...] = ()) -> Counter:
+    """The metric a socket should show: refusals by reason, valid messages of the wrong kind as unexpected_kind."""
+    expected: Counter = Counter()
+    for outcome, count in sent.items():
+        if outcome not in accepted:
+            expected["unexpected_kind" if outcome in unexpected else outcome] += count
+    return expected
+
+
+def _counted(text: str, socket: str, reasons) -> dict[str, float]:
+    return {r: metric_value(text, "emotiond_bad_messages_total", socket=socket, reason=r) for r in reasons}
+
+
+def test_capture_router_survives_a_hostile_worker(start_daemon, videos, default_model):
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=FUZZ_ENV)
+    daemon.wait_ready(1)
+    pids = child_pids(daemon)
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, b"fuzzer")
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.connect(f"ipc://{daemon.runtime_dir / 'frames'}.sock")
+        # valid control messages would enrol the fuzzer as a worker; everything else must be refused and counted
+        sent = _fuzz(sock, CASES["capture"], keep=lambda v: v != "control")
+        expected = _as_counted(sent, unexpected=("frame", "result", "status"))
+        wait_for(lambda: _counted(daemon.metrics_text(), "frames", expected) == dict(expected), 20,
+                 what=f"capture to count {dict(expected)}")
+    finally:
+        ctx.destroy(linger=0)
+    assert child_pids(daemon) == pids, "a child was restarted"
+    assert metric_value(daemon.metrics_text(), "emotiond_process_restarts_total") == 0
+    TOTALS["capture"] = sum(sent.values())
+    print(f"capture ROUTER: {sum(sent.values())} hostile messages, counted by reason: {dict(expected)}")
+    assert daemon.stop() == 0
+
+
+def test_proxy_forwards_only_what_decoders_can_judge(start_daemon, watch, videos, default_model):
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=FUZZ_ENV)
+    daemon.wait_ready(1)
+    pids = child_pids(daemon)
+    watcher = watch(daemon.results_endpoint, (b"",))
+    ctx = zmq.Context()
+    try:
+        publisher = ctx.socket(zmq.XPUB)
+        publisher.setsockopt(zmq.SNDHWM, 0)
+        publisher.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
+        hostile_subscriber = ctx.socket(zmq.XSUB)
+        hostile_subscriber.connect(daemon.results_endpoint)
+        time.sleep(0.5)
+        sent = _fuzz(publisher, CASES["proxy"], pause_every=16)
+        for parts in ([b"\x01"], [b"\x00garbage"], [b"\x02\xff" * 100], [b"\x01" + b"x" * 5000]):
+            hostile_subscriber.send_multipart(parts)  # subscription frames that are not subscriptions
+        time.sleep(1.0)
+    finally:
+        ctx.destroy(linger=0)
+    since = time.time()
+    wait_for(lambda: watcher.results_after(since), 10, what="real results after the fuzzing")
+    assert child_pids(daemon) == pids, "a child was restarted"
+    refused = sum(n for v, n in sent.items() if v not in ("frame", "result", "status", "control"))
+    assert watcher.invalid == refused, (watcher.invalid, refused)  # each reaches the subscriber's decoder, refused
+    TOTALS["proxy"] = sum(sent.values())
+    print(f"proxy XSUB: {sum(sent.values())} messages from a fake publisher; subscriber decoder refused "
+          f"{watcher.invalid} ({refused} expected)")
+    assert daemon.stop() == 0
+
+
+@pytest.fixture
+def lone_worker(tmp_path, default_model):
+    """``emotiond worker`` connected to a capture ROUTER and proxy XSUB that the test owns."""
+    ctx = zmq.Context()
+    frames, results_in = f"ipc://{tmp_path / 'frames.sock'}", f"ipc://{tmp_path / 'results_in.sock'}"
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.SNDHWM, 0)
+    router.bind(frames)
+    xsub = ctx.socket(zmq.XSUB)
+    xsub.bind(results_in)
+    port = free_port()
+    env = child_env(tmp_path / "run", EMOTIOND_BUS__FRAMES_ENDPOINT=frames,
+                    EMOTIOND_BUS__RESULTS_IN_ENDPOINT=results_in, **FUZZ_ENV)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([*EMOTIOND, "worker", "--name", "fz", "--metrics-port", str(port)], cwd=REPO,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield router, xsub, process, port, log_path
+    process.kill()
+    process.wait(5)
+    ctx.destroy(linger=0)
+
+
+def test_worker_dealer_survives_a_hostile_capture(lone_worker):
+    router, xsub, process, port, log_path = lone_worker
+    assert router.poll(60_000), Path(log_path).read_text()[-2000:]
+    identity, *ready = router.recv_multipart()
+    assert identity == b"fz" and verdict(ready) == "control"
+    xsub.send(b"\x01")  # subscribe to everything the worker publishes, now that it is connected
+    time.sleep(0.3)
+    sent = _fuzz(router, CASES["worker"], prefix=[identity])
+    expected = _as_counted(sent, unexpected=("result", "status", "control"), accepted=("frame",))
+
+    def counted() -> dict[str, float]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return _counted(response.read().decode(), "worker", expected)
+
+    wait_for(lambda: counted() == dict(expected), 30, what=f"worker to count {dict(expected)}")
+    assert process.poll() is None, Path(log_path).read_text()[-2000:]
+    published = 0
+    while xsub.poll(200):
+        published += verdict(xsub.recv_multipart()) == "result"
+    assert published == sent["frame"], (published, sent["frame"])  # odd-shaped valid frames are still processed
+    TOTALS["worker"] = sum(sent.values())
+    print(f"worker DEALER: {sum(sent.values())} messages ({sent['frame']} valid frames of odd shapes, all "
+          f"answered); refused by reason: {dict(expected)}")
+
+
+def test_oversized_message_is_refused_by_zeromq(start_daemon, watch, videos, default_model):
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=FUZZ_ENV)
+    daemon.wait_ready(1)
+    watcher = watch(daemon.results_endpoint, (b"status.huge",))
+    ctx = zmq.Context()
+    try:
+        publisher = ctx.socket(zmq.PUB)
+        publisher.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
+        time.sleep(0.5)
+        status = protocol.Status("huge", "up", "x" * 100, 1.0, 0)
+        big = protocol.encode_status(status)
+        big[2] = b"\x00" * (MAX_MESSAGE_BYTES + 1)
+        publisher.send_multipart(big)
+        time.sleep(1.0)
+        assert not watcher.received and not watcher.invalid, "an oversized message went through the proxy"
+        small = ctx.socket(zmq.PUB)  # the oversized sender was disconnected; a fresh, well-behaved one gets through
+        small.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
+        wait_for(lambda: small.send_multipart(protocol.encode_status(status)) or watcher.statuses(), 10,
+                 interval=0.2, what="a normal message after the oversized one")
+    finally:
+        ctx.destroy(linger=0)
+    assert daemon.stop() == 0
+
+
+def test_zz_report_fuzz_totals():
+    """Prints the number of cases run in this module (for docs/reliability.md)."""
+    print(f"fuzz cases: {dict(TOTALS)}, total {sum(TOTALS.values())}")
