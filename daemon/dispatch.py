@@ -26,11 +26,18 @@ class WorkerState(Generic[T]):
     last_seen: float
     inflight: dict[FrameKey, T] = field(default_factory=dict)
     assigned: int = 0
+    announced: int = 0  # most credits the worker has granted
 
 
 class Dispatcher(Generic[T]):
-    def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None], affinity: bool = False):
-        """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker."""
+    def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None], affinity: bool = False,
+                 max_credits: int = 64):
+        """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker.
+
+        ``max_credits`` bounds what ``done`` messages can give back, so a peer repeating them (buggy or hostile)
+        cannot claim more frames than it announced or than the configured per-worker credits.
+        """
+        self._max_credits = max_credits
         self._timeout = worker_timeout
         self._on_lost = on_lost
         self._affinity = affinity
@@ -46,10 +53,11 @@ class Dispatcher(Generic[T]):
             self._lose(worker)
             state = None
         if state is None:
-            self.workers[worker] = WorkerState(pid=pid, credits=credits, last_seen=now)
+            self.workers[worker] = WorkerState(pid=pid, credits=credits, last_seen=now, announced=credits)
             self._rebalance()
         else:
             state.credits = max(0, credits - len(state.inflight))
+            state.announced = max(state.announced, credits)
             state.last_seen = now
 
     def heartbeat(self, worker: bytes, pid: int, free_credits: int, now: float) -> None:
@@ -64,8 +72,10 @@ class Dispatcher(Generic[T]):
         if state is None:
             return None
         state.last_seen = now
-        state.credits += 1
-        return state.inflight.pop((camera, seq), None)
+        frame = state.inflight.pop((camera, seq), None)
+        if state.credits + len(state.inflight) < max(state.announced, self._max_credits):
+            state.credits += 1
+        return frame
 
     def expire(self, now: float) -> list[bytes]:
         """Forget workers silent for longer than the timeout; their frames go to ``on_lost``."""
