@@ -95,7 +95,7 @@ class ProcessSampler(threading.Thread):
         self.cpu: dict[int, float] = {}
         self.peak_rss: dict[int, int] = {}
         self._halt = threading.Event()
-        self._marks: dict[str, float] = {}
+        self._marks: dict[str, dict[int, float]] = {}
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -116,10 +116,12 @@ class ProcessSampler(threading.Thread):
 
     def mark(self, name: str) -> None:
         self.sample()
-        self._marks[name] = sum(self.cpu.values())
+        self._marks[name] = dict(self.cpu)
 
-    def cpu_between(self, start: str, end: str) -> float:
-        return self._marks[end] - self._marks[start]
+    def cpu_between(self, start: str, end: str) -> dict[int, float]:
+        """CPU seconds per process between two marks (start-up excluded)."""
+        before = self._marks[start]
+        return {pid: cpu - before.get(pid, 0.0) for pid, cpu in self._marks[end].items()}
 
     def stop(self) -> None:
         self._halt.set()
@@ -165,8 +167,9 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, extra: list[str], wor
             daemon.wait(30)
         sampler.stop()
     roles = _roles(log_path.read_text(errors="replace"), daemon.pid)
-    return {"results": results, "cpu_seconds": sampler.cpu_between("first", "last"),
-            "cpu_by_role": _by_role(sampler.cpu, roles), "peak_rss": _by_role(sampler.peak_rss, roles, peak=True)}
+    steady = sampler.cpu_between("first", "last")
+    return {"results": results, "cpu_seconds": sum(steady.values()), "cpu_by_role": _by_role(steady, roles),
+            "peak_rss": _by_role(sampler.peak_rss, roles, peak=True)}
 
 
 def _roles(log: str, supervisor: int) -> dict[int, str]:
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         latencies = [r.latency_ms["total"] for r in results]
         cpu_per_frame = ours["cpu_seconds"] / max(1, len(results) - 1) * 1000
         stages = stage_means(results)
-        bus_ms = stages["decode"] + stages["publish"] + ours["cpu_by_role"].get("proxy", 0) / len(results) * 1000
+        proxy_ms = ours["cpu_by_role"].get("proxy", 0) / max(1, len(results) - 1) * 1000
+        bus_ms = stages["decode"] + stages["publish"] + proxy_ms
         entry = {
             "frames": len(truth), "results": len(results), "lost": len(truth) - len({r.seq for r in results}),
             "fer": {"fps": fer["fps"], "cpu_per_frame_ms": fer["cpu_per_frame_ms"],
@@ -266,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
                          "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
                          "cpu_per_frame_ms": cpu_per_frame,
                          "peak_rss_mb": {k: v / 2**20 for k, v in ours["peak_rss"].items()},
-                         "stage_ms": stages, "bus_overhead_share": bus_ms / cpu_per_frame if cpu_per_frame else 0},
+                         "stage_ms": stages, "proxy_ms": proxy_ms,
+                         "cpu_ms_by_role": {k: v / max(1, len(results) - 1) * 1000
+                                            for k, v in ours["cpu_by_role"].items()},
+                         "bus_overhead_share": bus_ms / cpu_per_frame if cpu_per_frame else 0},
         }
         report["file_mode"][label] = entry
         rows.append((label, entry))
@@ -314,12 +321,14 @@ def render(rows: list[tuple[str, dict]], report: dict[str, Any]) -> str:
                      f"{fer['cpu_per_frame_ms']:.1f} / {ours['cpu_per_frame_ms']:.1f} | "
                      f"{fer['peak_rss_mb']:.0f} / {rss} | {e['lost']} |")
     lines += ["", "Worker time per frame (ms) and the share of CPU spent on bus, serialization and batching:", "",
-              "| video | decode | detect | crop | classify | publish | bus share of CPU |",
-              "|---|---|---|---|---|---|---|"]
+              "| video | decode | detect | crop | classify | publish | proxy | CPU by process | bus share of CPU |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for label, e in rows:
         s = e["emotiond"]["stage_ms"]
+        roles = ", ".join(f"{k} {v:.1f}" for k, v in sorted(e["emotiond"]["cpu_ms_by_role"].items()))
         lines.append(f"| {label} | {s['decode']:.2f} | {s['detect']:.2f} | {s['crop']:.2f} | {s['classify']:.2f} | "
-                     f"{s['publish']:.2f} | {e['emotiond']['bus_overhead_share']:.1%} |")
+                     f"{s['publish']:.2f} | {e['emotiond']['proxy_ms']:.2f} | {roles} | "
+                     f"{e['emotiond']['bus_overhead_share']:.1%} |")
     live = report["live"]
     three = ", ".join(f"{k} {v:.1%}" for k, v in live["three_cameras"]["drop_rate"].items())
     lines += ["", "Live mode (paced at 30 fps):", "", "| set-up | dropped | p50 / p95 capture→event ms |",
