@@ -44,3 +44,39 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_logger_keeps_everything_through_daemon_and_logger_sigterm(start_daemon, watch, videos, default_model,
+                                                                  tmp_path):
+    """The daemon stops first (frames in flight finish), then the logger: every result published is on disk."""
+    import json
+    import subprocess
+
+    from tests.conftest import EMOTIOND, REPO
+
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", "--loop")
+    daemon.wait_ready(2)
+    watcher = watch(daemon.results_endpoint, (b"result.",))
+    out = tmp_path / "log"
+    logger = subprocess.Popen([*EMOTIOND, "log", "--out", str(out), "--fsync-seconds", "5"], cwd=REPO,
+                              env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # the logger's subscription is in place
+        wait_for(lambda: len(watcher.results_after(time.time())) > 0 or len(watcher.received) > 100, 30,
+                 what="results flowing to both subscribers")
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(15) == 0
+        time.sleep(0.5)
+        logger.send_signal(signal.SIGTERM)
+        assert logger.wait(15) == 0, logger.stderr.read()[-2000:]
+    finally:
+        if logger.poll() is None:
+            logger.kill()
+    published = {m.seq for _, m in watcher.received if isinstance(m, protocol.Result)}
+    records = [json.loads(line) for path in sorted(out.rglob("*.jsonl")) for line in path.read_text().splitlines()]
+    logged = {r["seq"] for r in records if r.get("kind", "result") == "result" and "seq" in r}
+    assert logged, "the logger wrote nothing"
+    since_subscribed = {seq for seq in published if seq >= min(logged)}
+    assert since_subscribed <= logged, sorted(since_subscribed - logged)[:20]
+    assert max(logged) == max(published), "the last results before shutdown reached the log"
+    print(f"logger: {len(logged)} results on disk after SIGTERM, last seq {max(logged)} = last published")
