@@ -111,7 +111,8 @@ class TrackingSettings(_Section):
                                    "emotions, and cheap re-detection near known faces. Keeps each camera on "
                                    "one worker.")] = True
     full_scan_interval: Annotated[int, Field(ge=1, le=300, description="Scan the whole frame at least every "
-                                             "this many frames; bounds how late a new face is found.")] = 15
+                                             "this many frames; a new face is found within twice this "
+                                             "many frames (within a few frames in live mode).")] = 15
     roi_margin: Annotated[float, Field(ge=0.1, le=3.0, description="Search region around a known face, as a "
                                        "fraction of its size on each side.")] = 0.35
     roi_face_px: Annotated[int, Field(ge=24, le=256, description="Known faces are re-detected at this size "

@@ -7,8 +7,10 @@ import numpy as np
 
 from daemon import synthetic
 from daemon.protocol import Face, Result
-from daemon.settings import TrackingSettings
-from workers.tracking import CameraTracker
+from daemon.settings import DetectionSettings, TrackingSettings
+from workers.detector import HaarFaceDetector
+from workers.finder import FaceFinder
+from workers.tracking import CameraTracker, iou
 
 LABELS = ("happy", "sad", "neutral")
 
@@ -19,39 +21,48 @@ def boxes(*items: tuple[int, int, int, int]) -> np.ndarray:
 
 def test_ids_are_stable_and_new_faces_get_new_ids():
     tracker = CameraTracker(TrackingSettings(), LABELS)
-    first, _ = tracker.associate(0, boxes((100, 100, 80, 80)), full_scan=True)
-    moved, _ = tracker.associate(1, boxes((106, 103, 82, 80)), full_scan=False)
+    first, _ = tracker.associate(0, boxes((100, 100, 80, 80)))
+    moved, _ = tracker.associate(1, boxes((106, 103, 82, 80)))
     assert moved == first
-    both, _ = tracker.associate(2, boxes((400, 90, 70, 70), (110, 105, 80, 80)), full_scan=True)
+    both, _ = tracker.associate(2, boxes((400, 90, 70, 70), (110, 105, 80, 80)))
     assert both[1] == first[0] and both[0] not in first
 
 
-def test_full_scan_interval_bounds_how_late_a_new_face_is_found():
+def scene_with_late_face(appears_at: int, frames: int) -> list[tuple[np.ndarray, list]]:
+    spec = synthetic.SceneSpec(faces=1, frames=frames)
+    background = synthetic._background(spec.width, spec.height)
+    return [synthetic.render(spec, i) if i >= appears_at else (background.copy(), []) for i in range(frames)]
+
+
+def test_a_new_face_is_found_within_the_scan_interval_and_then_followed():
     settings = TrackingSettings(full_scan_interval=4)
-    tracker = CameraTracker(settings, LABELS)
-    assert tracker.needs_full_scan(0)  # nothing to follow
-    tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
-    scans = []
-    for seq in range(1, 9):
-        full = tracker.needs_full_scan(seq)
-        scans.append(full)
-        tracker.associate(seq, boxes((10, 10, 50, 50)), full_scan=full)
-    assert scans == [False, False, False, True, False, False, False, True]
-    assert not tracker.needs_full_scan(10)  # a short gap (a live drop) is still followed
-    assert tracker.needs_full_scan(20)  # a long gap (restart, long drop) forces a scan
+    finder = FaceFinder(HaarFaceDetector(DetectionSettings(), threads=2), settings, LABELS)
+    kinds, first_seen, ids = [], None, set()
+    for seq, (frame, truth) in enumerate(scene_with_late_face(appears_at=6, frames=40)):
+        found, track_ids, _, kind = finder.find(seq, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        kinds.append(kind)
+        hit = [tid for box, tid in zip(found, track_ids, strict=False) if truth and iou(box, truth[0]) >= 0.4]
+        if hit and first_seen is None:
+            first_seen = seq
+        if first_seen is not None:
+            assert hit, f"face lost at frame {seq}"
+            ids.update(hit)
+    assert first_seen is not None and first_seen <= 6 + 2 * settings.full_scan_interval + 1
+    assert len(ids) == 1  # one stable track
+    assert kinds[0] == "full" and kinds.count("full") <= 3  # scans run in the background after the first
 
 
 def test_lost_tracks_end_after_max_missed_frames():
     tracker = CameraTracker(TrackingSettings(max_missed=2), LABELS)
-    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
-    ended_per_frame = [tracker.associate(seq, boxes(), full_scan=True)[1] for seq in range(1, 5)]
+    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)))
+    ended_per_frame = [tracker.associate(seq, boxes())[1] for seq in range(1, 5)]
     assert ended_per_frame == [[], [], [track], []]
     assert tracker.tracks == []
 
 
 def test_smoothing_changes_label_only_past_the_hysteresis():
     tracker = CameraTracker(TrackingSettings(ema_alpha=0.5, hysteresis=0.2), LABELS)
-    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)), full_scan=True)
+    (track,), _ = tracker.associate(0, boxes((10, 10, 50, 50)))
     label, _ = tracker.smooth(track, np.array([0.8, 0.1, 0.1]))
     assert label == "happy"
     label, smoothed = tracker.smooth(track, np.array([0.3, 0.6, 0.1]))  # one noisy frame: no flip

@@ -1,14 +1,14 @@
 """Haar face detection.
 
-OpenCV cascades must not be shared between threads, so the detector keeps one cascade for full-frame scans
-(which OpenCV parallelises internally) and one per pool thread for re-detecting known faces, where each
-region is a separate small call that releases the GIL.
+OpenCV cascades must not be shared between threads, so every thread that detects has its own cascade: the
+caller's for synchronous full scans (which OpenCV parallelises internally), the background scanner's, and one
+per pool thread for re-detecting known faces, where each region is a small call that releases the GIL.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -38,18 +38,26 @@ def _load_cascade() -> cv2.CascadeClassifier:
 class HaarFaceDetector:
     def __init__(self, settings: DetectionSettings, threads: int = 1):
         self._settings = settings
-        self._cascade = _load_cascade()
+        _load_cascade()  # fail at start-up, not in the first frame
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi") if threads > 1 else None
+        self._scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         """Face boxes (N x 4, int32, x y w h) in the coordinates of ``gray``."""
+        return self._scan(gray)
+
+    def detect_async(self, gray: np.ndarray) -> Future:
+        """A full scan on the background thread; ``gray`` must not be modified until it is done."""
+        return self._scanner.submit(self._scan, gray)
+
+    def _scan(self, gray: np.ndarray) -> np.ndarray:
         scale = self._settings.downscale
         image = gray
         if scale < 1.0:
             image = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         min_side = max(8, round(self._settings.min_size * scale))
-        boxes = self._cascade.detectMultiScale(
+        boxes = self._thread_cascade().detectMultiScale(
             image,
             scaleFactor=self._settings.scale_factor,
             minNeighbors=self._settings.min_neighbors,
@@ -63,18 +71,15 @@ class HaarFaceDetector:
             boxes /= scale
         return np.rint(boxes).astype(np.int32)
 
-    def detect_near(self, gray: np.ndarray, regions: list[Box], face_sizes: list[int], face_px: int) -> np.ndarray:
-        """Re-detect known faces: each region is resized so its face is about ``face_px`` wide, and only
-        scales from 0.7x to 1.45x of that are tried. Costs a few percent of a full scan."""
+    def detect_regions(self, gray: np.ndarray, regions: list[Box], face_sizes: list[int],
+                       face_px: int) -> list[np.ndarray | None]:
+        """Re-detect known faces, one answer per region (None: not found). Each region is resized so its face
+        is about ``face_px`` wide, and only scales from 0.7x to 1.45x of that are tried: a few percent of the
+        cost of a full scan."""
         jobs = [(gray, region, size, face_px) for region, size in zip(regions, face_sizes, strict=True)]
         if self._pool is not None and len(jobs) > 1:
-            found = list(self._pool.map(lambda job: self._detect_region(*job), jobs))
-        else:
-            found = [self._detect_region(*job) for job in jobs]
-        boxes = [box for box in found if box is not None]
-        if not boxes:
-            return np.zeros((0, 4), np.int32)
-        return suppress_overlaps(np.rint(np.array(boxes)).astype(np.int32))
+            return list(self._pool.map(lambda job: self._detect_region(*job), jobs))
+        return [self._detect_region(*job) for job in jobs]
 
     def _thread_cascade(self) -> cv2.CascadeClassifier:
         cascade = getattr(self._local, "cascade", None)
@@ -114,6 +119,9 @@ class HaarFaceDetector:
 
 def suppress_overlaps(boxes: np.ndarray) -> np.ndarray:
     """Drop boxes that mostly overlap a larger one (neighbouring regions can find the same face)."""
+    if not len(boxes):
+        return np.zeros((0, 4), np.int32)
+    boxes = np.rint(np.asarray(boxes, np.float32)).astype(np.int32).reshape(-1, 4)
     order = np.argsort(-(boxes[:, 2] * boxes[:, 3]))
     kept: list[np.ndarray] = []
     for index in order:

@@ -23,8 +23,8 @@ from workers import bundle as bundles
 from workers.batcher import MicroBatcher, PendingFrame
 from workers.classifier import open_classifier
 from workers.detector import HaarFaceDetector
+from workers.finder import FaceFinder
 from workers.preprocess import crop_faces, to_gray
-from workers.tracking import CameraTracker
 
 log = logging.getLogger(__name__)
 SCORE_DIGITS = 4
@@ -49,7 +49,7 @@ class WorkerService:
         self._held = 0
         self._m = metrics()
         self._subscriptions = bus.SubscriptionTracker()
-        self._trackers: dict[str, CameraTracker] = {}
+        self._finders: dict[str, FaceFinder] = {}
 
     def run(self) -> int:
         dealer = bus.frames_dealer(self._settings, self._name)
@@ -126,23 +126,16 @@ class WorkerService:
                               time.monotonic())
 
     def _detect(self, header: protocol.FrameHeader, gray: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
-        """Full scan when the camera's tracker asks for one, else re-detection near known faces; a face not
-        re-found triggers a full scan of the same frame, so tracking never costs recall."""
+        """Every frame scanned in full without tracking; with it, the camera's FaceFinder decides."""
         if not self._settings.tracking.enabled:
+            self._m.detections.labels("full").inc()
             return self._detector.detect(gray), [], []
-        tracker = self._trackers.get(header.camera)
-        if tracker is None:
-            tracker = self._trackers[header.camera] = CameraTracker(self._settings.tracking, self.bundle.labels)
-        full_scan = tracker.needs_full_scan(header.seq)
-        if not full_scan:
-            height, width = gray.shape[:2]
-            boxes = self._detector.detect_near(gray, tracker.regions(width, height),
-                                               [t.box[2] for t in tracker.tracks], self._settings.tracking.roi_face_px)
-            full_scan = len(boxes) < len(tracker.tracks)
-        if full_scan:
-            boxes = self._detector.detect(gray)
-        self._m.detections.labels("full" if full_scan else "tracked").inc()
-        track_ids, ended = tracker.associate(header.seq, boxes, full_scan)
+        finder = self._finders.get(header.camera)
+        if finder is None:
+            finder = self._finders[header.camera] = FaceFinder(self._detector, self._settings.tracking,
+                                                                 self.bundle.labels)
+        boxes, track_ids, ended, kind = finder.find(header.seq, gray)
+        self._m.detections.labels(kind).inc()
         return boxes, track_ids, ended
 
     def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
@@ -171,7 +164,8 @@ class WorkerService:
     def _faces(self, item: PendingFrame, probabilities: np.ndarray) -> tuple[protocol.Face, ...]:
         labels = self.bundle.labels
         camera = item.frame.header.camera
-        tracker = self._trackers.get(camera)
+        finder = self._finders.get(camera)
+        tracker = finder.tracker if finder is not None else None
         faces = []
         for index, (box, probs) in enumerate(zip(item.boxes, probabilities, strict=True)):
             top = int(np.argmax(probs))

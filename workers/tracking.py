@@ -1,12 +1,9 @@
-"""Per-camera face tracks: stable ids, cheap re-detection between full scans, and smoothed emotions.
+"""Per-camera face tracks: stable ids across frames and smoothed emotions.
 
-Scanning every full frame with Haar is almost all of the cost of emotion recognition. A camera's tracker
-asks for a full (downscaled) scan every ``full_scan_interval`` frames, or at once when it has lost a face;
-between scans the detector only looks in a small region around each known face, at a narrow scale range.
-A new face is therefore found within ``full_scan_interval`` frames.
-
-Each track keeps an exponential moving average of its class scores; the smoothed emotion changes only when
-another label leads the current one by ``hysteresis``, so labels do not flicker.
+Detections are matched to tracks by overlap; a track unseen for more than ``max_missed`` frames ends. Where to
+look for faces in the next frame is workers.finder's job. Each track keeps an exponential moving average of its
+class scores; the smoothed emotion changes only when another label leads the current one by ``hysteresis``, so
+labels do not flicker.
 """
 
 from __future__ import annotations
@@ -57,20 +54,11 @@ class CameraTracker:
     settings: TrackingSettings
     labels: tuple[str, ...]
     tracks: list[Track] = field(default_factory=list)
-    frames_since_scan: int = 0
     last_seq: int = -1
 
-    def needs_full_scan(self, seq: int) -> bool:
-        if not self.tracks or not 0 < seq - self.last_seq <= self.settings.full_scan_interval:
-            return True  # nothing to follow, or too many frames skipped (restart, long live drop)
-        if any(t.missed for t in self.tracks):
-            return True
-        return self.frames_since_scan + 1 >= self.settings.full_scan_interval
-
-    def associate(self, seq: int, boxes: np.ndarray, full_scan: bool) -> tuple[list[int], list[int]]:
+    def associate(self, seq: int, boxes: np.ndarray) -> tuple[list[int], list[int]]:
         """Match detections to tracks. Returns (track id per detection, ids of tracks that ended)."""
         self.last_seq = seq
-        self.frames_since_scan = 0 if full_scan else self.frames_since_scan + 1
         pairs = sorted(((iou(box, t.box), i, j) for i, box in enumerate(boxes) for j, t in enumerate(self.tracks)),
                        reverse=True)
         assigned: dict[int, int] = {}
@@ -122,5 +110,3 @@ class CameraTracker:
                 track.emotion = self.labels[leader]
         return track.emotion, track.smoothed
 
-    def regions(self, width: int, height: int) -> list[Box]:
-        return [t.region(self.settings.roi_margin, width, height) for t in self.tracks]
