@@ -27,13 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from clients.subscribe import subscribe  # noqa: E402
-from daemon import protocol, synthetic  # noqa: E402
+from daemon import procfs, protocol, synthetic  # noqa: E402
 from daemon.settings import Settings  # noqa: E402
 from workers.tracking import iou  # noqa: E402
 
 FER_VERSION = "25.10.3"
 FER_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emotiond" / "bench" / "fer-venv"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MATCH_IOU = 0.4
 
 
@@ -73,19 +72,6 @@ def run_fer(python: Path, video: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- process sampling
 
-def _session_pids(session: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == session:
-                pids.append(int(entry))
-    return pids
-
-
 class ProcessSampler(threading.Thread):
     """CPU seconds and peak RSS of every process of the daemon's session, sampled until stopped."""
 
@@ -103,16 +89,9 @@ class ProcessSampler(threading.Thread):
             self._halt.wait(0.05)
 
     def sample(self) -> None:
-        for pid in _session_pids(self.session):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-            match = re.search(r"VmHWM:\s+(\d+) kB", status)
-            if match:
-                self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), int(match.group(1)) * 1024)
+        for pid in procfs.session_pids(self.session):
+            self.cpu[pid] = procfs.cpu_seconds(pid)
+            self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), procfs.peak_rss_kb(pid) * 1024)
 
     def mark(self, name: str) -> None:
         self.sample()

@@ -30,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from daemon import procfs  # noqa: E402
+
 log = logging.getLogger("soak")
 RSS_GROWTH_LIMIT = 1.25  # last sample over the first one after warm-up
 FD_GROWTH_LIMIT = 16
@@ -43,40 +45,6 @@ class Sample:
     processes: int
     results: int
     kills: int
-
-
-def _tree(pid: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
 
 
 class ResultCollector(threading.Thread):
@@ -146,9 +114,9 @@ def soak(duration: float, kill_every: float, workers: int, mode: str, sample_eve
         victim = 0
         while (now := time.monotonic()) < started + duration:
             if now >= next_sample:
-                tree = _tree(daemon.pid)
-                samples.append(Sample(round(now - started, 1), round(sum(_rss_kb(p) for p in tree) / 1024, 1),
-                                      sum(_fds(p) for p in tree), len(tree), collector.count, kills))
+                tree = [daemon.pid, *procfs.descendants(daemon.pid)]
+                samples.append(Sample(round(now - started, 1), round(sum(procfs.rss_kb(p) for p in tree) / 1024, 1),
+                                      sum(procfs.fd_count(p) for p in tree), len(tree), collector.count, kills))
                 print(f"{samples[-1].elapsed_s:7.1f}s  rss {samples[-1].rss_mb:8.1f} MB  fds {samples[-1].fds:4d}  "
                       f"procs {samples[-1].processes:2d}  results {samples[-1].results:7d}  kills {kills}", flush=True)
                 next_sample += sample_every

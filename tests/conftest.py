@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon import synthetic
+from daemon.procfs import descendants, fd_count, rss_kb  # noqa: F401  (shared with test modules)
 from daemon.settings import default_models_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,36 +185,6 @@ def child_pids(handle: DaemonHandle) -> dict[str, int]:
     import re
 
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", handle.log())}
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, read from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def fd_count(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):

@@ -9,15 +9,7 @@ from collections import Counter
 
 import pytest
 
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+from tests.conftest import metric_value
 
 
 @pytest.fixture
@@ -38,19 +30,19 @@ def test_counters_match_events_and_promtool_accepts(start_daemon, events, mixed_
     assert len(results) == 60
     text = daemon.metrics_text()
 
-    assert sample(text, "emotiond_frames_captured_total", camera="file") == 60
-    assert sample(text, "emotiond_frames_processed_total", camera="file") == 60
-    assert sample(text, "emotiond_faces_detected_total", camera="file") == sum(len(r["faces"]) for r in results)
+    assert metric_value(text, "emotiond_frames_captured_total", camera="file") == 60
+    assert metric_value(text, "emotiond_frames_processed_total", camera="file") == 60
+    assert metric_value(text, "emotiond_faces_detected_total", camera="file") == sum(len(r["faces"]) for r in results)
     emotions = Counter(f["emotion"] for r in results for f in r["faces"])
     for emotion, count in emotions.items():
-        assert sample(text, "emotiond_emotions_total", camera="file", emotion=emotion) == count
-    assert sample(text, "emotiond_frames_dropped_total", camera="file") == 0
-    assert sample(text, "emotiond_source_up", camera="demo") == 1
-    assert sample(text, "emotiond_frames_processed_total", camera="demo") > 0
+        assert metric_value(text, "emotiond_emotions_total", camera="file", emotion=emotion) == count
+    assert metric_value(text, "emotiond_frames_dropped_total", camera="file") == 0
+    assert metric_value(text, "emotiond_source_up", camera="demo") == 1
+    assert metric_value(text, "emotiond_frames_processed_total", camera="demo") > 0
     for stage in ("decode", "detect", "classify", "publish"):
-        assert sample(text, "emotiond_stage_latency_seconds_count", stage=stage) > 0
-    assert sample(text, "emotiond_capture_to_publish_seconds_count", camera="file") == 60
-    assert sample(text, "emotiond_batch_size_count") > 0
+        assert metric_value(text, "emotiond_stage_latency_seconds_count", stage=stage) > 0
+    assert metric_value(text, "emotiond_capture_to_publish_seconds_count", camera="file") == 60
+    assert metric_value(text, "emotiond_batch_size_count") > 0
     assert 'le="0.001"' in text and 'le="0.5"' in text
     for name in re.findall(r"^# TYPE (\S+) counter", text, flags=re.M):
         assert name.startswith("emotiond_") or name.startswith("python_") or name.startswith("process_")

@@ -6,23 +6,9 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 
-from tests.test_metrics import sample
-
-
-def session_processes(session_id: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+from daemon.procfs import session_pids
+from tests.conftest import metric_value
 
 
 def child_pid(log: str, name: str) -> int:
@@ -34,12 +20,12 @@ def child_pid(log: str, name: str) -> int:
 def test_sigterm_stops_everything_cleanly(start_daemon, default_model):
     daemon = start_daemon("--source", "demo", "--loop")
     daemon.wait_ready(2)
-    assert len(session_processes(daemon.process.pid)) >= 5  # supervisor, proxy, capture, 2 workers
+    assert len(session_pids(daemon.process.pid)) >= 5  # supervisor, proxy, capture, 2 workers
     started = time.monotonic()
     assert daemon.stop(timeout=10) == 0
     assert time.monotonic() - started < 8
     time.sleep(0.2)
-    assert session_processes(daemon.process.pid) == []
+    assert session_pids(daemon.process.pid) == []
     assert not list(daemon.runtime_dir.glob("*.sock"))
 
 
@@ -56,7 +42,7 @@ def test_killed_worker_is_restarted_and_events_keep_flowing(start_daemon, events
         time.sleep(0.1)
     assert re.search(r"w1 exited with -9; restarting", daemon.log())
     assert child_pid(daemon.log(), "w1") != victim
-    assert sample(daemon.metrics_text(), "emotiond_process_restarts_total", role="worker") == 1
+    assert metric_value(daemon.metrics_text(), "emotiond_process_restarts_total", role="worker") == 1
     assert daemon.stop() == 0
 
 
