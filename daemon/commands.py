@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import UsageError
-from daemon.settings import Settings, load_settings, parse_source_flag, to_toml
+from daemon.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "EMOTIOND_CONFIG"
@@ -39,17 +39,14 @@ def add_settings_flags(parser: argparse.ArgumentParser, sources: bool = True) ->
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-
-    def put(path: str, value: Any) -> None:
-        if value is None:
-            return
-        node = overrides
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-
+    overrides = nest_dotted({
+        "workers.count": getattr(args, "workers", None),
+        "classifier.model": getattr(args, "model", None),
+        "classifier.backend": getattr(args, "backend", None),
+        "metrics.port": getattr(args, "metrics_port", None),
+        "bus.runtime_dir": getattr(args, "runtime_dir", None),
+        "logging.level": getattr(args, "log_level", None),
+    })
     if getattr(args, "source", None):
         sources = []
         for index, text in enumerate(args.source):
@@ -59,12 +56,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                     source[flag] = getattr(args, flag)
             sources.append(source)
         overrides["sources"] = sources
-    put("workers.count", getattr(args, "workers", None))
-    put("classifier.model", getattr(args, "model", None))
-    put("classifier.backend", getattr(args, "backend", None))
-    put("metrics.port", getattr(args, "metrics_port", None))
-    put("bus.runtime_dir", getattr(args, "runtime_dir", None))
-    put("logging.level", getattr(args, "log_level", None))
     return overrides
 
 

@@ -338,6 +338,20 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, leaving out None (flags that were not given)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
 _NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_-]{1,64})=(?P<url>.+)$")
 
 

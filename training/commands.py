@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.settings import nest_dotted
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace], int]
@@ -157,16 +159,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.labels:
         flat["data.labels"] = args.labels if args.labels in ("fer2013", "ferplus", "fer7", "fer8", "auto") else [
             s.strip() for s in args.labels.split(",") if s.strip()]
-    merged: dict[str, Any] = {}
-    for key, value in flat.items():
-        if value is None:
-            continue
-        node = merged
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return merged
+    return nest_dotted(flat)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
