@@ -299,9 +299,32 @@ def _decode_frame(header: dict[str, Any], payload: bytes | memoryview, max_pixel
     return Frame(frame_header, pixels)
 
 
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame header, read before decoding so a hostile payload cannot
+    make the decoder allocate more than its header promises. None if no frame header is found."""
+    data = bytes(data[: 1 << 16]) if len(data) > 1 << 16 else bytes(data)
+    if data[:2] != b"\xff\xd8":
+        return None
+    index = 2
+    while index + 9 <= len(data):
+        if data[index] != 0xFF:
+            return None
+        marker = data[index + 1]
+        length = int.from_bytes(data[index + 2: index + 4], "big")
+        if marker in _JPEG_FRAME_MARKERS:
+            return int.from_bytes(data[index + 5: index + 7], "big"), int.from_bytes(data[index + 7: index + 9], "big")
+        index += 2 + length
+    return None
+
+
 def _decode_jpeg(payload: bytes | memoryview, shape: tuple[int, int, int]) -> np.ndarray:
     import cv2
 
+    if jpeg_size(payload) != shape[:2]:
+        raise ProtocolError("bad_payload", f"JPEG header does not declare the frame's {shape[0]}x{shape[1]}")
     flag = cv2.IMREAD_GRAYSCALE if shape[2] == 1 else cv2.IMREAD_COLOR
     pixels = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
     if pixels is None:

@@ -135,3 +135,16 @@ def test_random_result_headers_are_rejected_or_well_typed(body):
     assert isinstance(result, Result)
     assert isinstance(result.seq, int) and result.seq >= 0
     assert len(result.frame_size) == 2
+
+
+def test_jpeg_larger_than_its_header_is_refused_before_decoding():
+    import cv2
+
+    ok, big = cv2.imencode(".jpg", np.zeros((200, 300, 3), np.uint8))
+    assert ok and protocol.jpeg_size(big.tobytes()) == (200, 300)
+    parts = [bytes(p) for p in protocol.encode_frame(FrameHeader("cam0", 1, 1.0, (20, 30, 3), "jpeg"),
+                                                     np.zeros((20, 30, 3), np.uint8))]
+    parts[2] = big.tobytes()
+    with pytest.raises(ProtocolError, match="bad_payload"):
+        protocol.decode(parts)
+    assert protocol.jpeg_size(b"not a jpeg") is None
