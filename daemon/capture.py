@@ -7,6 +7,7 @@ ahead into a bounded queue and block when it is full, so no frame is lost. The m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -320,7 +321,10 @@ class CaptureService:
             frame = retry[1] if retry else self._readers[camera].slot.take()
             if frame is None:
                 continue
-            parts = protocol.encode_frame(frame.header, frame.pixels)
+            header = frame.header
+            if self._settings.bus.frame_encoding != header.encoding:
+                header = dataclasses.replace(header, encoding=self._settings.bus.frame_encoding)
+            parts = protocol.encode_frame(header, frame.pixels, self._settings.bus.jpeg_quality)
             try:
                 router.send_multipart([worker, *parts], zmq.NOBLOCK, copy=False)
             except (zmq.Again, zmq.ZMQError) as exc:

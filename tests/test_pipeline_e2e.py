@@ -118,3 +118,15 @@ def test_events_count_and_camera_filters(start_daemon, events, videos, default_m
     assert len(results) == 20
     assert all(r["camera"] == "b" and r["faces"] for r in results)
     assert np.all(np.diff(sorted(r["seq"] for r in results)) >= 1)
+
+
+def test_jpeg_transport_for_tcp_set_ups(start_daemon, events, videos, default_model):
+    """With frame_encoding = jpeg (meant for tcp between hosts) frames still arrive whole and faces are found."""
+    daemon = start_daemon("--source", f"tv={videos['one_face']}", env={"EMOTIOND_BUS__FRAME_ENCODING": "jpeg"})
+    reader = events(daemon, "--until-eos", "--timeout", "120")
+    assert daemon.process.wait(120) == 0, daemon.log()[-2000:]
+    results = reader.wait(30)
+    truth = synthetic.load_truth(videos["one_face"])
+    assert sorted(r["seq"] for r in results) == list(range(len(truth)))
+    assert recall(results, truth) >= 0.95
+    assert np.mean([r["latency_ms"]["decode"] for r in results]) > 0.5  # JPEG decoding, not a raw view
