@@ -67,3 +67,22 @@ def test_malformed_bundle_json_is_a_clear_error(tmp_path, eight_class_bundle, ch
     (broken / "bundle.json").write_text(json.dumps(spec))
     with pytest.raises(bundles.BundleError, match=message):
         bundles.load(broken)
+
+
+def test_tf_function_backend_agrees_with_litert(start_daemon, events, videos, default_model):
+    """The two classifier backends run the same weights: same top emotion on every face."""
+    by_backend = {}
+    for backend in ("tf", "litert"):
+        daemon = start_daemon("--source", f"tv={videos['one_face']}", "--backend", backend, workers=1)
+        reader = events(daemon, "--until-eos", "--timeout", "120")
+        assert daemon.process.wait(150) == 0, daemon.log()[-2000:]
+        by_backend[backend] = {r["seq"]: r for r in reader.wait(30)}
+    assert len(by_backend["tf"]) == len(by_backend["litert"]) == 60
+    compared = 0
+    for seq, tf_result in by_backend["tf"].items():
+        for tf_face, lite_face in zip(tf_result["faces"], by_backend["litert"][seq]["faces"], strict=False):
+            if tf_face["box"] == lite_face["box"]:
+                compared += 1
+                assert tf_face["emotion"] == lite_face["emotion"]
+                assert abs(tf_face["confidence"] - lite_face["confidence"]) < 0.01
+    assert compared >= 50
