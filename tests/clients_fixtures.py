@@ -21,7 +21,8 @@ import zmq
 
 from clients.overlay import EMOTION_COLORS
 from daemon import protocol
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for  # noqa: F401  (used by the client tests)
+from workers.tracking import iou
 
 NODE_EXAMPLE = REPO / "examples" / "node"
 
@@ -157,14 +158,6 @@ def drawn_boxes(mask: np.ndarray, min_side: int = 30) -> list[tuple[int, int, in
     return boxes
 
 
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    width = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    height = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union else 0.0
-
-
 def best_iou(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """How well the best overlay rectangle on screen matches ``box``."""
     return max((iou(found, box) for found in drawn_boxes(mask)), default=0.0)
@@ -216,16 +209,6 @@ def jsonl_records(folder: Path) -> list[dict]:
         assert not text or text.endswith("\n"), f"{path} ends in a partial line"
         out += [json.loads(line) for line in text.splitlines()]
     return out
-
-
-def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(message)
 
 
 def metric_value(text: str, name: str, labels: str = "") -> float | None:

@@ -187,7 +187,8 @@ def child_pids(handle: DaemonHandle) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", handle.log())}
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+def wait_for(predicate, timeout: float, what: str = "condition", interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
