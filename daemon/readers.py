@@ -135,6 +135,8 @@ class SourceReader(threading.Thread):
                     break
                 if not ended_cleanly:
                     self._m.source_up.labels(camera).set(0)
+                    if not is_live_kind(self.kind):
+                        break  # a file that fails mid-read is finished: what was readable has been sent
                     continue  # live source failed: reconnect at once, back off if opening fails
                 if not self.source.loop:
                     break

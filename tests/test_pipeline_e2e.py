@@ -130,3 +130,11 @@ def test_jpeg_transport_for_tcp_set_ups(start_daemon, events, videos, default_mo
     assert sorted(r["seq"] for r in results) == list(range(len(truth)))
     assert recall(results, truth) >= 0.95
     assert np.mean([r["latency_ms"]["decode"] for r in results]) > 0.5  # JPEG decoding, not a raw view
+
+
+def test_undecodable_single_image_ends_its_source_instead_of_retrying(start_daemon, tmp_path, default_model):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    daemon = start_daemon("--source", f"still={broken}", workers=1)
+    assert daemon.process.wait(60) == 0, daemon.log()[-2000:]
+    assert daemon.log().count("image does not decode") == 1
