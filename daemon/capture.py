@@ -171,16 +171,14 @@ class CaptureService:
                 index = self._index[camera]
                 self._progress[index] = max(self._progress[index], frame.header.seq + 1)
 
-    def _publish_statuses(self, publisher: zmq.Socket) -> int:
-        sent = 0
+    def _publish_statuses(self, publisher: zmq.Socket) -> None:
         while True:
             try:
                 status = self._statuses.get_nowait()
             except queue.Empty:
-                return sent
+                return
             try:
                 publisher.send_multipart(protocol.encode_status(status), zmq.NOBLOCK)
-                sent += 1
             except zmq.ZMQError as exc:
                 log.warning("status for %s not published: %s", status.camera, exc)
 

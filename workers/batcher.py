@@ -12,7 +12,6 @@ from daemon.protocol import Frame
 @dataclass
 class PendingFrame:
     frame: Frame
-    received_at: float  # wall clock, for the queue latency
     boxes: np.ndarray
     crops: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)

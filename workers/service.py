@@ -122,7 +122,7 @@ class WorkerService:
                        "queue": max(0.0, (received_at - frame.header.captured_at) * 1000)}
             self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
             self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
-            self._batcher.add(PendingFrame(frame, received_at, boxes, crops, timings, track_ids, ended),
+            self._batcher.add(PendingFrame(frame, boxes, crops, timings, track_ids, ended),
                               time.monotonic())
 
     def _detect(self, header: protocol.FrameHeader, gray: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
