@@ -91,15 +91,17 @@ def _authenticator(ctx: zmq.Context, allowed: Path) -> None:
         log.info("CURVE allow-list: %d client key(s) in %s", len(list(allowed.glob("*.key"))), allowed)
 
 
-def check_binds(settings: Settings) -> None:
-    """Refuse, before any process starts, a daemon whose bound endpoints would be exposed without CURVE."""
-    if server_configured(settings.security):
-        return
-    exposed = [settings.endpoint(role) for role in ("frames", "results_in", "results")
-               if is_exposed(settings.endpoint(role))]
-    if exposed:
+def _refuse_exposed_binds(endpoints: list[str], security: SecuritySettings) -> None:
+    exposed = [e for e in endpoints if is_exposed(e)]
+    if exposed and not server_configured(security):
         raise SecurityError(f"refusing to bind {', '.join(exposed)} without CURVE: set security.server_secret_key "
                             "and security.authorized_keys_dir (see `emotiond keys generate`), or bind 127.0.0.1")
+
+
+def check_binds(settings: Settings) -> None:
+    """Refuse, before any process starts, a daemon whose bound endpoints would be exposed without CURVE."""
+    _refuse_exposed_binds([settings.endpoint(role) for role in ("frames", "results_in", "results")],
+                          settings.security)
 
 
 def secure_server(sock: zmq.Socket, endpoint: str, settings: Settings, ctx: zmq.Context) -> None:
@@ -107,10 +109,8 @@ def secure_server(sock: zmq.Socket, endpoint: str, settings: Settings, ctx: zmq.
     security = settings.security
     if endpoint_host(endpoint) is None:
         return
+    _refuse_exposed_binds([endpoint], security)
     if not server_configured(security):
-        if is_exposed(endpoint):
-            raise SecurityError(f"refusing to bind {endpoint} without CURVE: set security.server_secret_key and "
-                                "security.authorized_keys_dir (see `emotiond keys generate`), or bind 127.0.0.1")
         return
     assert security.server_secret_key is not None and security.authorized_keys_dir is not None
     _authenticator(ctx, security.authorized_keys_dir)
