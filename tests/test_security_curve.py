@@ -56,6 +56,8 @@ def _listening_addresses(pids: list[int]) -> set[str]:
 def test_running_daemon_listens_on_loopback_only(start_daemon, videos, default_model):
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1)
     daemon.wait_ready(1)
+    # a worker reports ready once it has connected, which can be before capture has bound its socket
+    wait_for(lambda: (daemon.runtime_dir / "frames.sock").exists(), 30, what="capture's frames socket")
     addresses = _listening_addresses([daemon.process.pid, *descendants(daemon.process.pid)])
     assert addresses == {"0100007F"}, addresses  # 127.0.0.1, the metrics endpoint; everything else is ipc
     assert {p.name for p in daemon.runtime_dir.glob("*.sock")} == {"frames.sock", "results_in.sock", "results.sock"}
