@@ -50,7 +50,6 @@ class Supervisor:
         self._stop_requested = False
         self._children: list[Child] = []
         self._lock_file: Any = None
-        self.metrics_port: int | None = None
 
     # ------------------------------------------------------------ set-up
     def _children_plan(self) -> list[Child]:
@@ -90,7 +89,7 @@ class Supervisor:
         self._acquire_runtime_dir()
         metrics.enable_multiprocess(self._settings.bus.runtime_dir / "metrics")
         if self._settings.metrics.enabled:
-            self.metrics_port = metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
+            metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._children = self._children_plan()
