@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import struct
@@ -55,6 +54,13 @@ class Display:
         values = dict(line.split("=", 1) for line in out.split() if "=" in line)
         return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
 
+    def expose(self, window: str) -> None:
+        """Unmap and map a window. With no window manager, Qt can miss a window's first expose event and then
+        paints nothing until the next one; a desktop's window manager always sends it."""
+        for action in ("windowunmap", "windowmap"):
+            subprocess.run(["xdotool", action, "--sync", window], check=True, timeout=10,
+                           env={**os.environ, "DISPLAY": self.name})
+
     def key(self, window: str, key: str) -> None:
         subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", key], check=True, timeout=10,
                        env={**os.environ, "DISPLAY": self.name})
@@ -90,17 +96,19 @@ def parse_xwd(data: bytes) -> np.ndarray:
 def xvfb() -> Iterator[Display]:
     if not shutil.which("Xvfb"):
         pytest.fail("Xvfb is not installed (Debian package xvfb; `make apt` installs it)")
-    for _ in range(20):
-        number = random.randint(100, 899)
-        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
-            break
-    process = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"Xvfb :{number} did not start")
-        time.sleep(0.05)
+    # -displayfd: Xvfb picks a free display itself and writes its number once it accepts connections, so there
+    # is no race with other servers or with a half-started one. -noreset: by default Xvfb resets whenever its
+    # last client leaves (each xdotool call is one) and refuses connections meanwhile.
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-noreset", "-screen", "0", "1280x720x24",
+                                "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as announced:
+        number = announced.readline().strip()
+    if not number.isdigit():
+        process.kill()
+        pytest.fail("Xvfb did not start")
     yield Display(f":{number}", process)
     process.send_signal(signal.SIGTERM)
     try:
