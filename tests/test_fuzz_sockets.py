@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -238,13 +239,30 @@ def lone_worker(tmp_path, default_model):
     ctx.destroy(linger=0)
 
 
+def _wait_until_results_flow(router: zmq.Socket, xsub: zmq.Socket, identity: bytes) -> None:
+    """Send a valid warm-up frame until its result comes back. An XSUB hands its subscriptions to a publisher
+    only when the XSUB itself next processes its socket events, so it must be polled before the fuzzing starts,
+    or the worker publishes to nobody."""
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    deadline = time.monotonic() + 30
+    for seq in range(1000):
+        assert time.monotonic() < deadline, "no result for a valid warm-up frame"
+        header = protocol.FrameHeader("warmup", seq, time.time(), pixels.shape)
+        router.send_multipart([identity, *protocol.encode_frame(header, pixels)])
+        while xsub.poll(1000):
+            if verdict(xsub.recv_multipart()) == "result":
+                while xsub.poll(200):  # leave no warm-up result behind
+                    xsub.recv_multipart()
+                return
+
+
 def test_worker_dealer_survives_a_hostile_capture(lone_worker):
     router, xsub, process, port, log_path = lone_worker
     assert router.poll(60_000), Path(log_path).read_text()[-2000:]
     identity, *ready = router.recv_multipart()
     assert identity == b"fz" and verdict(ready) == "control"
-    xsub.send(b"\x01")  # subscribe to everything the worker publishes, now that it is connected
-    time.sleep(0.3)
+    xsub.send(b"\x01")  # subscribe to everything the worker publishes
+    _wait_until_results_flow(router, xsub, identity)
     sent = _fuzz(router, CASES["worker"], prefix=[identity])
     expected = _as_counted(sent, unexpected=("result", "status", "control"), accepted=("frame",))
 
@@ -257,8 +275,10 @@ def test_worker_dealer_survives_a_hostile_capture(lone_worker):
     wait_for(lambda: counted() == dict(expected), 30, what=f"worker to count {dict(expected)}")
     assert process.poll() is None, Path(log_path).read_text()[-2000:]
     published = 0
-    while xsub.poll(200):
-        published += verdict(xsub.recv_multipart()) == "result"
+    deadline = time.monotonic() + 30  # the counters above can be complete before the last frames are answered
+    while (published < sent["frame"] and time.monotonic() < deadline) or xsub.poll(200):
+        if xsub.poll(200):
+            published += verdict(xsub.recv_multipart()) == "result"
     assert published == sent["frame"], (published, sent["frame"])  # odd-shaped valid frames are still processed
     TOTALS["worker"] = sum(sent.values())
     print(f"worker DEALER: {sum(sent.values())} messages ({sent['frame']} valid frames of odd shapes, all "
