@@ -3,8 +3,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EMOTIOND := $(VENV)/bin/emotiond
-APT_PACKAGES := xvfb x11-apps xdotool prometheus ffmpeg nodejs npm
-APT_PROBES := Xvfb xwd xdotool promtool ffmpeg node npm
 PYTEST_ARGS ?=
 
 .PHONY: venv deps apt model node test lint demo bench clean
@@ -17,12 +15,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Only the Debian packages whose commands are missing (.ci/debian-packages maps command to package).
 apt:
-	@missing=""; for p in $(APT_PROBES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages (missing:$$missing)"; \
+	@.ci/debian-packages | while IFS="$$(printf '\t')" read -r pkg why; do echo "apt: installing $$pkg: $$why"; done; \
+	pkgs="$$(.ci/debian-packages --names)"; \
+	if [ -n "$$pkgs" ]; then \
 		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$pkgs; \
 	fi
 
 model: venv
