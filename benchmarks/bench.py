@@ -20,16 +20,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from clients.subscribe import subscribe  # noqa: E402
-from daemon import procfs, protocol, synthetic  # noqa: E402
-from daemon.settings import Settings  # noqa: E402
-from workers.tracking import iou  # noqa: E402
+from emotiond.clients.subscribe import subscribe
+from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core import procfs, protocol
+from emotiond.daemon.core.settings import Settings
+from emotiond.workers.tracking import iou
 
 FER_VERSION = "25.10.3"
 FER_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emotiond" / "bench" / "fer-venv"
@@ -60,7 +59,7 @@ def fer_python() -> Path:
 
 def run_fer(python: Path, video: Path) -> dict[str, Any]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([python, REPO / "benchmarks" / "fer_baseline.py", str(video)], capture_output=True,
+    done = subprocess.run([python, str(files(__package__) / "fer_baseline.py"), str(video)], capture_output=True,
                           text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"fer baseline failed: {done.stderr[-2000:]}")
@@ -113,7 +112,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, extra: list[str], wor
     """Start the daemon, subscribe, collect every result until all cameras end; sample CPU and memory."""
     runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
     env = {**os.environ, "EMOTIOND_BUS__RUNTIME_DIR": str(runtime), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "daemon.cli", "run", "--metrics-port", "0", *extra]
+    command = [sys.executable, "-m", "emotiond", "run", "--metrics-port", "0", *extra]
     for name, path in sources.items():
         command += ["--source", f"{name}={path}"]
     if realtime:
@@ -123,7 +122,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, extra: list[str], wor
     results: list[protocol.Result] = []
     ended: set[str] = set()
     with log_path.open("w") as log_file:
-        daemon = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     sampler = ProcessSampler(daemon.pid)
     sampler.start()
@@ -218,7 +217,7 @@ def stage_means(results: list[protocol.Result]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks") / "results")
     parser.add_argument("--workers", type=int, default=0, help="daemon workers (0: automatic)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def time_tf_data(root: Path, size: int, batch: int, epochs: int, cache: bool) -> tuple[float, int]:
-    from training.data import load_dataset, make_pipeline
+    from emotiond.training.data import load_dataset, make_pipeline
 
     data = load_dataset(root, "auto", val_fraction=0.0)  # the up-front file check is not timed
     split = data.splits["train"]
@@ -55,8 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from training.synth import generate
-    from workers.bundle import FER2013_LABELS
+    from emotiond.daemon.core.bundle import FER2013_LABELS
+    from emotiond.training.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "faces"

@@ -27,10 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from daemon import procfs  # noqa: E402
+from emotiond.daemon.core import procfs
 
 log = logging.getLogger("soak")
 RSS_GROWTH_LIMIT = 1.25  # last sample over the first one after warm-up
@@ -59,9 +56,8 @@ class ResultCollector(threading.Thread):
 
     def run(self) -> None:
         import zmq
-
-        from daemon import bus, protocol
-        from daemon.settings import Settings
+        from emotiond.daemon.core import bus, protocol
+        from emotiond.daemon.core.settings import Settings
 
         sock = bus.results_subscriber(self.endpoint, [b"result."], Settings(), ctx=zmq.Context())
         try:
@@ -76,7 +72,7 @@ class ResultCollector(threading.Thread):
 
 
 def _video(folder: Path) -> Path:
-    from daemon import synthetic
+    from emotiond.daemon.capture import synthetic
 
     return synthetic.write_video(folder / "soak.mp4", synthetic.SceneSpec(faces=2, frames=90))
 
@@ -97,7 +93,7 @@ def soak(duration: float, kill_every: float, workers: int, mode: str, sample_eve
     if mode == "live":
         args.append("--realtime")
     with log_path.open("w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", *args], cwd=REPO, env=env,
+        daemon = subprocess.Popen([sys.executable, "-m", "emotiond", "run", *args], env=env,
                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     collector = ResultCollector(f"ipc://{runtime / 'results'}.sock")
     collector.start()

@@ -21,16 +21,15 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
-
-from clients import records
-from clients.overlay import draw_overlay
-from clients.progress import ProgressBar
-from daemon import protocol
-from daemon.settings import Settings
-from workers import bundle as bundles
-from workers.classifier import Classifier, open_classifier
-from workers.detector import HaarFaceDetector
-from workers.preprocess import crop_faces, to_gray
+from emotiond.clients import records
+from emotiond.clients.overlay import draw_overlay
+from emotiond.clients.progress import ProgressBar
+from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.settings import Settings
+from emotiond.workers.classifier import Classifier, open_classifier
+from emotiond.workers.detector import HaarFaceDetector
+from emotiond.workers.preprocess import crop_faces, to_gray
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}

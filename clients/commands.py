@@ -12,17 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from daemon.errors import UsageError
+from emotiond.daemon.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     """Print one JSON object per result, flushing each line."""
-    from clients.changes import ChangeDetector
-    from clients.subscribe import subscribe
-    from daemon import protocol
-    from daemon.commands import settings_from_args
+    from emotiond.clients.changes import ChangeDetector
+    from emotiond.clients.subscribe import subscribe
+    from emotiond.daemon.commands import settings_from_args
+    from emotiond.daemon.core import protocol
 
     settings = settings_from_args(args)
     changes = ChangeDetector() if args.changes else None
@@ -54,10 +54,10 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from clients.feed import LiveFeed
-    from clients.messages import MessagePicker, load_messages
-    from clients.viewer import ViewerModel, run_viewer
-    from daemon.commands import settings_from_args
+    from emotiond.clients.feed import LiveFeed
+    from emotiond.clients.messages import MessagePicker, load_messages
+    from emotiond.clients.viewer import ViewerModel, run_viewer
+    from emotiond.daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
     picker = MessagePicker(load_messages(args.messages))
@@ -76,8 +76,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     # The logger keeps its metrics in its own registry; a multiprocess folder inherited from the daemon's
     # environment would make prometheus_client write files there instead.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    from clients.logger import LoggerOptions, ResultLogger, install_signal_handlers
-    from daemon.commands import settings_from_args
+    from emotiond.clients.logger import LoggerOptions, ResultLogger, install_signal_handlers
+    from emotiond.daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
     options = LoggerOptions(out=args.out, fmt=args.format, faces_only=args.faces_only, rotate_mb=args.rotate_mb,
@@ -90,7 +90,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_log_summary(args: argparse.Namespace) -> int:
-    from clients.summary import count_table, read_log, timeline_png
+    from emotiond.clients.summary import count_table, read_log, timeline_png
 
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir} is not a folder")
@@ -106,8 +106,8 @@ def cmd_log_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from clients.analyze import Analysis, AnalyzeOptions, FaceAnalyzer, expand_inputs
-    from daemon.commands import settings_from_args
+    from emotiond.clients.analyze import Analysis, AnalyzeOptions, FaceAnalyzer, expand_inputs
+    from emotiond.daemon.commands import settings_from_args
 
     if args.format == "csv" and args.out is None:
         raise UsageError("--format csv writes one CSV per video into --out DIR; give --out")

@@ -12,9 +12,8 @@ import logging
 import time
 
 import zmq
-
-from daemon import bus, protocol
-from daemon.settings import Settings
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_MESSAGES_PER_DRAIN = 256  # keeps the GUI responsive when a backlog arrives at once

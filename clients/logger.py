@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-
-from clients import records
-from clients.gaps import Event, Gap, GapTracker, Restart
-from clients.logfiles import RotatingLog
-from daemon import bus, protocol
-from daemon.settings import Settings
+from emotiond.clients import records
+from emotiond.clients.gaps import Event, Gap, GapTracker, Restart
+from emotiond.clients.logfiles import RotatingLog
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 512

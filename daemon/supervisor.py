@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import bus, metrics, security
-from daemon.settings import Settings
+from emotiond.daemon.core import bus, metrics, security
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 RESTART_WINDOW_SECONDS = 60.0
@@ -53,8 +53,9 @@ class Supervisor:
 
     # ------------------------------------------------------------ set-up
     def _children_plan(self) -> list[Child]:
-        from daemon import capture, proxy
-        from workers import service
+        from emotiond.daemon import proxy
+        from emotiond.daemon.capture import capture
+        from emotiond.workers import service
 
         data = self._settings.model_dump(mode="json")
         progress = self._ctx.Array("q", len(self._settings.sources), lock=False)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-
-from daemon import synthetic
-from tests.clients_fixtures import best_iou, iou, palette_mask
-from tests.conftest import EMOTIOND, REPO
-from workers.bundle import FER2013_LABELS
+from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core.bundle import FER2013_LABELS
+from support.clients import best_iou, iou, palette_mask
+from support.daemon import EMOTIOND, REPO
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.clients_fixtures import node_example  # noqa: F401
-from tests.conftest import REPO
+from support.clients import node_example  # noqa: F401
+from support.daemon import REPO
 
 
 def start(command: list[str], out: Path, env: dict[str, str], cwd: Path = REPO) -> subprocess.Popen:

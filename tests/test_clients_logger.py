@@ -9,8 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.clients_fixtures import CraftedPublisher, crafted_result, jsonl_records, metric_value, wait_for
-from tests.conftest import EMOTIOND, REPO, child_env, free_port, run_cli
+from support.clients import CraftedPublisher, crafted_result, jsonl_records, metric_value, wait_for
+from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli
 
 
 def start_logger(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, Path]:

@@ -10,19 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from clients import records
-from clients.gaps import Gap, GapTracker, Restart
-from clients.join import FrameResultJoiner, SeqCounter
-from clients.logfiles import RotatingLog, repair_tail
-from clients.messages import MessagePicker, dominant_emotion, load_messages
-from clients.overlay import EMOTION_COLORS, Hud, draw_overlay
-from clients.summary import count_table, read_log, timeline_png
-from clients.viewer import ViewerModel
-from daemon import protocol
-from daemon.errors import UsageError
-from tests.clients_fixtures import best_iou, crafted_result, palette_mask
-from workers.bundle import FER_PLUS_LABELS
+from emotiond.clients import records
+from emotiond.clients.gaps import Gap, GapTracker, Restart
+from emotiond.clients.join import FrameResultJoiner, SeqCounter
+from emotiond.clients.logfiles import RotatingLog, repair_tail
+from emotiond.clients.messages import MessagePicker, dominant_emotion, load_messages
+from emotiond.clients.overlay import EMOTION_COLORS, Hud, draw_overlay
+from emotiond.clients.summary import count_table, read_log, timeline_png
+from emotiond.clients.viewer import ViewerModel
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.bundle import FER_PLUS_LABELS
+from emotiond.daemon.core.errors import UsageError
+from support.clients import best_iou, crafted_result, palette_mask
 
 
 def frame(camera: str, seq: int, value: int = 0) -> protocol.Frame:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from clients.viewer import WINDOW_TITLE
-from daemon import synthetic
-from tests.clients_fixtures import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
-from tests.conftest import EMOTIOND, REPO
+from emotiond.clients.viewer import WINDOW_TITLE
+from emotiond.daemon.capture import synthetic
+from support.clients import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
+from support.daemon import EMOTIOND, REPO
 
 
 def window_image(display, window: str) -> np.ndarray:
@@ -96,7 +95,7 @@ def test_viewer_without_a_display_says_what_to_do(tmp_path):
 
 
 def test_snapshot_names_are_unique(tmp_path: Path):
-    from clients.viewer import snapshot_path
+    from emotiond.clients.viewer import snapshot_path
 
     first = snapshot_path(tmp_path, None)
     first.write_bytes(b"x")

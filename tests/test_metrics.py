@@ -8,8 +8,7 @@ import subprocess
 from collections import Counter
 
 import pytest
-
-from tests.conftest import metric_value
+from support.daemon import metric_value
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import child_env, run_cli
-from workers import bundle as bundles
+from emotiond.daemon.core import bundle as bundles
+from support.daemon import child_env, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
-from tests.conftest import REPO, free_port, wait_for
+from support.daemon import REPO, free_port, wait_for
 
 CONFIG = REPO / "config"
 needs_prometheus = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which("prometheus") is None,

@@ -10,7 +10,7 @@ import re
 import signal
 import time
 
-from tests.conftest import child_pids, descendants, metric_value, wait_for
+from support.daemon import child_pids, descendants, metric_value, wait_for
 
 RECOVERY_LIMIT_SECONDS = 2.0
 

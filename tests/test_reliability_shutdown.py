@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 import time
 
-from daemon import protocol
-from tests.conftest import descendants, wait_for
+from emotiond.daemon.core import protocol
+from support.daemon import descendants, wait_for
 
 EXIT_LIMIT_SECONDS = 5.0
 
@@ -52,7 +52,7 @@ def test_logger_keeps_everything_through_daemon_and_logger_sigterm(start_daemon,
     import json
     import subprocess
 
-    from tests.conftest import EMOTIOND, REPO
+    from support.daemon import EMOTIOND, REPO
 
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--loop")
     daemon.wait_ready(2)

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from support.daemon import REPO
 
 
 def test_short_soak_loses_no_frame_and_stays_flat(tmp_path, default_model):

@@ -9,9 +9,8 @@ import subprocess
 import time
 
 import zmq
-
-from daemon import protocol
-from tests.conftest import EMOTIOND, REPO, child_pids, free_port, metric_value, rss_kb
+from emotiond.daemon.core import protocol
+from support.daemon import EMOTIOND, REPO, child_pids, free_port, metric_value, rss_kb
 
 STALL_SECONDS = 20  # minutes in production; the mechanism (a full high-water mark) is the same after seconds
 

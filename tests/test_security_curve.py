@@ -10,10 +10,9 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-
-from daemon import bus, protocol, security
-from daemon.settings import ConfigError, Settings, load_settings
-from tests.conftest import REPO, child_env, descendants, free_port, metric_value, run_cli, wait_for
+from emotiond.daemon.core import bus, endpoints, protocol
+from emotiond.daemon.core.settings import ConfigError, Settings, load_settings
+from support.daemon import REPO, child_env, descendants, free_port, metric_value, run_cli, wait_for
 
 
 @pytest.mark.parametrize(("endpoint", "exposed"), [
@@ -22,7 +21,7 @@ from tests.conftest import REPO, child_env, descendants, free_port, metric_value
     ("tcp://192.168.1.20:5555", True), ("tcp://eth0:5555", True), ("tcp://camera-host:5555", True),
 ])
 def test_exposed_endpoints_are_recognised(endpoint, exposed):
-    assert security.is_exposed(endpoint) is exposed
+    assert endpoints.is_exposed(endpoint) is exposed
 
 
 def test_defaults_are_local_only(tmp_path):

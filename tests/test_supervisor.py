@@ -7,8 +7,8 @@ import re
 import signal
 import time
 
-from daemon.procfs import session_pids
-from tests.conftest import metric_value
+from emotiond.daemon.core.procfs import session_pids
+from support.daemon import metric_value
 
 
 def child_pid(log: str, name: str) -> int:

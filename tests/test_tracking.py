@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from daemon import synthetic
-from daemon.protocol import Face, Result
-from daemon.settings import DetectionSettings, TrackingSettings
-from workers.detector import HaarFaceDetector
-from workers.finder import FaceFinder
-from workers.tracking import CameraTracker, iou
+from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core.protocol import Face, Result
+from emotiond.daemon.core.settings import DetectionSettings, TrackingSettings
+from emotiond.workers.detector import HaarFaceDetector
+from emotiond.workers.finder import FaceFinder
+from emotiond.workers.tracking import CameraTracker, iou
 
 LABELS = ("happy", "sad", "neutral")
 
@@ -73,7 +72,7 @@ def test_smoothing_changes_label_only_past_the_hysteresis():
 
 
 def test_change_detector_emits_appear_change_disappear():
-    from clients.changes import ChangeDetector
+    from emotiond.clients.changes import ChangeDetector
 
     def result(seq, faces, ended=()):
         return Result("cam0", seq, 1.0, 2.0, (640, 480), tuple(faces), {}, "w1", "m",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.test_training_support import trained_lenet
-from workers import bundle as bundle_format
+from emotiond.daemon.core import bundle as bundle_format
+from support.training import trained_lenet
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from daemon.cli import main
-from training.check import check_dataset
-from training.config import load_config, parse_override
-from training.data import class_weights_from_counts, load_dataset, make_pipeline, stratified_split
-from training.errors import DatasetError, TrainingConfigError
-from training.synth import generate
+from emotiond.daemon.cli import main
+from emotiond.training.check import check_dataset
+from emotiond.training.config import load_config, parse_override
+from emotiond.training.data import class_weights_from_counts, load_dataset, make_pipeline, stratified_split
+from emotiond.training.errors import DatasetError, TrainingConfigError
+from emotiond.training.synth import generate
 
 LABELS3 = ["happy", "sad", "surprise"]
 
@@ -159,8 +158,8 @@ def _batch(n: int = 8, size: int = 16, classes: int = 4) -> tuple[object, object
 
 
 def test_augmentations_change_pixels_deterministically() -> None:
-    from training.augment import build_batch_augmenter
-    from training.config import AugmentConfig
+    from emotiond.training.augment import build_batch_augmenter
+    from emotiond.training.config import AugmentConfig
 
     cfg = AugmentConfig(rotation=20, flip=True, contrast=0.3, brightness=0.2, translation=0.1, zoom=0.2,
                         noise_stddev=5.0, color_jitter=0.5)
@@ -179,7 +178,7 @@ def test_augmentations_change_pixels_deterministically() -> None:
 
 
 def test_cutmix_and_mixup_mix_labels_by_area_and_weight() -> None:
-    from training.augment import cutmix, mixup
+    from emotiond.training.augment import cutmix, mixup
 
     x, y = _batch()
     mx, my = cutmix(x, y, 1.0, 3, 0)
@@ -198,7 +197,7 @@ def test_cutmix_and_mixup_mix_labels_by_area_and_weight() -> None:
 
 
 def test_training_pipeline_yields_weights_and_mixed_labels(small: Path) -> None:
-    from training.config import AugmentConfig
+    from emotiond.training.config import AugmentConfig
 
     data = load_dataset(small, "auto", val_fraction=0.0)
     ds = make_pipeline(data.splits["train"], image_size=24, channels=1, num_classes=3, batch_size=6, training=True,

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from daemon.cli import main
-from tests.test_training_support import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet
-from training.train import train
-from workers import bundle as bundle_format
+from emotiond.daemon.cli import main
+from emotiond.daemon.core import bundle as bundle_format
+from emotiond.training.train import train
+from support.training import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet
 
 
 @pytest.fixture(scope="module")

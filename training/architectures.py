@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from training.config import ModelConfig
+    from emotiond.training.config import ModelConfig
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 BASE_LAYER = "base"
@@ -181,7 +181,7 @@ REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in (
 def build_model(arch: str, image_size: int, channels: int, classes: int, cfg: ModelConfig) -> Any:
     spec = REGISTRY[arch]
     if image_size < spec.min_size:
-        from training.errors import TrainingConfigError
+        from emotiond.training.errors import TrainingConfigError
 
         raise TrainingConfigError(f"{arch} needs image_size >= {spec.min_size} (got {image_size})")
     return spec.build((image_size, image_size, channels), classes, cfg)

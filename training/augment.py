@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from training.config import AugmentConfig
+from emotiond.training.config import AugmentConfig
 
 
 def _seed(base: int, step: Any, salt: int) -> Any:

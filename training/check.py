@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from training.fercsv import is_fer_csv, read_fer_csv
-from training.labels import NAMED_LABEL_SETS
-from training.scan import scan_directory
+from emotiond.training.fercsv import is_fer_csv, read_fer_csv
+from emotiond.training.labels import NAMED_LABEL_SETS
+from emotiond.training.scan import scan_directory
 
 SPLIT_ORDER = ("train", "val", "test")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.settings import nest_dotted
+from emotiond.daemon.core.settings import nest_dotted
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ def _user_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def wrapped(args: argparse.Namespace) -> int:
-        from daemon.cli import UsageError
-        from training.errors import TrainingError
+        from emotiond.daemon.cli import UsageError
+        from emotiond.training.errors import TrainingError
 
         try:
             return handler(args)
@@ -122,7 +122,7 @@ def _register_export(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_datasets_check(args: argparse.Namespace) -> int:
-    from training.check import check_dataset, format_report
+    from emotiond.training.check import check_dataset, format_report
 
     report = check_dataset(args.path)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -130,8 +130,8 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_synth(args: argparse.Namespace) -> int:
-    from training.labels import NAMED_LABEL_SETS
-    from training.synth import generate
+    from emotiond.training.labels import NAMED_LABEL_SETS
+    from emotiond.training.synth import generate
 
     counts = {split: n for split, n in (("train", args.train), ("val", args.val), ("test", args.test)) if n > 0}
     totals = generate(args.out, counts, size=args.size, labels=NAMED_LABEL_SETS[args.labels], seed=args.seed,
@@ -141,7 +141,7 @@ def cmd_datasets_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_digits(args: argparse.Namespace) -> int:
-    from training.digits import write_digits
+    from emotiond.training.digits import write_digits
 
     totals = write_digits(args.out, size=args.size, seed=args.seed)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
@@ -163,14 +163,14 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.architectures import REGISTRY
+    from emotiond.training.architectures import REGISTRY
 
     if args.list_architectures:
         for spec in REGISTRY.values():
             print(f"{spec.name:<20} {spec.default_color:<5} {spec.description}")
         return 0
-    from training.config import load_config, parse_override
-    from training.train import train
+    from emotiond.training.config import load_config, parse_override
+    from emotiond.training.train import train
 
     overrides = [parse_override(text) for text in args.overrides] + [_flag_overrides(args)]
     cfg = load_config(args.config, overrides)
@@ -180,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_bundle
+    from emotiond.training.evaluate import evaluate_bundle
 
     out = args.out or args.bundle.parent / "evaluation"
     result = evaluate_bundle(args.bundle, args.data, out, split=args.split, top_k=args.top_k,
@@ -195,17 +195,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import keras
-
-    from training.errors import TrainingError
-    from training.export import (
+    from emotiond.daemon.core import bundle as bundle_format
+    from emotiond.training.errors import TrainingError
+    from emotiond.training.export import (
         calibration_images,
         export_run,
         export_saved_model,
         export_tflite_float,
         export_tflite_int8,
     )
-    from training.train import RUN_FILE, read_run_file
-    from workers import bundle as bundle_format
+    from emotiond.training.train import RUN_FILE, read_run_file
 
     source: Path = args.source
     if (source / RUN_FILE).is_file():

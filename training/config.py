@@ -10,11 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from emotiond.daemon.core.settings import shipped_config
+from emotiond.training.errors import TrainingConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from training.errors import TrainingConfigError
-
-PRESET_DIR = Path(__file__).resolve().parent.parent / "config" / "training"
 
 
 class _Section(BaseModel):
@@ -112,7 +110,7 @@ class ModelConfig(_Section):
     @field_validator("arch")
     @classmethod
     def _arch_known(cls, value: str) -> str:
-        from training.architectures import REGISTRY
+        from emotiond.training.architectures import REGISTRY
 
         if value not in REGISTRY:
             raise ValueError(f"unknown architecture {value!r}; known: {', '.join(REGISTRY)}")
@@ -197,10 +195,11 @@ def resolve_preset(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    preset = PRESET_DIR / (name_or_path if name_or_path.endswith(".toml") else f"{name_or_path}.toml")
+    presets = shipped_config("training")
+    preset = presets / (name_or_path if name_or_path.endswith(".toml") else f"{name_or_path}.toml")
     if preset.is_file():
         return preset
-    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
+    known = ", ".join(sorted(p.stem for p in presets.glob("*.toml")))
     raise TrainingConfigError(f"{name_or_path}: no such config file or preset (presets: {known})")
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from training.errors import DatasetError
-from training.fercsv import is_fer_csv, read_fer_csv
-from training.labels import check_same_classes, named_or_custom, resolve_labels
-from training.scan import BadFile, scan_directory
+from emotiond.training.errors import DatasetError
+from emotiond.training.fercsv import is_fer_csv, read_fer_csv
+from emotiond.training.labels import check_same_classes, named_or_custom, resolve_labels
+from emotiond.training.scan import BadFile, scan_directory
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +179,7 @@ def make_pipeline(split: Split, *, image_size: int, channels: int, num_classes: 
     CutMix can blend them; with ``class_weights`` a third element carries per-sample weights.
     """
     import tensorflow as tf
-
-    from training.augment import build_batch_augmenter
+    from emotiond.training.augment import build_batch_augmenter
 
     if len(split) == 0:
         raise DatasetError("cannot build an input pipeline for an empty split")

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from training.data import Split, decode_split
-from training.errors import DatasetError
-from training.fercsv import is_fer_csv, read_fer_csv
-from training.scan import scan_directory
+from emotiond.training.data import Split, decode_split
+from emotiond.training.errors import DatasetError
+from emotiond.training.fercsv import is_fer_csv, read_fer_csv
+from emotiond.training.scan import scan_directory
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +87,10 @@ def evaluate_bundle(bundle_path: Path, data_path: Path, out_dir: Path, split: st
                     batch_size: int = 64, history_csv: Path | None = None) -> dict[str, Any]:
     """Score the bundle, draw the figures and write report.md + metrics.json into ``out_dir``."""
     import keras
-
-    from training.export import _read_history
-    from training.plots import confusion_png, curves_png, misclassified_png
-    from training.report import write_markdown
-    from workers import bundle as bundle_format
+    from emotiond.daemon.core import bundle as bundle_format
+    from emotiond.training.export import _read_history
+    from emotiond.training.plots import confusion_png, curves_png, misclassified_png
+    from emotiond.training.report import write_markdown
 
     bundle = bundle_format.load(bundle_path)
     labels = bundle.labels

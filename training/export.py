@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from training.errors import TrainingError
-from workers import bundle as bundle_format
-from workers.bundle import CropSpec, PreprocessingSpec
+from emotiond.daemon.core import bundle as bundle_format
+from emotiond.daemon.core.bundle import CropSpec, PreprocessingSpec
+from emotiond.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,7 @@ def export_run(run_dir: Path, out: Path, model: Any = None, with_tflite: bool = 
     """Write the run's model as a bundle, with labels, preprocessing, provenance and metrics from run.json."""
     import keras
     import tensorflow as tf
-
-    from training.train import BEST, HISTORY_FILE, read_run_file
+    from emotiond.training.train import BEST, HISTORY_FILE, read_run_file
 
     info = read_run_file(run_dir)
     if not info.get("labels"):
@@ -111,7 +109,7 @@ def export_saved_model(model: Any, out: Path) -> Path:
 def calibration_images(path: Path, labels: tuple[str, ...], image_size: int, channels: int,
                        limit: int = 200) -> np.ndarray:
     """Decode up to ``limit`` images (train split, else any) from a dataset for int8 calibration."""
-    from training.data import decode_split, load_dataset
+    from emotiond.training.data import decode_split, load_dataset
 
     data = load_dataset(path, list(labels), val_fraction=0.0, require_train=False)
     split = data.splits.get("train") or next(iter(data.splits.values()))

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from training.errors import DatasetError
+from emotiond.training.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

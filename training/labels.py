@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from training.errors import DatasetError
-from workers.bundle import FER2013_LABELS, FER_PLUS_LABELS
+from emotiond.daemon.core.bundle import FER2013_LABELS, FER_PLUS_LABELS
+from emotiond.training.errors import DatasetError
 
 NAMED_LABEL_SETS: dict[str, tuple[str, ...]] = {
     "fer2013": FER2013_LABELS,

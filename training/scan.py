@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.errors import DatasetError
+from emotiond.training.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from training.errors import DatasetError
-from workers.bundle import FER_PLUS_LABELS
+from emotiond.daemon.core.bundle import FER_PLUS_LABELS
+from emotiond.training.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from training.architectures import BASE_LAYER, REGISTRY, build_model
-from training.config import Config
-from training.data import Dataset, channels_for, class_weights_from_counts, load_dataset, make_pipeline, steps_per_epoch
-from training.errors import TrainingError
+from emotiond.training.architectures import BASE_LAYER, REGISTRY, build_model
+from emotiond.training.config import Config
+from emotiond.training.data import (
+    Dataset,
+    channels_for,
+    class_weights_from_counts,
+    load_dataset,
+    make_pipeline,
+    steps_per_epoch,
+)
+from emotiond.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +163,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train per ``cfg``; with ``resume`` continue from checkpoints/last.keras in the same run folder."""
     import keras
     import tomli_w
-
-    from training.runtime import pick_strategy, precision, seed_everything
+    from emotiond.training.runtime import pick_strategy, precision, seed_everything
 
     if not cfg.data.path:
         raise TrainingError("no dataset: set data.path in the config or pass --data")
@@ -213,7 +218,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     model.save(run_dir / "final.keras")
     update_run_file(run_dir, metrics=metrics)
     log.info("final metrics: %s", metrics)
-    from training.export import export_run
+    from emotiond.training.export import export_run
 
     bundle_path = export_run(run_dir, run_dir / "bundle", model=model, with_tflite=cfg.export.with_tflite).path
     return TrainResult(run_dir=run_dir, model=model, labels=data.labels, metrics=metrics, bundle_path=bundle_path)

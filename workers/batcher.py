@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from daemon.protocol import Frame
+from emotiond.daemon.core.protocol import Frame
 
 
 @dataclass

@@ -14,8 +14,7 @@ import logging
 from typing import Protocol
 
 import numpy as np
-
-from workers.bundle import Bundle, BundleError, check_model_shapes
+from emotiond.daemon.core.bundle import Bundle, BundleError, check_model_shapes
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

@@ -12,9 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
-
-from daemon.settings import DetectionSettings
-from workers.tracking import iou
+from emotiond.daemon.core.settings import DetectionSettings
+from emotiond.workers.tracking import iou
 
 Box = tuple[int, int, int, int]
 NMS_IOU = 0.4

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from workers import bundle as bundles
+from emotiond.daemon.core import bundle as bundles
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,9 @@ from concurrent.futures import Future
 from typing import Literal
 
 import numpy as np
-
-from daemon.settings import TrackingSettings
-from workers.detector import HaarFaceDetector, suppress_overlaps
-from workers.tracking import Box, CameraTracker, Track, iou
+from emotiond.daemon.core.settings import TrackingSettings
+from emotiond.workers.detector import HaarFaceDetector, suppress_overlaps
+from emotiond.workers.tracking import Box, CameraTracker, Track, iou
 
 DetectionKind = Literal["full", "tracked"]
 

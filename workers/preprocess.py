@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from workers.bundle import BundleSpec
+from emotiond.daemon.core.bundle import BundleSpec
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:

@@ -14,17 +14,16 @@ from typing import Any
 
 import numpy as np
 import zmq
-
-from daemon import bus, protocol
-from daemon.lifecycle import Lifecycle, configure_threads
-from daemon.metrics import metrics
-from daemon.settings import Settings
-from workers import bundle as bundles
-from workers.batcher import MicroBatcher, PendingFrame
-from workers.classifier import open_classifier
-from workers.detector import HaarFaceDetector
-from workers.finder import FaceFinder
-from workers.preprocess import crop_faces, to_gray
+from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.lifecycle import Lifecycle, configure_threads
+from emotiond.daemon.core.metrics import metrics
+from emotiond.daemon.core.settings import Settings
+from emotiond.workers.batcher import MicroBatcher, PendingFrame
+from emotiond.workers.classifier import open_classifier
+from emotiond.workers.detector import HaarFaceDetector
+from emotiond.workers.finder import FaceFinder
+from emotiond.workers.preprocess import crop_faces, to_gray
 
 log = logging.getLogger(__name__)
 SCORE_DIGITS = 4

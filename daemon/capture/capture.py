@@ -12,13 +12,12 @@ import time
 from typing import Any
 
 import zmq
-
-from daemon import bus, protocol
-from daemon.dispatch import Dispatcher
-from daemon.lifecycle import Lifecycle
-from daemon.metrics import metrics
-from daemon.readers import WAKE_ENDPOINT, Captured, SourceReader
-from daemon.settings import Settings
+from emotiond.daemon.capture.dispatch import Dispatcher
+from emotiond.daemon.capture.readers import WAKE_ENDPOINT, Captured, SourceReader
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.lifecycle import Lifecycle
+from emotiond.daemon.core.metrics import metrics
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 0.3  # lets the last results leave the workers before end-of-stream is announced

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from emotiond.daemon.core.endpoints import is_exposed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -21,9 +22,15 @@ from pydantic_settings import (
 )
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DEFAULT_CONFIG_FILE = REPO_CONFIG_DIR / "emotiond.toml"
 DEFAULT_MODEL_NAME = "fer-mini-xception"
+
+
+def shipped_config(*parts: str) -> Path:
+    """A file under the repository's config/, shipped as package data of ``emotiond`` (a wheel installs it on
+    disk, so a plain path serves both a checkout and an installed package)."""
+    from importlib.resources import files
+
+    return Path(str(files("emotiond").joinpath("config", *parts)))
 
 
 def default_runtime_dir() -> Path:
@@ -191,6 +198,16 @@ class SecuritySettings(_Section):
             raise ValueError("server_public_key and client_secret_key go together")
         return self
 
+    @property
+    def server_configured(self) -> bool:
+        """Binding sockets become CURVE servers with a ZAP allow-list."""
+        return self.server_secret_key is not None and self.authorized_keys_dir is not None
+
+    @property
+    def client_configured(self) -> bool:
+        """Connecting sockets present a CURVE identity and check the server's key."""
+        return self.server_public_key is not None and self.client_secret_key is not None
+
 
 class Settings(BaseSettings):
     """Effective configuration of the daemon and its tools."""
@@ -233,9 +250,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _exposed_endpoints_need_curve(self) -> Settings:
-        from daemon.security import client_configured, is_exposed, server_configured
-
-        if server_configured(self.security) or client_configured(self.security):
+        if self.security.server_configured or self.security.client_configured:
             return self
         exposed = [e for e in (self.bus.frames_endpoint, self.bus.results_in_endpoint, self.bus.results_endpoint)
                    if is_exposed(e)]

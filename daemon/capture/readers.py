@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import zmq
-
-from daemon import bus, protocol
-from daemon.metrics import metrics
-from daemon.settings import Settings, SourceSettings
-from daemon.sources import SourceError, is_live_kind, kind_of, open_source
+from emotiond.daemon.capture.sources import SourceError, is_live_kind, kind_of, open_source
+from emotiond.daemon.core import bus, protocol
+from emotiond.daemon.core.metrics import metrics
+from emotiond.daemon.core.settings import Settings, SourceSettings
 
 log = logging.getLogger(__name__)
 WAKE_ENDPOINT = "inproc://capture-wake"

@@ -14,8 +14,7 @@ from typing import Literal, Protocol
 
 import cv2
 import numpy as np
-
-from daemon import synthetic
+from emotiond.daemon.capture import synthetic
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from emotiond.clients.overlay import EMOTION_COLORS
+from emotiond.daemon.core import protocol
+from emotiond.workers.tracking import iou
 
-from clients.overlay import EMOTION_COLORS
-from daemon import protocol
-from tests.conftest import REPO, wait_for  # noqa: F401  (used by the client tests)
-from workers.tracking import iou
+from support.daemon import REPO, wait_for  # noqa: F401  (used by the client tests)
 
 NODE_EXAMPLE = REPO / "examples" / "node"
 

@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import zmq
-
-from daemon import security
-from daemon.settings import Settings
+from emotiond.daemon.core import security
+from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

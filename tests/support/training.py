@@ -6,10 +6,10 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from training.config import load_config
-from training.digits import write_digits
-from training.synth import generate
-from workers.bundle import FER2013_LABELS
+from emotiond.daemon.core.bundle import FER2013_LABELS
+from emotiond.training.config import load_config
+from emotiond.training.digits import write_digits
+from emotiond.training.synth import generate
 
 SIZE = 32
 
@@ -54,7 +54,7 @@ def quick_config(data_dir: Path, out: Path, arch: str, **sections: dict[str, Any
 @functools.cache
 def trained_lenet(base: Path) -> Any:
     """The LeNet-style model trained on the synthetic faces, exported with model.tflite (reused by later tests)."""
-    from training.train import train
+    from emotiond.training.train import train
 
     cfg = quick_config(synthetic_dir(base), base / "run-lenet", "lenet",
                        data={"labels": "fer2013"},

@@ -1,0 +1,28 @@
+"""emotiond: real-time facial emotion recognition.
+
+The repository root is the package: ``emotiond.daemon``, ``emotiond.workers``, ``emotiond.clients`` and
+``emotiond.training`` are its folders. The public Python API is loaded on first use, so importing a low layer
+(``emotiond.daemon.core.protocol``) never pulls in OpenCV or a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Analyzer", "Face", "subscribe"]
+
+_PUBLIC = {
+    "Analyzer": "emotiond.clients.api",
+    "Face": "emotiond.clients.api",
+    "subscribe": "emotiond.clients.subscribe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'emotiond' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,22 @@
+"""``emotiond`` and ``python -m emotiond``: the command line, composed from each layer's commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from emotiond.benchmarks import commands as bench_commands
+from emotiond.clients import commands as client_commands
+from emotiond.daemon import cli, keys
+from emotiond.daemon import commands as daemon_commands
+from emotiond.training import commands as training_commands
+
+COMMAND_MODULES = (daemon_commands, keys, client_commands, training_commands, bench_commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(cli.build_parser(COMMAND_MODULES), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
