@@ -56,6 +56,7 @@ class ResultCollector(threading.Thread):
 
     def run(self) -> None:
         import zmq
+
         from emotiond.daemon.core import bus, protocol
         from emotiond.daemon.core.settings import Settings
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
+
 from emotiond.clients import records
 from emotiond.clients.overlay import draw_overlay
 from emotiond.clients.progress import ProgressBar

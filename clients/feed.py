@@ -12,6 +12,7 @@ import logging
 import time
 
 import zmq
+
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.settings import Settings
 

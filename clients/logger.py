@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+
 from emotiond.clients import records
 from emotiond.clients.gaps import Event, Gap, GapTracker, Restart
 from emotiond.clients.logfiles import RotatingLog

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from emotiond.daemon.core.protocol import Face, Result
 
 # BGR. Saturated colours that rarely occur in camera images, one per FER+ label.

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 import zmq
+
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.settings import Settings
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from emotiond.clients.feed import LiveFeed
 from emotiond.clients.join import FrameResultJoiner, Pair, SeqCounter
 from emotiond.clients.messages import MessagePicker, dominant_emotion

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.clients import best_iou, crafted_result, palette_mask
+
 from emotiond.clients import records
 from emotiond.clients.gaps import Gap, GapTracker, Restart
 from emotiond.clients.join import FrameResultJoiner, SeqCounter
@@ -21,7 +23,6 @@ from emotiond.clients.viewer import ViewerModel
 from emotiond.daemon.core import protocol
 from emotiond.daemon.core.bundle import FER_PLUS_LABELS
 from emotiond.daemon.core.errors import UsageError
-from support.clients import best_iou, crafted_result, palette_mask
 
 
 def frame(camera: str, seq: int, value: int = 0) -> protocol.Frame:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from emotiond.clients.viewer import WINDOW_TITLE
-from emotiond.daemon.capture import synthetic
 from support.clients import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
 from support.daemon import EMOTIOND, REPO
+
+from emotiond.clients.viewer import WINDOW_TITLE
+from emotiond.daemon.capture import synthetic
 
 
 def window_image(display, window: str) -> np.ndarray:

@@ -6,8 +6,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from emotiond.daemon.core.settings import ConfigError, Settings, load_settings, parse_source_flag, to_toml
 from support.daemon import REPO, child_env, run_cli
+
+from emotiond.daemon.core.settings import ConfigError, Settings, load_settings, parse_source_flag, to_toml
 
 
 def write(path: Path, text: str) -> Path:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from emotiond.daemon.core import bundle as bundles
 from support.daemon import child_env, run_cli
+
+from emotiond.daemon.core import bundle as bundles
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import contextlib
 import msgpack
 import numpy as np
 import pytest
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.protocol import Control, Face, FrameHeader, ProtocolError, Result, Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.protocol import Control, Face, FrameHeader, ProtocolError, Result, Status
 
 cameras = st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)
 seqs = st.integers(min_value=0, max_value=2**40)

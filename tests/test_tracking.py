@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.protocol import Face, Result
 from emotiond.daemon.core.settings import DetectionSettings, TrackingSettings

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from emotiond.daemon.core import bundle as bundle_format
 from support.training import trained_lenet
+
+from emotiond.daemon.core import bundle as bundle_format
 
 
 @pytest.fixture(scope="module")

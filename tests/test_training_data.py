@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from emotiond.daemon.cli import main
 from emotiond.training.check import check_dataset
 from emotiond.training.config import load_config, parse_override

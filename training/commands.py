@@ -195,6 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import keras
+
     from emotiond.daemon.core import bundle as bundle_format
     from emotiond.training.errors import TrainingError
     from emotiond.training.export import (

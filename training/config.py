@@ -10,9 +10,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from emotiond.daemon.core.settings import shipped_config
 from emotiond.training.errors import TrainingConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Section(BaseModel):

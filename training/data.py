@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from emotiond.training.errors import DatasetError
 from emotiond.training.fercsv import is_fer_csv, read_fer_csv
 from emotiond.training.labels import check_same_classes, named_or_custom, resolve_labels
@@ -179,6 +180,7 @@ def make_pipeline(split: Split, *, image_size: int, channels: int, num_classes: 
     CutMix can blend them; with ``class_weights`` a third element carries per-sample weights.
     """
     import tensorflow as tf
+
     from emotiond.training.augment import build_batch_augmenter
 
     if len(split) == 0:

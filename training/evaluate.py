@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from emotiond.training.data import Split, decode_split
 from emotiond.training.errors import DatasetError
 from emotiond.training.fercsv import is_fer_csv, read_fer_csv
@@ -87,6 +88,7 @@ def evaluate_bundle(bundle_path: Path, data_path: Path, out_dir: Path, split: st
                     batch_size: int = 64, history_csv: Path | None = None) -> dict[str, Any]:
     """Score the bundle, draw the figures and write report.md + metrics.json into ``out_dir``."""
     import keras
+
     from emotiond.daemon.core import bundle as bundle_format
     from emotiond.training.export import _read_history
     from emotiond.training.plots import confusion_png, curves_png, misclassified_png

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from emotiond.training.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from emotiond.daemon.core.bundle import FER_PLUS_LABELS
 from emotiond.training.errors import DatasetError
 

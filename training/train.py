@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from emotiond.training.architectures import BASE_LAYER, REGISTRY, build_model
 from emotiond.training.config import Config
 from emotiond.training.data import (
@@ -163,6 +164,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train per ``cfg``; with ``resume`` continue from checkpoints/last.keras in the same run folder."""
     import keras
     import tomli_w
+
     from emotiond.training.runtime import pick_strategy, precision, seed_everything
 
     if not cfg.data.path:

@@ -14,6 +14,7 @@ import logging
 from typing import Protocol
 
 import numpy as np
+
 from emotiond.daemon.core.bundle import Bundle, BundleError, check_model_shapes
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
+
 from emotiond.daemon.core.settings import DetectionSettings
 from emotiond.workers.tracking import iou
 

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Literal
 
 import numpy as np
+
 from emotiond.daemon.core.settings import TrackingSettings
 from emotiond.workers.detector import HaarFaceDetector, suppress_overlaps
 from emotiond.workers.tracking import Box, CameraTracker, Track, iou

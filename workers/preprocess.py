@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from emotiond.daemon.core.bundle import BundleSpec
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+
 from emotiond.daemon.core import bundle as bundles
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.lifecycle import Lifecycle, configure_threads

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from emotiond.daemon.core.settings import TrackingSettings
 
 Box = tuple[int, int, int, int]

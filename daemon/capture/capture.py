@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import zmq
+
 from emotiond.daemon.capture.dispatch import Dispatcher
 from emotiond.daemon.capture.readers import WAKE_ENDPOINT, Captured, SourceReader
 from emotiond.daemon.core import bus, protocol

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import zmq
+
 from emotiond.daemon.capture.sources import SourceError, is_live_kind, kind_of, open_source
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.metrics import metrics

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 import cv2
 import numpy as np
+
 from emotiond.daemon.capture import synthetic
 
 log = logging.getLogger(__name__)

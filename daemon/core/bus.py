@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import zmq
+
 from emotiond.daemon.core import security
 from emotiond.daemon.core.settings import Settings
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
+
 from emotiond.daemon.core.endpoints import endpoint_host, is_exposed
 
 if TYPE_CHECKING:

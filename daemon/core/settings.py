@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from emotiond.daemon.core.endpoints import is_exposed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from emotiond.daemon.core.endpoints import is_exposed
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEFAULT_MODEL_NAME = "fer-mini-xception"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.procfs import descendants, fd_count, rss_kb  # noqa: F401  (shared with test modules)
 from emotiond.daemon.core.settings import default_models_dir
@@ -213,6 +214,7 @@ class BusWatcher:
 
     def _run(self) -> None:
         import zmq
+
         from emotiond.daemon.core import bus, protocol
         from emotiond.daemon.core.settings import Settings
 
