@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from emotiond.clients import records
 from emotiond.clients.gaps import Event, Gap, GapTracker, Restart
 from emotiond.clients.logfiles import RotatingLog
-from emotiond.daemon.core import bus, protocol
+from emotiond.clients.subscribe import Subscription
+from emotiond.daemon.core import protocol
 from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,23 +94,8 @@ class ResultLogger:
     def request_stop(self, *_: Any) -> None:
         self.stop_requested.set()
 
-    def _topics(self) -> list[bytes]:
-        names = [c.encode() for c in self.options.cameras] or [b""]
-        return [prefix + name for prefix in (protocol.RESULT_PREFIX, protocol.STATUS_PREFIX) for name in names]
-
-    def _drain(self, sock: zmq.Socket) -> list[protocol.Message]:
-        messages = []
-        while len(messages) < DRAIN_BATCH:
-            try:
-                parts = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                messages.append(protocol.decode(parts, self._settings.bus.max_frame_pixels))
-            except protocol.ProtocolError as exc:
-                self.metrics.bad.labels(exc.reason).inc()
-                log.warning("skipping malformed message: %s", exc)
-        return messages
+    def _count_bad(self, exc: protocol.ProtocolError) -> None:
+        self.metrics.bad.labels(exc.reason).inc()
 
     def _wanted(self, camera: str) -> bool:
         return not self.options.cameras or camera in self.options.cameras
@@ -163,23 +147,20 @@ class ResultLogger:
         self.metrics.pending.set(self.gaps.pending())
 
     def run(self) -> int:
-        sock = bus.results_subscriber(self._endpoint, self._topics(), self._settings)
+        subscription = Subscription(self._endpoint, self.options.cameras, kinds=("result", "status"),
+                                    settings=self._settings, on_bad=self._count_bad)
         log.info("logging results from %s into %s (%s)", self._endpoint, self.options.out, self.options.fmt)
         try:
             while not self.stop_requested.is_set():
-                if sock.poll(200):
-                    self.handle(self._drain(sock))
-                else:
-                    self.handle([])
+                messages = subscription.receive(200, DRAIN_BATCH)
+                self.handle(messages)
+                if not messages:
                     self.file.sync_if_due()
             # Stop requested: everything already queued in the socket has been received; keep it.
-            while True:
-                messages = self._drain(sock)
-                if not messages:
-                    break
+            while messages := subscription.receive(0, DRAIN_BATCH):
                 self.handle(messages)
         finally:
-            sock.close(linger=0)
+            subscription.close()
             self._write(self._count_events(self.gaps.close()))
             self.file.close()
             log.info("log closed: received %d results, wrote %d", self.received, self.written)

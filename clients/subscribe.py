@@ -1,15 +1,22 @@
-"""The Python API for programs that consume emotiond results.
+"""Reading the daemon's results bus: the one receive loop every subscriber uses.
 
-    from emotiond.clients.subscribe import subscribe
-    for result in subscribe(cameras=["cam0"], timeout=10):
+    import emotiond
+    for result in emotiond.subscribe(cameras=["cam0"], timeout=10):
         print(result.camera, result.seq, [f.emotion for f in result.faces])
+
+``Subscription`` owns one SUB socket on the results endpoint. It subscribes to the topics of the chosen
+message kinds (``result``, ``status``, ``frame``) and cameras, decodes and validates every message, drops the
+ones of other cameras (a topic prefix also matches longer camera names) and counts malformed ones by reason.
+``emotiond events``, the viewer, the logger, the web console, the MQTT bridge and the tests all read through it.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 
 import zmq
 
@@ -17,6 +24,92 @@ from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
+KIND_PREFIXES = {"result": protocol.RESULT_PREFIX, "status": protocol.STATUS_PREFIX, "frame": protocol.FRAME_PREFIX,
+                 "*": b""}  # "*": every topic, so the decoder judges (and counts) whatever a publisher sends
+MAX_MESSAGES_PER_RECEIVE = 256  # bounds one drain, so a backlog cannot starve the caller's other work
+
+
+def message_camera(message: protocol.Message) -> str:
+    return message.header.camera if isinstance(message, protocol.Frame) else message.camera
+
+
+class Subscription:
+    def __init__(self, endpoint: str | None = None, cameras: Iterable[str] = (), *,
+                 kinds: Iterable[str] = ("result",), settings: Settings | None = None,
+                 ctx: zmq.Context | None = None, on_bad: Callable[[protocol.ProtocolError], None] | None = None):
+        self.settings = settings or Settings()
+        self.endpoint = endpoint or self.settings.endpoint("results")
+        self.kinds = tuple(kinds)
+        unknown = set(self.kinds) - KIND_PREFIXES.keys()
+        if unknown:
+            raise ValueError(f"unknown message kinds {sorted(unknown)}; known: {sorted(KIND_PREFIXES)}")
+        self.cameras = tuple(cameras)
+        self.bad_messages: collections.Counter[str] = collections.Counter()
+        self.last_message_at = time.monotonic()
+        self._ctx = ctx
+        self._on_bad = on_bad
+        self._sock: zmq.Socket | None = None
+        self.connect()
+
+    def topics(self) -> list[bytes]:
+        names = [c.encode() for c in self.cameras] or [b""]
+        return [KIND_PREFIXES[kind] + name for kind in self.kinds for name in names]
+
+    def connect(self) -> None:
+        """(Re)build the socket: also recovers from a daemon that came back on a new ipc inode or host."""
+        self.close()
+        self._sock = bus.results_subscriber(self.endpoint, self.topics(), self.settings, ctx=self._ctx)
+        self.last_message_at = time.monotonic()
+
+    def set_cameras(self, cameras: Iterable[str]) -> None:
+        """Change cameras on the live socket (a viewer narrowing to one camera stops frames of the others)."""
+        assert self._sock is not None
+        old, self.cameras = self.topics(), tuple(cameras)
+        for topic in self.topics():
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic)
+        for topic in old:
+            if topic not in self.topics():
+                self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_message_at
+
+    def receive(self, timeout_ms: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE) -> list[protocol.Message]:
+        """The messages waiting now, after up to ``timeout_ms`` for the first one; valid and wanted only."""
+        assert self._sock is not None
+        messages: list[protocol.Message] = []
+        if not self._sock.poll(max(0, timeout_ms)):
+            return messages
+        while len(messages) < max_messages:
+            try:
+                parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self.last_message_at = time.monotonic()
+            try:
+                message = protocol.decode(parts, self.settings.bus.max_frame_pixels)
+            except protocol.ProtocolError as exc:
+                self.bad_messages[exc.reason] += 1
+                log.warning("skipping malformed message: %s", exc)
+                if self._on_bad is not None:
+                    self._on_bad(exc)
+                continue
+            if self.cameras and message_camera(message) not in self.cameras:
+                continue
+            messages.append(message)
+        return messages
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None, *,
@@ -28,35 +121,16 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
     ``timeout`` bounds the whole iteration; ``idle_timeout`` ends it after that long without a message.
     Malformed messages are logged and skipped.
     """
-    settings = settings or Settings()
-    endpoint = endpoint or settings.endpoint("results")
-    names = list(cameras or [])
-    prefixes = [protocol.RESULT_PREFIX + n.encode() for n in names] or [protocol.RESULT_PREFIX]
-    if include_status:
-        prefixes += [protocol.STATUS_PREFIX + n.encode() for n in names] or [protocol.STATUS_PREFIX]
-    sock = bus.results_subscriber(endpoint, prefixes, settings)
+    kinds = ("result", "status") if include_status else ("result",)
     deadline = time.monotonic() + timeout if timeout else None
-    last_message = time.monotonic()
-    try:
+    with Subscription(endpoint, cameras or (), kinds=kinds, settings=settings) as subscription:
         while True:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return
-            if idle_timeout is not None and now - last_message >= idle_timeout:
+            if idle_timeout is not None and subscription.silent_for() >= idle_timeout:
                 return
             wait = 1.0 if deadline is None else min(1.0, deadline - now)
-            if not sock.poll(max(1, int(wait * 1000))):
-                continue
-            parts = sock.recv_multipart(zmq.NOBLOCK)
-            last_message = time.monotonic()
-            try:
-                message = protocol.decode(parts, settings.bus.max_frame_pixels)
-            except protocol.ProtocolError as exc:
-                log.warning("skipping malformed message: %s", exc)
-                continue
-            if names and isinstance(message, protocol.Result | protocol.Status) and message.camera not in names:
-                continue  # topic prefixes also match longer camera names
-            if isinstance(message, protocol.Result | protocol.Status):
-                yield message
-    finally:
-        sock.close(linger=0)
+            for message in subscription.receive(max(1, int(wait * 1000))):
+                if isinstance(message, protocol.Result | protocol.Status):
+                    yield message

@@ -57,7 +57,7 @@ def test_logger_keeps_everything_through_daemon_and_logger_sigterm(start_daemon,
 
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--loop")
     daemon.wait_ready(2)
-    watcher = watch(daemon.results_endpoint, (b"result.",))
+    watcher = watch(daemon.results_endpoint, ("result",))
     out = tmp_path / "log"
     logger = subprocess.Popen([*EMOTIOND, "log", "--out", str(out), "--fsync-seconds", "5"], cwd=REPO,
                               env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

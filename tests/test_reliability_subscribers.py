@@ -25,7 +25,7 @@ def test_stalled_subscribers_do_not_hurt_others_and_memory_stays_bounded(start_d
                                                                         default_model, tmp_path):
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop")
     daemon.wait_ready(2)
-    healthy = watch(daemon.results_endpoint, (b"result.",))
+    healthy = watch(daemon.results_endpoint, ("result",))
     out, log_port = tmp_path / "log", free_port()
     logger = subprocess.Popen([*EMOTIOND, "log", "--out", str(out), "--metrics-port", str(log_port)], cwd=REPO,
                               env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -201,13 +201,13 @@ def wait_for(predicate, timeout: float, what: str = "condition", interval: float
 class BusWatcher:
     """Subscribes to a daemon's results and status events in a thread, stamping each with its arrival time."""
 
-    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"result.", b"status.")):
+    def __init__(self, endpoint: str, kinds: tuple[str, ...] = ("result", "status"), cameras: tuple[str, ...] = ()):
         import threading
 
         self.endpoint = endpoint
-        self.topics = topics
+        self.kinds = kinds
+        self.cameras = cameras
         self.received: list[tuple[float, object]] = []  # (monotonic arrival, decoded message)
-        self.invalid = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -215,21 +215,17 @@ class BusWatcher:
     def _run(self) -> None:
         import zmq
 
-        from emotiond.daemon.core import bus, protocol
-        from emotiond.daemon.core.settings import Settings
+        from emotiond.clients.subscribe import Subscription
 
-        sock = bus.results_subscriber(self.endpoint, self.topics, Settings(), ctx=zmq.Context())
-        try:
+        with zmq.Context() as ctx, Subscription(self.endpoint, self.cameras, kinds=self.kinds, ctx=ctx) as subscription:
+            self.subscription = subscription
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
-                parts = sock.recv_multipart()
-                try:
-                    self.received.append((time.monotonic(), protocol.decode(parts)))
-                except protocol.ProtocolError:
-                    self.invalid += 1
-        finally:
-            sock.close(linger=0)
+                for message in subscription.receive(100):
+                    self.received.append((time.monotonic(), message))
+
+    @property
+    def invalid(self) -> int:
+        return sum(self.subscription.bad_messages.values())
 
     def results_after(self, moment_wall: float) -> list:
         """Results of frames captured after a wall-clock moment."""
@@ -254,8 +250,9 @@ def watch() -> Iterator:
     """``watch(endpoint)`` starts a BusWatcher that is closed after the test."""
     watchers: list[BusWatcher] = []
 
-    def start(endpoint: str, topics: tuple[bytes, ...] = (b"result.", b"status.")) -> BusWatcher:
-        watcher = BusWatcher(endpoint, topics)
+    def start(endpoint: str, kinds: tuple[str, ...] = ("result", "status"),
+              cameras: tuple[str, ...] = ()) -> BusWatcher:
+        watcher = BusWatcher(endpoint, kinds, cameras)
         watchers.append(watcher)
         return watcher
 
