@@ -10,11 +10,12 @@ from pathlib import Path
 
 import cv2
 import pytest
-from support.clients import best_iou, iou, palette_mask
-from support.daemon import EMOTIOND, REPO
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.bundle import FER2013_LABELS
+
+from support.clients import best_iou, iou, palette_mask
+from support.daemon import EMOTIOND, REPO
 
 
 @pytest.fixture(scope="module")

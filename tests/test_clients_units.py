@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.clients import best_iou, crafted_result, palette_mask
 
 from emotiond.clients import records
 from emotiond.clients.gaps import Gap, GapTracker, Restart
@@ -23,6 +22,8 @@ from emotiond.clients.viewer import ViewerModel
 from emotiond.daemon.core import protocol
 from emotiond.daemon.core.bundle import FER_PLUS_LABELS
 from emotiond.daemon.core.errors import UsageError
+
+from support.clients import best_iou, crafted_result, palette_mask
 
 
 def frame(camera: str, seq: int, value: int = 0) -> protocol.Frame:

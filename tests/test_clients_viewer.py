@@ -11,11 +11,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from support.clients import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
-from support.daemon import EMOTIOND, REPO
 
 from emotiond.clients.viewer import WINDOW_TITLE
 from emotiond.daemon.capture import synthetic
+
+from support.clients import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
+from support.daemon import EMOTIOND, REPO
 
 
 def window_image(display, window: str) -> np.ndarray:

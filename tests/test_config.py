@@ -6,9 +6,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support.daemon import REPO, child_env, run_cli
 
 from emotiond.daemon.core.settings import ConfigError, Settings, load_settings, parse_source_flag, to_toml
+
+from support.daemon import REPO, child_env, run_cli
 
 
 def write(path: Path, text: str) -> Path:

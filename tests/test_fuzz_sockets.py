@@ -18,9 +18,10 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
 
 from emotiond.daemon.core import protocol
+
+from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
 
 MAX_MESSAGE_BYTES = 1_500_000  # above one raw 640x480 frame, far below the default
 FUZZ_ENV = {"EMOTIOND_BUS__MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES)}

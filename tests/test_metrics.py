@@ -8,6 +8,7 @@ import subprocess
 from collections import Counter
 
 import pytest
+
 from support.daemon import metric_value
 
 

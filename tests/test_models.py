@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from support.daemon import child_env, run_cli
 
 from emotiond.daemon.core import bundle as bundles
+
+from support.daemon import child_env, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+
 from support.daemon import REPO, free_port, wait_for
 
 CONFIG = REPO / "config"

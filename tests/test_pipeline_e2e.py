@@ -8,11 +8,12 @@ from collections import Counter
 
 import cv2
 import numpy as np
-from support.daemon import run_cli
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.bundle import FER2013_LABELS
 from emotiond.workers.tracking import iou
+
+from support.daemon import run_cli
 
 
 def recall(results: list[dict], truth: list[list[tuple]], threshold: float = 0.4) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
-from support.daemon import descendants, wait_for
-
 from emotiond.daemon.core import protocol
+
+from support.daemon import descendants, wait_for
 
 EXIT_LIMIT_SECONDS = 5.0
 

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon import free_port, metric_value, wait_for
 
 from emotiond.daemon.core import protocol
+
+from support.daemon import free_port, metric_value, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
 FAST_BACKOFF = {"EMOTIOND_CAPTURE__RECONNECT_INITIAL_SECONDS": "0.2",

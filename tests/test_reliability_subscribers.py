@@ -9,9 +9,10 @@ import subprocess
 import time
 
 import zmq
-from support.daemon import EMOTIOND, REPO, child_pids, free_port, metric_value, rss_kb
 
 from emotiond.daemon.core import protocol
+
+from support.daemon import EMOTIOND, REPO, child_pids, free_port, metric_value, rss_kb
 
 STALL_SECONDS = 20  # minutes in production; the mechanism (a full high-water mark) is the same after seconds
 

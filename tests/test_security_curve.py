@@ -10,10 +10,11 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from support.daemon import REPO, child_env, descendants, free_port, metric_value, run_cli, wait_for
 
 from emotiond.daemon.core import bus, endpoints, protocol
 from emotiond.daemon.core.settings import ConfigError, Settings, load_settings
+
+from support.daemon import REPO, child_env, descendants, free_port, metric_value, run_cli, wait_for
 
 
 @pytest.mark.parametrize(("endpoint", "exposed"), [

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.training import trained_lenet
 
 from emotiond.daemon.core import bundle as bundle_format
+
+from support.training import trained_lenet
 
 
 @pytest.fixture(scope="module")

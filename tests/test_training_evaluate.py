@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.training import synthetic_dir, trained_lenet
 
 from emotiond.daemon.cli import main
 from emotiond.daemon.core import bundle as bundle_format
 from emotiond.training.errors import DatasetError
 from emotiond.training.evaluate import load_eval_split
 from emotiond.training.export import calibration_images, run_tflite
+
+from support.training import synthetic_dir, trained_lenet
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from support.training import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet
 
 from emotiond.daemon.cli import main
 from emotiond.daemon.core import bundle as bundle_format
 from emotiond.training.train import train
+
+from support.training import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet
 
 
 @pytest.fixture(scope="module")

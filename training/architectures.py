@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from emotiond.training.config import ModelConfig
+
+class ModelConfig(Protocol):
+    """The ``[model]`` section of a training config (training/config.py), as the builders read it; a
+    structural type, so the registry stays below the config that names its architectures."""
+
+    arch: str
+    lenet: Any
+    cnn4: Any
+    mini_xception: Any
+    transfer: Any
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 BASE_LAYER = "base"

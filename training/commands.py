@@ -205,7 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_tflite_float,
         export_tflite_int8,
     )
-    from emotiond.training.train import RUN_FILE, read_run_file
+    from emotiond.training.runs import RUN_FILE, read_run_file
 
     source: Path = args.source
     if (source / RUN_FILE).is_file():

@@ -18,6 +18,7 @@ import numpy as np
 from emotiond.daemon.core import bundle as bundle_format
 from emotiond.daemon.core.bundle import CropSpec, PreprocessingSpec
 from emotiond.training.errors import TrainingError
+from emotiond.training.runs import BEST, HISTORY_FILE, read_run_file
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ def export_run(run_dir: Path, out: Path, model: Any = None, with_tflite: bool = 
     """Write the run's model as a bundle, with labels, preprocessing, provenance and metrics from run.json."""
     import keras
     import tensorflow as tf
-
-    from emotiond.training.train import BEST, HISTORY_FILE, read_run_file
 
     info = read_run_file(run_dir)
     if not info.get("labels"):

@@ -12,7 +12,6 @@ A run folder holds everything needed to resume, inspect or export it::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,14 +31,10 @@ from emotiond.training.data import (
     steps_per_epoch,
 )
 from emotiond.training.errors import TrainingError
+from emotiond.training.runs import BEST, CONFIG_FILE, HISTORY_FILE, LAST, read_run_file, update_run_file
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.toml"
-HISTORY_FILE = "history.csv"
-BEST = "checkpoints/best.keras"
-LAST = "checkpoints/last.keras"
 
 
 @dataclass
@@ -86,19 +81,6 @@ class _StateWriter:
 
     def __call__(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         update_run_file(self.run_dir, state={"stage": self.stage, "epochs_done": epoch + 1})
-
-
-def read_run_file(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def update_run_file(run_dir: Path, **fields: Any) -> None:
-    data = read_run_file(run_dir)
-    data.update(fields)
-    tmp = run_dir / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / RUN_FILE)
 
 
 def make_callbacks(cfg: Config, run_dir: Path, stage: int, resume: bool) -> list[Any]:

@@ -21,6 +21,7 @@ import zmq
 from emotiond.clients.overlay import EMOTION_COLORS
 from emotiond.daemon.core import protocol
 from emotiond.workers.tracking import iou
+
 from support.daemon import REPO, wait_for  # noqa: F401  (used by the client tests)
 
 NODE_EXAMPLE = REPO / "examples" / "node"
