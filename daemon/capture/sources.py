@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core.metrics import SOURCE_FAILURE_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,12 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class SourceError(Exception):
-    """A source that cannot be opened or read. ``reason`` is a bounded metric label."""
+    """A source that cannot be opened or read. ``reason`` is a bounded metric label, one of
+    ``metrics.SOURCE_FAILURE_REASONS`` (exported at 0 from start, so an undeclared one is refused)."""
 
     def __init__(self, reason: str, message: str):
+        if reason not in SOURCE_FAILURE_REASONS:
+            raise ValueError(f"undeclared SourceError reason {reason!r}: add it to metrics.SOURCE_FAILURE_REASONS")
         super().__init__(message)
         self.reason = reason
 

@@ -3,6 +3,11 @@ multiprocess mode: each process writes its own files, the supervisor serves one 
 
 ``enable_multiprocess()`` must run before prometheus_client is first imported in a process, so metric
 objects are built lazily by ``metrics()``.
+
+Every label value known at start is declared here, and ``initialize()`` exports each labelled series at 0 before
+the first event, so a dashboard shows 0 rather than "no data" and ``rate()`` has a series to work on (the
+Prometheus instrumentation guide's "avoid missing metrics"). Error classes check their reasons against these
+tuples, so a new reason cannot be counted without being declared.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import functools
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,20 @@ ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
 STAGES = ("decode", "detect", "classify", "publish")
+DROP_REASONS = ("corrupt", "stale", "worker_lost", "shutdown")
+# What a SourceError may carry: opening or reading a source failed.
+SOURCE_FAILURE_REASONS = ("unsupported", "missing", "unreadable", "empty", "open_failed", "read_failed")
+# emotiond_source_errors_total: SourceError's reasons, plus what the reader counts itself: a folder entry that is
+# not an image (bad_file), a file whose decoder reported an error at its end (truncated).
+SOURCE_ERROR_REASONS = (*SOURCE_FAILURE_REASONS, "bad_file", "truncated")
+# What a ProtocolError may carry (daemon/core/protocol.py).
+PROTOCOL_ERROR_REASONS = ("bad_parts", "bad_topic", "bad_header", "bad_msgpack", "bad_version", "bad_kind",
+                          "bad_shape", "bad_payload", "bad_frame", "oversized")
+# emotiond_bad_messages_total: the socket that refused a message (capture's frames router, a worker's dealer)
+# and why: a ProtocolError's reason, or a well-formed message of a kind that socket does not take.
+BAD_MESSAGE_SOCKETS = ("frames", "worker")
+BAD_MESSAGE_REASONS = (*PROTOCOL_ERROR_REASONS, "unexpected_kind")
+DETECTION_KINDS = ("full", "tracked")
 
 
 def enable_multiprocess(directory: Path, clean: bool = True) -> None:
@@ -77,6 +97,37 @@ def metrics() -> Metrics:
         detections=Counter("emotiond_detections_total", "Face detection passes, by kind (full scan or tracked "
                            "re-detection).", ["kind"]),
     )
+
+
+def initialize(cameras: Iterable[str], emotions: Iterable[str], roles: Iterable[str]) -> None:
+    """Create every labelled series whose values are known at start, at 0 (a new child exports 0 at once).
+
+    Runs in the supervisor after ``enable_multiprocess()`` and before any child starts, so the first scrape
+    already has them. ``emotions`` are the loaded bundle's labels, ``roles`` the supervisor's children.
+    """
+    m = metrics()
+    cameras, emotions, roles = tuple(cameras), tuple(emotions), tuple(roles)
+    for camera in cameras:
+        for counter in (m.frames_captured, m.frames_processed, m.faces_detected):
+            counter.labels(camera)
+        m.capture_to_publish.labels(camera)
+        m.source_up.labels(camera).set(0)
+        for reason in DROP_REASONS:
+            m.frames_dropped.labels(camera, reason)
+        for reason in SOURCE_ERROR_REASONS:
+            m.source_errors.labels(camera, reason)
+        for emotion in emotions:
+            m.emotions.labels(camera, emotion)
+    for stage in STAGES:
+        m.stage_latency.labels(stage)
+    for role in roles:
+        m.restarts.labels(role)
+    for socket in BAD_MESSAGE_SOCKETS:
+        for reason in BAD_MESSAGE_REASONS:
+            m.bad_messages.labels(socket, reason)
+    for kind in DETECTION_KINDS:
+        m.detections.labels(kind)
+    log.debug("metrics initialised for cameras %s, %d emotions, roles %s", cameras, len(emotions), roles)
 
 
 def mark_process_dead(pid: int) -> None:

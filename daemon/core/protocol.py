@@ -21,6 +21,8 @@ from typing import Any, Literal
 import msgpack
 import numpy as np
 
+from emotiond.daemon.core.metrics import PROTOCOL_ERROR_REASONS
+
 PROTOCOL_VERSION = 1
 FRAME_PREFIX = b"frame."
 RESULT_PREFIX = b"result."
@@ -37,9 +39,12 @@ STATUS_STATES = ("up", "down", "eos", "error")
 
 
 class ProtocolError(ValueError):
-    """A message that does not follow the protocol. ``reason`` is a bounded metric label."""
+    """A message that does not follow the protocol. ``reason`` is a bounded metric label, one of
+    ``metrics.PROTOCOL_ERROR_REASONS`` (exported at 0 from start, so an undeclared one is refused)."""
 
     def __init__(self, reason: str, detail: str):
+        if reason not in PROTOCOL_ERROR_REASONS:
+            raise ValueError(f"undeclared ProtocolError reason {reason!r}: add it to metrics.PROTOCOL_ERROR_REASONS")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
 
