@@ -1,4 +1,5 @@
-"""What every child process does the same way: logging, signals, heartbeats and noticing an orphaned state.
+"""What every child process does the same way: its name in ps, logging, signals, heartbeats and noticing an
+orphaned state.
 
 Children ignore SIGINT (the supervisor decides when to stop) and turn SIGTERM into a stop flag. Their loops
 wake at least once a second, call ``tick()``, and leave when ``should_stop()`` says so, including when the
@@ -13,10 +14,26 @@ import signal
 import time
 from typing import Any
 
+TITLE_PREFIX = "emotiond: "
+
+
+def process_title(role: str) -> str:
+    """What ps and top show for a role: ``worker-w1`` reads ``emotiond: worker w1``, ``proxy`` ``emotiond: proxy``."""
+    kind, _, name = role.partition("-")
+    return f"{TITLE_PREFIX}{kind} {name}" if name else f"{TITLE_PREFIX}{kind}"
+
+
+def set_process_title(role: str) -> None:
+    """Name this process after its role; a spawned child is otherwise ``python3 -c from multiprocessing...``."""
+    import setproctitle
+
+    setproctitle.setproctitle(process_title(role))
+
 
 class Lifecycle:
     def __init__(self, role: str, heartbeat: Any | None = None, log_level: str = "INFO"):
         self.role = role
+        set_process_title(role)
         self._heartbeat = heartbeat  # multiprocessing.Value('d') shared with the supervisor, or None
         self._parent = os.getppid()
         self._stop = False
