@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from emotiond.benchmarks import commands as bench_commands
 from emotiond.clients import commands as client_commands
+from emotiond.clients.roles import CLIENT_ROLES
 from emotiond.daemon import cli, keys
 from emotiond.daemon import commands as daemon_commands
 from emotiond.training import commands as training_commands
@@ -15,7 +16,7 @@ COMMAND_MODULES = (daemon_commands, keys, client_commands, training_commands, be
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run(cli.build_parser(COMMAND_MODULES), argv)
+    return cli.run(cli.build_parser(COMMAND_MODULES, CLIENT_ROLES), argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """``emotiond analyze``: faces and emotions in photos and videos, in-process, with no daemon.
 
-It runs the daemon's own detector, crops, model bundle and drawing code, so a file analysed here gets
-the same boxes and scores a worker would publish. Results use the event schema, with two extra keys:
-``source`` (the input path) and ``t`` (seconds into a video, 0 for images). Nothing here opens a window,
-so it works on headless machines.
+It runs the daemon's own pipeline (through the public ``Analyzer``) and drawing code, so a file analysed
+here gets the same boxes, track ids and emotions a worker publishes for it. Results use the event schema,
+with two extra keys: ``source`` (the input path) and ``t`` (seconds into a video, 0 for images). Nothing
+here opens a window, so it works on headless machines.
 
 A file that cannot be read is reported on stderr as one line and skipped; the others are still done.
 """
@@ -11,9 +11,7 @@ A file that cannot be read is reported on stderr as one line and skipped; the ot
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +21,13 @@ import cv2
 import numpy as np
 
 from emotiond.clients import records
+from emotiond.clients.api import Analyzer
 from emotiond.clients.overlay import draw_overlay
 from emotiond.clients.progress import ProgressBar
-from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.capture.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from emotiond.daemon.core import protocol
-from emotiond.daemon.core.settings import Settings
-from emotiond.workers.classifier import Classifier, open_classifier
-from emotiond.workers.detector import HaarFaceDetector
-from emotiond.workers.preprocess import crop_faces, to_gray
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
-SCORE_DIGITS = 4
 
 
 class AnalyzeError(Exception):
@@ -44,8 +36,7 @@ class AnalyzeError(Exception):
 
 def camera_name(path: Path) -> str:
     """A protocol-valid camera name from a file name (results must pass the same validation)."""
-    name = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_")[:64]
-    return name or "file"
+    return protocol.camera_name_from(path.stem)
 
 
 def expand_inputs(paths: list[Path]) -> Iterator[Path]:
@@ -59,43 +50,6 @@ def expand_inputs(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-class FaceAnalyzer:
-    """Detector + classifier for one process, reused across every file."""
-
-    def __init__(self, settings: Settings):
-        self.bundle = bundles.load(bundles.resolve(settings.classifier.model, settings.models.dir))
-        if settings.classifier.backend == "litert" and self.bundle.tflite_path is None:
-            self.bundle = bundles.add_tflite(self.bundle)
-        self._classifier: Classifier = open_classifier(self.bundle, settings.classifier.backend,
-                                                       settings.classifier.threads or 1)
-        self._detector = HaarFaceDetector(settings.detection)
-        self._max_batch = settings.classifier.max_batch
-
-    def result(self, pixels: np.ndarray, camera: str, seq: int, extra: dict[str, Any]) -> protocol.Result:
-        started = time.perf_counter()
-        captured_at = time.time()
-        gray = to_gray(pixels)
-        boxes = self._detector.detect(gray)
-        detected = time.perf_counter()
-        crops = crop_faces(pixels, gray, boxes, self.bundle.spec)
-        outputs = [self._classifier(crops[i: i + self._max_batch]) for i in range(0, len(crops), self._max_batch)]
-        probabilities = np.concatenate(outputs) if outputs else np.zeros((0, len(self.bundle.labels)))
-        finished = time.perf_counter()
-        labels = self.bundle.labels
-        faces = []
-        for box, probs in zip(boxes, probabilities, strict=True):
-            top = int(np.argmax(probs))
-            faces.append(protocol.Face(
-                box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
-                confidence=round(float(probs[top]), SCORE_DIGITS),
-                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)}))
-        latency = {"detect": round((detected - started) * 1000, 3), "classify": round((finished - detected) * 1000, 3),
-                   "total": round((finished - started) * 1000, 3)}
-        return protocol.Result(camera=camera, seq=seq, captured_at=captured_at, published_at=time.time(),
-                               frame_size=(pixels.shape[1], pixels.shape[0]), faces=tuple(faces),
-                               latency_ms=latency, worker="analyze", model=self.bundle.name, extra=extra)
-
-
 @dataclass
 class AnalyzeOptions:
     out: Path | None = None
@@ -107,7 +61,7 @@ class AnalyzeOptions:
 class Analysis:
     """Runs inputs one by one, writing annotated copies, JSON lines or CSV files, and counting failures."""
 
-    def __init__(self, analyzer: FaceAnalyzer, options: AnalyzeOptions):
+    def __init__(self, analyzer: Analyzer, options: AnalyzeOptions):
         self.analyzer = analyzer
         self.options = options
         self.failures: list[str] = []
@@ -168,24 +122,21 @@ class Analysis:
             raise AnalyzeError(f"cannot write {out}")
 
     def _video(self, path: Path) -> None:
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
+        import cv2
+
+        probe = cv2.VideoCapture(str(path))
+        if not probe.isOpened():
             raise AnalyzeError("not a readable image or video (corrupt or unsupported format)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        fps = probe.get(cv2.CAP_PROP_FPS) or 30.0
+        total = int(probe.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        probe.release()
         writer: cv2.VideoWriter | None = None
         out = self._output(path, ".annotated.mp4")
         rows: list[dict[str, Any]] = []
         bar = self._progress_bar(path, total)
-        camera = camera_name(path)
         index = 0
         try:
-            while True:
-                ok, pixels = capture.read()
-                if not ok:
-                    break
-                result = self.analyzer.result(pixels, camera, index, {"source": str(path),
-                                                                      "t": round(index / fps, 4)})
+            for pixels, result in self.analyzer.video_frames(path, camera_name(path)):
                 self._emit(result)
                 rows += records.csv_rows(result)
                 if out is not None:
@@ -199,7 +150,6 @@ class Analysis:
                 if bar is not None:
                     bar.update(1)
         finally:
-            capture.release()
             if writer is not None:
                 writer.release()
             if bar is not None:

@@ -106,13 +106,14 @@ def cmd_log_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from emotiond.clients.analyze import Analysis, AnalyzeOptions, FaceAnalyzer, expand_inputs
+    from emotiond.clients.analyze import Analysis, AnalyzeOptions, expand_inputs
+    from emotiond.clients.api import Analyzer
     from emotiond.daemon.commands import settings_from_args
 
     if args.format == "csv" and args.out is None:
         raise UsageError("--format csv writes one CSV per video into --out DIR; give --out")
     settings = settings_from_args(args)
-    analysis = Analysis(FaceAnalyzer(settings), AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress))
+    analysis = Analysis(Analyzer(settings), AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress))
     inputs = list(expand_inputs(args.paths))
     if not inputs:
         raise UsageError("no images or videos found in the given paths")

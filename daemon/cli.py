@@ -17,11 +17,14 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.supervisor import ClientRole
 
 EXIT_USAGE = 2
 
 
-def build_parser(command_modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
+def build_parser(command_modules: Sequence[ModuleType], client_roles: Sequence[ClientRole] = ()
+                 ) -> argparse.ArgumentParser:
+    """The parser of every command module; ``client_roles`` are the clients ``emotiond run`` may start."""
     parser = argparse.ArgumentParser(
         prog="emotiond",
         description="Real-time facial emotion recognition daemon and tools.",
@@ -31,6 +34,7 @@ def build_parser(command_modules: Sequence[ModuleType]) -> argparse.ArgumentPars
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules:
         module.register(commands)
+    parser.set_defaults(client_roles=tuple(client_roles))
     return parser
 
 

@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     _preflight(settings)
     try:
-        return Supervisor(settings).run()
+        return Supervisor(settings, getattr(args, "client_roles", ())).run()
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None
 

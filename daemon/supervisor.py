@@ -15,12 +15,14 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emotiond.daemon.core import bundle as bundles
 from emotiond.daemon.core import bus, metrics, security
+from emotiond.daemon.core.lifecycle import set_process_title
 from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,20 @@ class Child:
     stopped: bool = False  # finished on purpose; not restarted
 
 
+@dataclass(frozen=True)
+class ClientRole:
+    """A client that ``emotiond run`` starts beside the daemon when its settings enable it (the web console, the
+    MQTT bridge). The layer above defines it and hands it down, so the supervisor never imports clients."""
+
+    name: str
+    enabled: Callable[[Settings], bool]
+    target: Callable[..., None]  # a module-level function(settings data, heartbeat), so spawn can pickle it
+
+
 class Supervisor:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, client_roles: Sequence[ClientRole] = ()):
         self._settings = settings
+        self._client_roles = tuple(client_roles)
         self._ctx = mp.get_context("spawn")
         self._stop_requested = False
         self._children: list[Child] = []
@@ -66,6 +79,9 @@ class Supervisor:
         for i in range(self._settings.worker_count()):
             name = f"w{i + 1}"
             plan.append(Child(name, "worker", service.main, lambda hb, name=name: (data, name, hb)))
+        for role in self._client_roles:
+            if role.enabled(self._settings):
+                plan.append(Child(role.name, role.name, role.target, lambda hb: (data, hb)))
         return plan
 
     def _acquire_runtime_dir(self) -> None:
@@ -80,6 +96,15 @@ class Supervisor:
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
 
+    def _emotions(self) -> tuple[str, ...]:
+        """The served bundle's labels, read from bundle.json alone (the supervisor never loads TensorFlow)."""
+        path = bundles.resolve(self._settings.classifier.model, self._settings.models.dir)
+        try:
+            return bundles.load(path, verify=False).labels
+        except bundles.BundleError as exc:  # the workers report it; metrics then start without emotions
+            log.warning("emotion metrics start empty: %s", exc)
+            return ()
+
     def _on_signal(self, signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         self._stop_requested = True
@@ -88,12 +113,15 @@ class Supervisor:
     def run(self) -> int:
         security.check_binds(self._settings)
         self._acquire_runtime_dir()
+        set_process_title("supervisor")
         metrics.enable_multiprocess(self._settings.bus.runtime_dir / "metrics")
+        self._children = self._children_plan()
+        metrics.initialize([s.name for s in self._settings.sources], self._emotions(),
+                           sorted({c.role for c in self._children}))
         if self._settings.metrics.enabled:
             metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self._children = self._children_plan()
         for child in self._children:
             self._start(child)
             if child.role == "proxy":

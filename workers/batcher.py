@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from emotiond.daemon.core.protocol import Frame
+from emotiond.workers.pipeline import Detection
 
 
 @dataclass
 class PendingFrame:
     frame: Frame
-    boxes: np.ndarray
-    crops: np.ndarray
+    detection: Detection
     timings_ms: dict[str, float] = field(default_factory=dict)
-    track_ids: list[int] = field(default_factory=list)
-    ended_tracks: list[int] = field(default_factory=list)
 
 
 class MicroBatcher:
@@ -29,7 +25,7 @@ class MicroBatcher:
 
     def add(self, item: PendingFrame, now: float) -> None:
         self._pending.append(item)
-        self._faces += len(item.crops)
+        self._faces += len(item.detection.crops)
         if self._oldest is None:
             self._oldest = now
 
@@ -48,9 +44,7 @@ class MicroBatcher:
             return self.max_wait_s
         return max(0.0, self.max_wait_s - (now - self._oldest))
 
-    def take(self) -> tuple[list[PendingFrame], np.ndarray]:
-        """The pending frames and all their crops stacked in order."""
+    def take(self) -> list[PendingFrame]:
+        """The pending frames, oldest first; the batcher is empty afterwards."""
         items, self._pending, self._faces, self._oldest = self._pending, [], 0, None
-        crops = [i.crops for i in items if len(i.crops)]
-        stacked = np.concatenate(crops) if crops else np.zeros((0,), np.float32)
-        return items, stacked
+        return items

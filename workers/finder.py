@@ -5,9 +5,10 @@ Full-frame Haar scans are almost all of the cost, so:
 * known faces are re-detected every frame in small regions around their last box (cheap);
 * full scans run on a background thread, every ``full_scan_interval`` frames, and back to back while the
   camera shows no face or has lost one; faces such a scan finds that are not tracked yet are confirmed by a
-  region re-detection on the frame at hand before they join. A scan still running ``full_scan_interval``
-  frames after it started is waited for, so a new face is found within twice that many frames plus one
-  (the scan that was already running, then the next one), and within a few frames in live mode;
+  region re-detection on the frame at hand before they join. A live camera takes a scan's boxes as soon as
+  it is done; any other source takes them exactly ``full_scan_interval`` frames after the scan started,
+  waiting for it if needed, so its answer does not depend on timing. A new face is found within twice that
+  many frames plus one (the scan that was already running, then the next one), and within a few frames live;
 * only a camera's first frame (or one after a long gap), and a frame where a tracked face vanished from its
   region, are scanned synchronously, so a fast move is never reported as a missing face.
 
@@ -29,8 +30,10 @@ DetectionKind = Literal["full", "tracked"]
 
 
 class FaceFinder:
-    def __init__(self, detector: HaarFaceDetector, settings: TrackingSettings, labels: tuple[str, ...]):
+    def __init__(self, detector: HaarFaceDetector, settings: TrackingSettings, labels: tuple[str, ...],
+                 take_scans_early: bool = False):
         self.tracker = CameraTracker(settings, labels)
+        self._take_scans_early = take_scans_early
         self._detector = detector
         self._settings = settings
         self._scan: Future | None = None
@@ -66,7 +69,8 @@ class FaceFinder:
     def _finished_scan(self, seq: int) -> list[Box]:
         if self._scan is None:
             return []
-        if not self._scan.done() and seq - self._scan_seq < self._settings.full_scan_interval:
+        due = seq - self._scan_seq >= self._settings.full_scan_interval
+        if not due and not (self._take_scans_early and self._scan.done()):
             return []
         boxes = self._scan.result()
         self._scan = None

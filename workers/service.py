@@ -12,22 +12,17 @@ import os
 import time
 from typing import Any
 
-import numpy as np
 import zmq
 
-from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.capture.sources import source_is_live
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.lifecycle import Lifecycle, configure_threads
 from emotiond.daemon.core.metrics import metrics
 from emotiond.daemon.core.settings import Settings
 from emotiond.workers.batcher import MicroBatcher, PendingFrame
-from emotiond.workers.classifier import open_classifier
-from emotiond.workers.detector import HaarFaceDetector
-from emotiond.workers.finder import FaceFinder
-from emotiond.workers.preprocess import crop_faces, to_gray
+from emotiond.workers.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-SCORE_DIGITS = 4
 
 
 class WorkerService:
@@ -40,16 +35,14 @@ class WorkerService:
         cores = os.cpu_count() or 1
         opencv_threads = settings.detection.threads or max(1, cores // workers)
         configure_threads(opencv_threads)
-        self.bundle = bundles.load(bundles.resolve(settings.classifier.model, settings.models.dir))
-        self._classifier = open_classifier(self.bundle, settings.classifier.backend,
-                                           settings.classifier.threads or 1)
-        self._detector = HaarFaceDetector(settings.detection, threads=opencv_threads)
+        live = [source.name for source in settings.sources if source_is_live(source)]
+        self._pipeline = Pipeline(settings, opencv_threads=opencv_threads, live_cameras=live)
+        self.bundle = self._pipeline.bundle
         self._batcher = MicroBatcher(settings.classifier.max_batch, settings.classifier.max_wait_ms / 1000.0)
         self._capacity = settings.capture.credits_per_worker
         self._held = 0
         self._m = metrics()
         self._subscriptions = bus.SubscriptionTracker()
-        self._finders: dict[str, FaceFinder] = {}
 
     def run(self) -> int:
         dealer = bus.frames_dealer(self._settings, self._name)
@@ -113,76 +106,31 @@ class WorkerService:
                 continue
             self._held += 1
             decoded = time.perf_counter()
-            gray = to_gray(frame.pixels)
-            boxes, track_ids, ended = self._detect(frame.header, gray)
-            detected = time.perf_counter()
-            crops = crop_faces(frame.pixels, gray, boxes, self.bundle.spec)
-            timings = {"decode": (decoded - started) * 1000, "detect": (detected - decoded) * 1000,
-                       "crop": (time.perf_counter() - detected) * 1000,
+            detection = self._pipeline.detect(frame.header.camera, frame.header.seq, frame.pixels)
+            self._m.detections.labels(detection.kind).inc()
+            timings = {"decode": (decoded - started) * 1000, **detection.timings_ms,
                        "queue": max(0.0, (received_at - frame.header.captured_at) * 1000)}
             self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
             self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
-            self._batcher.add(PendingFrame(frame, boxes, crops, timings, track_ids, ended),
-                              time.monotonic())
-
-    def _detect(self, header: protocol.FrameHeader, gray: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
-        """Every frame scanned in full without tracking; with it, the camera's FaceFinder decides."""
-        if not self._settings.tracking.enabled:
-            self._m.detections.labels("full").inc()
-            return self._detector.detect(gray), [], []
-        finder = self._finders.get(header.camera)
-        if finder is None:
-            finder = self._finders[header.camera] = FaceFinder(self._detector, self._settings.tracking,
-                                                                 self.bundle.labels)
-        boxes, track_ids, ended, kind = finder.find(header.seq, gray)
-        self._m.detections.labels(kind).inc()
-        return boxes, track_ids, ended
-
-    def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
-        started = time.perf_counter()
-        outputs = []
-        for begin in range(0, len(crops), self._batcher.max_batch):
-            chunk = crops[begin: begin + self._batcher.max_batch]
-            outputs.append(self._classifier(chunk))
-            self._m.batch_size.observe(len(chunk))
-        probabilities = np.concatenate(outputs) if outputs else np.zeros((0, len(self.bundle.labels)))
-        return probabilities, (time.perf_counter() - started) * 1000
+            self._batcher.add(PendingFrame(frame, detection, timings), time.monotonic())
 
     def _flush(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
-        items, crops = self._batcher.take()
-        probabilities, classify_ms = self._classify(crops)
-        if len(crops):
+        items = self._batcher.take()
+        started = time.perf_counter()
+        all_faces = self._pipeline.finish([item.detection for item in items])
+        classify_ms = (time.perf_counter() - started) * 1000
+        faces_total = sum(len(item.detection.crops) for item in items)
+        if faces_total:
             self._m.stage_latency.labels("classify").observe(classify_ms / 1000)
-        offset = 0
-        for item in items:
-            count = len(item.boxes)
-            self._publish(publisher, item, probabilities[offset: offset + count], classify_ms)
-            offset += count
+            step = self._settings.classifier.max_batch
+            for begin in range(0, faces_total, step):
+                self._m.batch_size.observe(min(step, faces_total - begin))
+        for item, faces in zip(items, all_faces, strict=True):
+            self._publish(publisher, item, faces, classify_ms)
             self._held -= 1
             self._send_control(dealer, "done", camera=item.frame.header.camera, seq=item.frame.header.seq)
 
-    def _faces(self, item: PendingFrame, probabilities: np.ndarray) -> tuple[protocol.Face, ...]:
-        labels = self.bundle.labels
-        camera = item.frame.header.camera
-        finder = self._finders.get(camera)
-        tracker = finder.tracker if finder is not None else None
-        faces = []
-        for index, (box, probs) in enumerate(zip(item.boxes, probabilities, strict=True)):
-            top = int(np.argmax(probs))
-            extra: dict[str, object] = {}
-            if tracker is not None and index < len(item.track_ids):
-                smoothed_label, smoothed = tracker.smooth(item.track_ids[index], probs)
-                extra = {"track_id": item.track_ids[index], "smoothed_emotion": smoothed_label,
-                         "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]), SCORE_DIGITS)}
-            faces.append(protocol.Face(
-                box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
-                confidence=round(float(probs[top]), SCORE_DIGITS),
-                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)},
-                extra=extra))
-            self._m.emotions.labels(camera, labels[top]).inc()
-        return tuple(faces)
-
-    def _publish(self, publisher: zmq.Socket, item: PendingFrame, probabilities: np.ndarray,
+    def _publish(self, publisher: zmq.Socket, item: PendingFrame, faces: tuple[protocol.Face, ...],
                  classify_ms: float) -> None:
         header = item.frame.header
         started = time.perf_counter()
@@ -192,20 +140,19 @@ class WorkerService:
                                            self._settings.bus.frame_encoding)
             parts = protocol.encode_frame(encoded, item.frame.pixels, self._settings.bus.jpeg_quality)
             publisher.send_multipart(parts, zmq.NOBLOCK, copy=False)
-        faces = self._faces(item, probabilities)
-        published_at = time.time()
         latency = {k: round(v, 3) for k, v in item.timings_ms.items()}
         latency["classify"] = round(classify_ms, 3)
         latency["publish"] = round((time.perf_counter() - started) * 1000, 3)
+        published_at = time.time()
         latency["total"] = round((published_at - header.captured_at) * 1000, 3)
-        result = protocol.Result(camera=header.camera, seq=header.seq, captured_at=header.captured_at,
-                                 published_at=published_at, frame_size=header.size, faces=faces,
-                                 latency_ms=latency, worker=self._name, model=self.bundle.name,
-                                 extra={"ended_tracks": item.ended_tracks} if self._settings.tracking.enabled else {})
+        result = self._pipeline.result(item.detection, faces, captured_at=header.captured_at,
+                                       latency_ms=latency, worker=self._name, published_at=published_at)
         publisher.send_multipart(protocol.encode_result(result), zmq.NOBLOCK)
         self._m.stage_latency.labels("publish").observe(latency["publish"] / 1000)
         self._m.capture_to_publish.labels(header.camera).observe(max(0.0, published_at - header.captured_at))
         self._m.frames_processed.labels(header.camera).inc()
+        for face in faces:
+            self._m.emotions.labels(header.camera, face.emotion).inc()
         if faces:
             self._m.faces_detected.labels(header.camera).inc(len(faces))
 

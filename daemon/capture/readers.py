@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from emotiond.daemon.capture.sources import SourceError, is_live_kind, kind_of, open_source
+from emotiond.daemon.capture.sources import SourceError, is_live_kind, kind_of, open_source, source_is_live
 from emotiond.daemon.core import bus, protocol
 from emotiond.daemon.core.metrics import metrics
 from emotiond.daemon.core.settings import Settings, SourceSettings
@@ -80,8 +80,7 @@ class SourceReader(threading.Thread):
         super().__init__(name=f"reader-{source.name}", daemon=True)
         self.source = source
         self.kind = kind_of(source.url)
-        mode = source.mode if source.mode != "auto" else ("live" if is_live_kind(self.kind) else "file")
-        self.live = mode == "live" or source.realtime
+        self.live = source_is_live(source)
         self.slot = FrameSlot(self.live, settings.capture.file_queue_frames)
         self.next_seq = start_seq
         self._settings = settings

@@ -17,12 +17,15 @@ import numpy as np
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.metrics import SOURCE_FAILURE_REASONS
+from emotiond.daemon.core.settings import SourceSettings
 
 log = logging.getLogger(__name__)
 
 SourceKind = Literal["demo", "camera", "stream", "file", "folder"]
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jp2"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif",
+                            ".ts"})
 DEMO_SPEC = synthetic.SceneSpec(faces=2, frames=300, fps=30.0)
 MAX_CONSECUTIVE_BAD_FRAMES = 25
 # A stream that stalls without closing its connection would otherwise block a read for OpenCV's default 30 s.
@@ -60,6 +63,18 @@ def kind_of(url: str) -> SourceKind:
 
 def is_live_kind(kind: SourceKind) -> bool:
     return kind in ("camera", "stream")
+
+
+def source_is_live(source: SourceSettings) -> bool:
+    """Live sources keep only the newest frame; files and folders are read whole unless paced in real time."""
+    if source.realtime:
+        return True
+    if source.mode != "auto":
+        return source.mode == "live"
+    try:
+        return is_live_kind(kind_of(source.url))
+    except SourceError:
+        return False
 
 
 def preflight(url: str) -> SourceKind:

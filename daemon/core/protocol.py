@@ -29,7 +29,16 @@ RESULT_PREFIX = b"result."
 STATUS_PREFIX = b"status."
 CONTROL_TOPIC = b"ctl"
 MAX_HEADER_BYTES = 1 << 20
-_CAMERA_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CAMERA_NAME_CHARS = "A-Za-z0-9_-"
+CAMERA_NAME_MAX = 64
+CAMERA_NAME_PATTERN = rf"^[{CAMERA_NAME_CHARS}]{{1,{CAMERA_NAME_MAX}}}$"
+_CAMERA_RE = re.compile(CAMERA_NAME_PATTERN)
+
+
+def camera_name_from(text: str) -> str:
+    """A valid camera name made from any text (a file name): other characters become ``_``."""
+    name = re.sub(rf"[^{CAMERA_NAME_CHARS}]+", "_", text).strip("_")[:CAMERA_NAME_MAX]
+    return name or "file"
 
 FrameEncoding = Literal["raw", "jpeg"]
 ControlKind = Literal["ready", "done", "heartbeat"]

@@ -21,8 +21,8 @@ from pydantic_settings import (
 )
 
 from emotiond.daemon.core.endpoints import is_exposed
+from emotiond.daemon.core.protocol import CAMERA_NAME_PATTERN
 
-CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEFAULT_MODEL_NAME = "fer-mini-xception"
 
 
@@ -368,7 +368,7 @@ def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-_NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_-]{1,64})=(?P<url>.+)$")
+_NAMED_SOURCE = re.compile(rf"^(?P<name>{CAMERA_NAME_PATTERN[1:-1]})=(?P<url>.+)$")
 
 
 def parse_source_flag(text: str, index: int) -> dict[str, str]:

@@ -1,0 +1,133 @@
+"""The in-process Python API: emotions in images and videos with one call, and no daemon.
+
+    import cv2
+    from emotiond import Analyzer
+
+    analyzer = Analyzer()                       # loads the default model once
+    for face in analyzer.analyze(cv2.imread("photo.jpg")):
+        print(face.box, face.emotion, round(face.confidence, 2))
+
+Every call goes through the daemon's own pipeline (``emotiond.workers.pipeline``), so an image or a video
+gives here exactly the boxes, track ids and emotions a worker would publish for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.settings import Settings, load_settings
+from emotiond.workers.pipeline import Pipeline
+
+IMAGE_CAMERA = "image"
+VIDEO_BATCH_FRAMES = 8  # frames detected before one classifier call: same answers, fewer calls
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: its box (x, y, w, h in pixels), top emotion, confidence, every label's score, and the
+    landmarks and track id where the detector and tracker give them."""
+
+    box: tuple[int, int, int, int]
+    emotion: str
+    confidence: float
+    scores: dict[str, float]
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    track_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, face: protocol.Face) -> Face:
+        extra = dict(face.extra)
+        landmarks = extra.pop("landmarks", None)
+        track_id = extra.pop("track_id", None)
+        return cls(box=face.box, emotion=face.emotion, confidence=face.confidence, scores=dict(face.scores),
+                   landmarks=tuple((float(x), float(y)) for x, y in landmarks) if landmarks else None,
+                   track_id=track_id, extra=extra)
+
+
+class Analyzer:
+    """A loaded pipeline. ``settings`` default to the usual sources: ``EMOTIOND_*`` variables, then
+    ``overrides`` given as dotted keys (``{"classifier.model": "my-bundle", "tracking.enabled": False}``)."""
+
+    def __init__(self, settings: Settings | None = None, overrides: dict[str, Any] | None = None):
+        self.settings = settings or load_settings(None, _nest(overrides or {}))
+        self.pipeline = Pipeline(self.settings)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.pipeline.labels
+
+    def analyze(self, image: np.ndarray) -> list[Face]:
+        """The faces of one BGR (or grey) image, as ``cv2.imread`` returns it."""
+        return self.analyze_many([image])[0]
+
+    def analyze_many(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """The faces of each image; every face of every image is classified in one batch."""
+        for image in images:
+            _check_image(image)
+        results = []
+        for index, image in enumerate(images):  # images are unrelated: no tracks carried between them
+            self.pipeline.reset(IMAGE_CAMERA)
+            results.append(self.pipeline.detect(IMAGE_CAMERA, index, image))
+        return [[Face.from_wire(f) for f in faces] for faces in self.pipeline.finish(results)]
+
+    def result(self, image: np.ndarray, camera: str = IMAGE_CAMERA, seq: int = 0,
+               extra: dict[str, Any] | None = None) -> protocol.Result:
+        """One image's result in the event schema (what ``emotiond events`` prints for a frame)."""
+        _check_image(image)
+        self.pipeline.reset(camera)
+        return self.pipeline.process(camera, [(seq, image)], worker="api", extra=[extra or {}])[0]
+
+    def analyze_video(self, path: str | Path, camera: str | None = None) -> Iterator[protocol.Result]:
+        """Per-frame results of a video file, in frame order, tracked as the daemon tracks a file."""
+        for _pixels, result in self.video_frames(path, camera):
+            yield result
+
+    def video_frames(self, path: str | Path, camera: str | None = None
+                     ) -> Iterator[tuple[np.ndarray, protocol.Result]]:
+        """Each decoded frame of a video with its result (for callers that draw or save the frames)."""
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise UsageError(f"{path}: not a readable image or video (corrupt or unsupported format)")
+        name = camera or protocol.camera_name_from(Path(path).stem)
+        self.pipeline.reset(name)
+        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        try:
+            index = 0
+            while True:
+                frames = []
+                while len(frames) < VIDEO_BATCH_FRAMES:
+                    ok, pixels = capture.read()
+                    if not ok:
+                        break
+                    frames.append((index + len(frames), pixels))
+                if not frames:
+                    return
+                extra = [{"source": str(path), "t": round(seq / fps, 4)} for seq, _ in frames]
+                results = self.pipeline.process(name, frames, worker="analyze", extra=extra)
+                yield from ((pixels, result) for (_, pixels), result in zip(frames, results, strict=True))
+                index += len(frames)
+        finally:
+            capture.release()
+
+
+def _check_image(image: Any) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
+            or (image.ndim == 3 and image.shape[2] not in (1, 3)) or min(image.shape[:2]) < 1:
+        shape = getattr(image, "shape", None)
+        raise UsageError(f"expected a uint8 image of shape HxW or HxWx3 (BGR), got {type(image).__name__} {shape}")
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    from emotiond.daemon.core.settings import nest_dotted
+
+    return nest_dotted(overrides)

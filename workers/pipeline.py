@@ -1,0 +1,161 @@
+"""The one inference pipeline: decode → detect → track → crop → classify → result.
+
+The worker, ``emotiond analyze``, the benchmark's in-process paths and the public Python API all run frames
+through a ``Pipeline``, so the same frames and settings give the same boxes, track ids and emotions
+everywhere. It has two halves so the worker can batch across frames: ``detect`` (per frame, as it arrives:
+grey, faces, tracks, crops) and ``finish`` (classify a batch of detections in one call and build results).
+``process`` runs both for callers that have their frames at hand.
+
+Tracking keeps state per camera. Full-frame scans run on a background thread; for live cameras their boxes
+are taken as soon as a scan is done (lowest latency), for everything else exactly ``full_scan_interval`` frames
+after the scan started (waiting for it if needed), so a file gives the same answer on every run, whichever
+process reads it and however busy the machine is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.settings import Settings
+from emotiond.workers.classifier import Classifier, open_classifier
+from emotiond.workers.detector import HaarFaceDetector
+from emotiond.workers.finder import DetectionKind, FaceFinder
+from emotiond.workers.preprocess import crop_faces, to_gray
+
+SCORE_DIGITS = 4
+
+
+@dataclass
+class Detection:
+    """One frame after detection and cropping, waiting for classification."""
+
+    camera: str
+    seq: int
+    pixels: np.ndarray
+    boxes: np.ndarray
+    crops: np.ndarray
+    kind: DetectionKind
+    track_ids: list[int] = field(default_factory=list)
+    ended_tracks: list[int] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, *, opencv_threads: int = 1, live_cameras: Iterable[str] = ()):
+        self.settings = settings
+        bundle = bundles.load(bundles.resolve(settings.classifier.model, settings.models.dir))
+        if settings.classifier.backend == "litert" and bundle.tflite_path is None:
+            bundle = bundles.add_tflite(bundle)
+        self.bundle = bundle
+        self.classifier: Classifier = open_classifier(bundle, settings.classifier.backend,
+                                                      settings.classifier.threads or 1)
+        self.detector = HaarFaceDetector(settings.detection, threads=opencv_threads)
+        self.live_cameras = frozenset(live_cameras)
+        self._finders: dict[str, FaceFinder] = {}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.bundle.labels
+
+    def reset(self, camera: str) -> None:
+        """Forget a camera's tracks (a new video under the same camera name starts afresh)."""
+        self._finders.pop(camera, None)
+
+    # ------------------------------------------------------------ the two halves
+    def detect(self, camera: str, seq: int, pixels: np.ndarray) -> Detection:
+        """Grey, faces (tracked when tracking is on), and the classifier's crops of one frame."""
+        started = time.perf_counter()
+        gray = to_gray(pixels)
+        if self.settings.tracking.enabled:
+            boxes, track_ids, ended, kind = self._finder(camera).find(seq, gray)
+        else:
+            boxes, track_ids, ended, kind = self.detector.detect(gray), [], [], "full"
+        detected = time.perf_counter()
+        crops = crop_faces(pixels, gray, boxes, self.bundle.spec)
+        timings = {"detect": (detected - started) * 1000, "crop": (time.perf_counter() - detected) * 1000}
+        return Detection(camera, seq, pixels, boxes, crops, kind, track_ids, ended, timings)
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities for stacked crops, in calls of at most ``classifier.max_batch`` faces."""
+        step = self.settings.classifier.max_batch
+        outputs = [self.classifier(crops[begin: begin + step]) for begin in range(0, len(crops), step)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), np.float32)
+
+    def finish(self, detections: Sequence[Detection]) -> list[tuple[protocol.Face, ...]]:
+        """Classify every face of these frames in one batch; the faces of each frame, in order."""
+        stacked = [d.crops for d in detections if len(d.crops)]
+        probabilities = self.classify(np.concatenate(stacked)) if stacked else np.zeros((0, len(self.labels)))
+        faces, offset = [], 0
+        for detection in detections:
+            count = len(detection.boxes)
+            faces.append(self.faces(detection, probabilities[offset: offset + count]))
+            offset += count
+        return faces
+
+    def faces(self, detection: Detection, probabilities: np.ndarray) -> tuple[protocol.Face, ...]:
+        """Wire faces of one frame: top emotion and scores, and with tracking the track and smoothed emotion."""
+        labels = self.labels
+        finder = self._finders.get(detection.camera) if self.settings.tracking.enabled else None
+        faces = []
+        for index, (box, probs) in enumerate(zip(detection.boxes, probabilities, strict=True)):
+            top = int(np.argmax(probs))
+            extra: dict[str, Any] = {}
+            if finder is not None and index < len(detection.track_ids):
+                track_id = detection.track_ids[index]
+                smoothed_label, smoothed = finder.tracker.smooth(track_id, probs)
+                extra = {"track_id": track_id, "smoothed_emotion": smoothed_label,
+                         "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]), SCORE_DIGITS)}
+            faces.append(protocol.Face(
+                box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
+                confidence=round(float(probs[top]), SCORE_DIGITS),
+                scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)},
+                extra=extra))
+        return tuple(faces)
+
+    def result(self, detection: Detection, faces: tuple[protocol.Face, ...], *, captured_at: float,
+               latency_ms: dict[str, float], worker: str, extra: dict[str, Any] | None = None,
+               published_at: float | None = None) -> protocol.Result:
+        """The frame's result in the event schema (the same keys a worker publishes)."""
+        tracking = {"ended_tracks": detection.ended_tracks} if self.settings.tracking.enabled else {}
+        return protocol.Result(camera=detection.camera, seq=detection.seq, captured_at=captured_at,
+                               published_at=time.time() if published_at is None else published_at,
+                               frame_size=detection.frame_size, faces=faces,
+                               latency_ms=latency_ms, worker=worker, model=self.bundle.name,
+                               extra={**tracking, **(extra or {})})
+
+    # ------------------------------------------------------------ both halves at once
+    def process(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str = "in-process",
+                extra: Sequence[dict[str, Any]] | None = None) -> list[protocol.Result]:
+        """Results for consecutive frames ``(seq, pixels)`` of one camera, classified as one batch."""
+        captured_at = time.time()
+        started = time.perf_counter()
+        detections = [self.detect(camera, seq, pixels) for seq, pixels in frames]
+        detected = time.perf_counter()
+        all_faces = self.finish(detections)
+        finished = time.perf_counter()
+        results = []
+        for index, (detection, faces) in enumerate(zip(detections, all_faces, strict=True)):
+            latency = {"detect": round(detection.timings_ms["detect"], 3),
+                       "classify": round((finished - detected) * 1000, 3),
+                       "total": round((finished - started) * 1000, 3)}
+            results.append(self.result(detection, faces, captured_at=captured_at, latency_ms=latency,
+                                       worker=worker, extra=extra[index] if extra else None))
+        return results
+
+    def _finder(self, camera: str) -> FaceFinder:
+        finder = self._finders.get(camera)
+        if finder is None:
+            finder = self._finders[camera] = FaceFinder(self.detector, self.settings.tracking, self.labels,
+                                                        take_scans_early=camera in self.live_cameras)
+        return finder
