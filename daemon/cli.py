@@ -10,13 +10,13 @@ Heavy imports (TensorFlow, OpenCV GUI, matplotlib) happen inside command handler
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.lifecycle import configure_logging
 from emotiond.daemon.supervisor import ClientRole
 
 EXIT_USAGE = 2
@@ -38,24 +38,13 @@ def build_parser(command_modules: Sequence[ModuleType], client_roles: Sequence[C
     return parser
 
 
-def configure_logging(level: str | None) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level or "INFO"),
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    from emotiond.daemon.core.bundle import BundleError
-    from emotiond.daemon.core.settings import ConfigError
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or "INFO")
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ConfigError, BundleError) as exc:
+    except UsageError as exc:
         for line in str(exc).splitlines():
             print(f"emotiond {args.command}: {line}", file=sys.stderr)
         return EXIT_USAGE

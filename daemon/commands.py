@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.lifecycle import configure_logging
 from emotiond.daemon.core.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     config = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    return load_settings(config, _overrides(args))
+    settings = load_settings(config, _overrides(args))
+    configure_logging(settings.logging.level)
+    return settings
 
 
 # ---------------------------------------------------------------- run / roles
@@ -96,10 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     _preflight(settings)
-    try:
-        return Supervisor(settings, getattr(args, "client_roles", ())).run()
-    except RuntimeError as exc:
-        raise UsageError(str(exc)) from None
+    return Supervisor(settings, getattr(args, "client_roles", ())).run()
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from emotiond.daemon.core import bundle as bundles
 from emotiond.daemon.core import bus, metrics, security
+from emotiond.daemon.core.errors import UsageError
 from emotiond.daemon.core.lifecycle import set_process_title
 from emotiond.daemon.core.settings import Settings
 
@@ -52,7 +53,7 @@ class ClientRole:
 
     name: str
     enabled: Callable[[Settings], bool]
-    target: Callable[..., None]  # a module-level function(settings data, heartbeat), so spawn can pickle it
+    target: Callable[..., None]  # a module-level function(settings data, heartbeat): spawn must find it by name
 
 
 class Supervisor:
@@ -91,7 +92,7 @@ class Supervisor:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another emotiond is running with runtime dir {runtime} "
+            raise UsageError(f"another emotiond is running with runtime dir {runtime} "
                                "(set bus.runtime_dir or EMOTIOND_BUS__RUNTIME_DIR to run a second one)") from None
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()

@@ -13,6 +13,7 @@ import pytest
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.bundle import FER2013_LABELS
+from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
 
 from support.clients import best_iou, iou, palette_mask
 from support.daemon import EMOTIOND, REPO
@@ -57,7 +58,7 @@ def test_images_video_and_a_corrupt_file(inputs, default_model, tmp_path):
     images = [r for r in results if r["source"].endswith(".png")]
     assert sorted(r["camera"] for r in images) == ["scene0", "scene30"]
     for result in images:
-        assert result["frame_size"] == [640, 480] and result["model"] == "fer-mini-xception"
+        assert result["frame_size"] == [640, 480] and result["model"] == DEFAULT_MODEL_NAME
         assert len(result["faces"]) == 2
         for true_box in truth[result["camera"]]:
             assert max(iou(tuple(true_box), tuple(f["box"])) for f in result["faces"]) >= 0.4

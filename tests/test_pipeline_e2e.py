@@ -11,6 +11,7 @@ import numpy as np
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.bundle import FER2013_LABELS
+from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
 from emotiond.workers.tracking import iou
 
 from support.daemon import run_cli
@@ -35,7 +36,7 @@ def test_file_mode_reports_every_frame_with_correct_faces(start_daemon, events, 
 
     assert sorted(r["seq"] for r in results) == list(range(len(truth)))
     assert {r["camera"] for r in results} == {"tv"}
-    assert all(r["frame_size"] == [640, 480] and r["model"] == "fer-mini-xception" for r in results)
+    assert all(r["frame_size"] == [640, 480] and r["model"] == DEFAULT_MODEL_NAME for r in results)
     assert recall(results, truth) >= 0.95
     faces = [f for r in results for f in r["faces"]]
     assert {f["emotion"] for f in faces} <= set(FER2013_LABELS)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotiond.daemon.cli import main
+from emotiond.__main__ import main
 from emotiond.training.check import check_dataset
 from emotiond.training.config import load_config, parse_override
 from emotiond.training.data import class_weights_from_counts, load_dataset, make_pipeline, stratified_split

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotiond.daemon.cli import main
+from emotiond.__main__ import main
 from emotiond.daemon.core import bundle as bundle_format
 from emotiond.training.errors import DatasetError
 from emotiond.training.evaluate import load_eval_split

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.cli import main
+from emotiond.__main__ import main
 from emotiond.daemon.core import bundle as bundle_format
 from emotiond.training.train import train
 

@@ -7,10 +7,8 @@ config mistakes (TrainingError) become one-line usage errors with exit status 2.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +16,6 @@ from emotiond.daemon.core.settings import nest_dotted
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _user_errors(handler: Handler) -> Handler:
-    """Turn TrainingError into the CLI's UsageError so the user sees one line, not a traceback."""
-
-    @functools.wraps(handler)
-    def wrapped(args: argparse.Namespace) -> int:
-        from emotiond.daemon.cli import UsageError
-        from emotiond.training.errors import TrainingError
-
-        try:
-            return handler(args)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from None
-
-    return wrapped
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -53,7 +34,7 @@ def _register_datasets(commands: argparse._SubParsersAction) -> None:
     check.add_argument("path", type=Path, help="dataset folder (train/ val/ test/ or class folders) or FER2013 CSV")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
-    check.set_defaults(handler=_user_errors(cmd_datasets_check))
+    check.set_defaults(handler=cmd_datasets_check)
     synth = sub.add_parser("synth", help="write a synthetic facial-expression dataset")
     synth.add_argument("out", type=Path)
     synth.add_argument("--train", type=int, default=300, help="images per class in train/ (default 300)")
@@ -63,12 +44,12 @@ def _register_datasets(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013")
     synth.add_argument("--rgb", action="store_true", help="write 3-channel PNGs")
     synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(handler=_user_errors(cmd_datasets_synth))
+    synth.set_defaults(handler=cmd_datasets_synth)
     digits = sub.add_parser("digits", help="write scikit-learn's digits as train/ and test/ class folders")
     digits.add_argument("out", type=Path)
     digits.add_argument("--size", type=int, default=32)
     digits.add_argument("--seed", type=int, default=0)
-    digits.set_defaults(handler=_user_errors(cmd_datasets_digits))
+    digits.set_defaults(handler=cmd_datasets_digits)
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
@@ -92,7 +73,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
                    help="override any config key, e.g. --set augment.cutmix_alpha=1.0 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.keras")
     p.add_argument("--list-architectures", action="store_true", help="print the registered architectures and exit")
-    p.set_defaults(handler=_user_errors(cmd_train))
+    p.set_defaults(handler=cmd_train)
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -104,7 +85,7 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--history", type=Path, help="CSV training log to plot (default: the bundle's own history)")
-    p.set_defaults(handler=_user_errors(cmd_evaluate))
+    p.set_defaults(handler=cmd_evaluate)
 
 
 def _register_export(commands: argparse._SubParsersAction) -> None:
@@ -118,7 +99,7 @@ def _register_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--tflite-int8", type=Path, metavar="FILE", help="also write an int8 .tflite")
     p.add_argument("--calibration-data", type=Path, help="dataset for int8 calibration (default: the run's data)")
     p.add_argument("--saved-model", type=Path, metavar="DIR", help="also write a TF SavedModel for TF Serving")
-    p.set_defaults(handler=_user_errors(cmd_export))
+    p.set_defaults(handler=cmd_export)
 
 
 def cmd_datasets_check(args: argparse.Namespace) -> int:
@@ -202,8 +183,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         calibration_images,
         export_run,
         export_saved_model,
-        export_tflite_float,
-        export_tflite_int8,
     )
     from emotiond.training.runs import RUN_FILE, read_run_file
 
@@ -225,13 +204,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     model = keras.models.load_model(bundle.keras_path, compile=False)
     if args.tflite_float:
-        print(f"tflite float: {export_tflite_float(model, args.tflite_float)}")
+        print(f"tflite float: {bundle_format.export_tflite(model, args.tflite_float)}")
     if args.tflite_int8:
         if not data_path or not str(data_path):
             raise TrainingError("--tflite-int8 needs --calibration-data DIR (representative images)")
         spec = bundle.spec.input
         images = calibration_images(Path(data_path), bundle.labels, spec.height, spec.channels)
-        print(f"tflite int8: {export_tflite_int8(model, args.tflite_int8, images)} "
+        print(f"tflite int8: {bundle_format.export_tflite(model, args.tflite_int8, images)} "
               f"(calibrated on {len(images)} images)")
     if args.saved_model:
         print(f"saved model: {export_saved_model(model, args.saved_model)}")

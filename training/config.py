@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from emotiond.daemon.core.errors import format_validation_error
 from emotiond.daemon.core.settings import shipped_config
 from emotiond.training.errors import TrainingConfigError
 
@@ -182,15 +183,6 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{loc}: {msg}")
-    return f"{origin}: " + "; ".join(problems)
-
-
 def resolve_preset(name_or_path: str) -> Path:
     """A config argument is a TOML path, or the name of a preset in config/training/."""
     path = Path(name_or_path).expanduser()
@@ -220,4 +212,4 @@ def load_config(path: str | Path | None = None, overrides: list[dict[str, Any]] 
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise TrainingConfigError(_format_errors(exc, origin)) from None
+        raise TrainingConfigError("\n".join(format_validation_error(exc, origin))) from None

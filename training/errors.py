@@ -5,8 +5,10 @@ They carry one clear, user-facing message; the CLI turns them into exit status 2
 
 from __future__ import annotations
 
+from emotiond.daemon.core.errors import UsageError
 
-class TrainingError(Exception):
+
+class TrainingError(UsageError):
     """A user-fixable problem with a dataset, a config file or a model argument."""
 
 

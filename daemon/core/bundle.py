@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emotiond.daemon.core.errors import UsageError, format_validation_error
 
 BUNDLE_FORMAT = "emotiond-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -31,7 +33,10 @@ FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutr
 FER_PLUS_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
 
 
-class BundleError(Exception):
+RAW_PIXEL_RANGE = (0.0, 255.0)
+
+
+class BundleError(UsageError):
     """A bundle that is missing, malformed or inconsistent; the message says which and why."""
 
 
@@ -43,7 +48,17 @@ class InputSpec(_Strict):
     height: Annotated[int, Field(ge=8, le=1024)]
     width: Annotated[int, Field(ge=8, le=1024)]
     channels: Literal[1, 3]
-    value_range: tuple[float, float] = (0.0, 255.0)
+    value_range: Annotated[tuple[float, float], Field(description="The pixel values the model takes. Crops are "
+                                                      "always raw 0..255; any scaling is a layer in the graph.")
+                           ] = RAW_PIXEL_RANGE
+
+    @field_validator("value_range")
+    @classmethod
+    def _raw_pixels(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if tuple(value) != RAW_PIXEL_RANGE:
+            raise ValueError(f"the pipeline feeds raw pixels {RAW_PIXEL_RANGE}; put the model's own input scaling "
+                             "inside its graph (a Rescaling layer) and declare value_range [0, 255]")
+        return value
 
 
 class CropSpec(_Strict):
@@ -143,8 +158,7 @@ def load(path: Path, verify: bool = True) -> Bundle:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{spec_path}: not valid JSON: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise BundleError(f"{spec_path}: {problems}") from None
+        raise BundleError("\n".join(format_validation_error(exc, str(spec_path)))) from None
     if verify:
         for name, entry in spec.files.items():
             file_path = path / name
@@ -198,15 +212,29 @@ def save(model: Any, path: Path, *, name: str, labels: tuple[str, ...] | list[st
     return load(path)
 
 
-def export_tflite(model: Any, out: Path, representative_data: Any = None) -> None:
-    """Float TFLite by default; int8 weights and activations when representative data is given."""
+def export_tflite(model: Any, out: Path, calibration: Any = None) -> Path:
+    """The one TFLite conversion: float by default; with calibration images (N x H x W x C raw pixels), full
+    integer (int8 weights and activations measured on real images, float input and output so callers still
+    feed raw pixels)."""
+    import numpy as np
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if representative_data is not None:
+    if calibration is not None:
+        if len(calibration) == 0:
+            raise BundleError("int8 export needs calibration images")
+        sample = np.asarray(calibration, np.float32)
+
+        def representative() -> Any:
+            for image in sample:
+                yield [image[None, ...]]
+
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_data
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(converter.convert())
+    return out
 
 
 def add_tflite(bundle: Bundle) -> Bundle:

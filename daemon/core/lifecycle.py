@@ -30,6 +30,14 @@ def set_process_title(role: str) -> None:
     setproctitle.setproctitle(process_title(role))
 
 
+def configure_logging(level: str, role: str | None = None) -> None:
+    """The one logging set-up of every process, replacing any earlier one: the CLI sets a level before the
+    settings are read, and the ``[logging]`` level (or ``--log-level``) must win once they are."""
+    name = f"{role}[%(process)d]" if role else "%(processName)s"
+    logging.basicConfig(level=getattr(logging, level), force=True,
+                        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s")
+
+
 class Lifecycle:
     def __init__(self, role: str, heartbeat: Any | None = None, log_level: str = "INFO"):
         self.role = role
@@ -37,16 +45,12 @@ class Lifecycle:
         self._heartbeat = heartbeat  # multiprocessing.Value('d') shared with the supervisor, or None
         self._parent = os.getppid()
         self._stop = False
-        logging.basicConfig(level=getattr(logging, log_level),
-                            format=f"%(asctime)s %(levelname)s {role}[%(process)d] %(name)s: %(message)s")
+        configure_logging(log_level, role)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_term)
         self.tick()
 
     def _on_term(self, _signum: int, _frame: Any) -> None:
-        self._stop = True
-
-    def request_stop(self) -> None:
         self._stop = True
 
     def tick(self) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from emotiond.daemon.core.endpoints import endpoint_host, is_exposed
+from emotiond.daemon.core.errors import UsageError
 
 if TYPE_CHECKING:
     from emotiond.daemon.core.settings import SecuritySettings, Settings
@@ -28,7 +29,7 @@ _authenticators: dict[int, object] = {}
 _authenticators_lock = threading.Lock()
 
 
-class SecurityError(RuntimeError):
+class SecurityError(UsageError):
     """A socket would be exposed without the protection its endpoint requires."""
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from emotiond.daemon.core.endpoints import is_exposed
+from emotiond.daemon.core.errors import UsageError, format_validation_error
 from emotiond.daemon.core.protocol import CAMERA_NAME_PATTERN
 
 DEFAULT_MODEL_NAME = "fer-mini-xception"
@@ -293,21 +294,12 @@ def _sources_with(toml_file: Path | None):
     return classmethod(customise)
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A configuration problem, already formatted one line per error with its key path."""
 
     def __init__(self, lines: list[str]):
         super().__init__("\n".join(lines))
         self.lines = lines
-
-
-def format_validation_error(error: ValidationError, origin: str = "") -> list[str]:
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "<root>"
-        prefix = f"{origin}: " if origin else ""
-        lines.append(f"{prefix}{path}: {item['msg']}")
-    return lines
 
 
 def load_settings(config_file: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:

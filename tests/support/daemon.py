@@ -17,11 +17,11 @@ import pytest
 
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.procfs import descendants, fd_count, rss_kb  # noqa: F401  (shared with test modules)
-from emotiond.daemon.core.settings import default_models_dir
+from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME, default_models_dir
 
 REPO = Path(__file__).resolve().parents[2]
 EMOTIOND = [sys.executable, "-m", "emotiond"]
-DEFAULT_MODEL = default_models_dir() / "fer-mini-xception"
+DEFAULT_MODEL = default_models_dir() / DEFAULT_MODEL_NAME
 
 
 def free_port() -> int:
