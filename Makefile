@@ -15,13 +15,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Only the Debian packages whose commands are missing (.ci/debian-packages maps command to package).
+# Only the Debian packages whose commands are missing (.ci/debian-packages maps command to package). The package
+# lists are fetched when something is installed, or when there are none (tests/test_fresh_machine.py simulates
+# installs against them).
 apt:
 	@.ci/debian-packages | while IFS="$$(printf '\t')" read -r pkg why; do echo "apt: installing $$pkg: $$why"; done; \
 	pkgs="$$(.ci/debian-packages --names)"; \
+	SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	if [ -n "$$pkgs" ]; then \
-		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$pkgs; \
+	elif ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then \
+		echo "apt: no package lists here; fetching them (the fresh-machine test simulates installs)"; \
+		$$SUDO apt-get update -q; \
 	fi
 
 model: venv
