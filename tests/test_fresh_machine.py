@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -160,7 +161,8 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WheelVenv]:
 
     A path line in a .pth file is appended to sys.path, but .pth files inside that folder are not processed, so
     the dev venv's editable-install finder stays off and ``emotiond`` can only come from the wheel. The wheel
-    is installed before the .pth exists, so pip never sees the dev venv's emotiond.
+    is installed before the .pth exists, so pip never sees the dev venv's emotiond. The build is isolated, as
+    ``pip install .`` does it (pip takes setuptools from its cache, filled by ``make venv``).
     """
     root = tmp_path_factory.mktemp("wheel")
     source = checkout_copy(root / "src")
@@ -220,8 +222,8 @@ def test_wheel_runs_the_demo_from_another_directory(wheel_venv):
         events = wheel_venv.run(wheel_venv.emotiond, "events", "--until-eos", "--timeout", "120", timeout=150)
         assert daemon.wait(60) == 0
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
+        if daemon.poll() is None:  # its children too: the daemon runs in a session of its own
+            os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(10)
     log = daemon.stdout.read()
     assert events.returncode == 0, events.stderr[-2000:] + log[-3000:]
