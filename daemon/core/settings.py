@@ -12,7 +12,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -103,6 +112,21 @@ class BusSettings(_Section):
 
 
 class DetectionSettings(_Section):
+    backend: Annotated[Literal["haar", "blazeface"], Field(
+        description="Face detector: 'haar' (OpenCV's frontal cascade) or 'blazeface' (MediaPipe's BlazeFace "
+                    "on LiteRT: finds tilted and small faces and gives 6 landmarks per face; its models come "
+                    "with `emotiond models fetch`).")] = "haar"
+    blazeface_model: Annotated[Literal["full", "short"], Field(
+        description="BlazeFace model: 'full' range (192x192 input, faces up to about 5 m) or 'short' range "
+                    "(128x128 input, faces within about 2 m).")] = "full"
+    min_score: Annotated[float | None, Field(ge=0.0, le=1.0, description="BlazeFace: least face score to "
+                                             "keep; unset uses the model's published threshold (0.6 full "
+                                             "range, 0.5 short range).")] = None
+    haar_rotations: Annotated[list[Annotated[float, Field(gt=0.0, le=60.0)]], Field(
+        max_length=4, description="Haar with tracking: when a tracked face is lost, its region is searched "
+                                  "again turned by each of these angles (degrees, both ways) before the "
+                                  "face counts as gone. Empty turns this off.")] = Field(
+        default_factory=lambda: [15.0, 30.0])
     scale_factor: Annotated[float, Field(gt=1.0, le=2.0, description="Haar pyramid step.")] = 1.1
     min_neighbors: Annotated[int, Field(ge=0, le=50, description="Haar neighbours needed to keep a "
                                         "face.")] = 5
@@ -146,6 +170,9 @@ class ClassifierSettings(_Section):
     max_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0, description="Longest a detected face waits "
                                         "for batch-mates.")] = 5.0
     threads: Annotated[int, Field(ge=0, le=64, description="Classifier threads per worker; 0 means 1.")] = 0
+    align: Annotated[bool, Field(description="Rotate each face crop so the eyes are level before classifying, "
+                                 "where the detector gives the face's roll (BlazeFace landmarks, or a Haar face "
+                                 "found turned).")] = True
 
 
 class WorkerSettings(_Section):
@@ -211,6 +238,57 @@ class SecuritySettings(_Section):
         return self.server_public_key is not None and self.client_secret_key is not None
 
 
+class WebSettings(_Section):
+    """The web console and HTTP API (``emotiond web``; started by ``emotiond run`` when enabled)."""
+
+    enabled: Annotated[bool, Field(description="Start the web console with `emotiond run`.")] = False
+    host: Annotated[str, Field(min_length=1, max_length=255, description="Bind address. Anything but loopback "
+                               "needs a token.")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535, description="HTTP port (0 picks a free one).")] = 8108
+    token: Annotated[SecretStr | None, Field(description="Shared secret of 16 to 256 printable characters: sent "
+                                             "as 'Authorization: Bearer TOKEN' or entered once in the login form "
+                                             "(which sets a cookie). Never accepted in a URL, never logged.")] = None
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=64 << 20, description="Largest photo accepted by "
+                                           "POST /api/analyze; larger bodies get 413.")] = 8 << 20
+    max_upload_pixels: Annotated[int, Field(ge=64 * 64, le=50_000_000, description="Largest photo in pixels "
+                                            "(read from its header before decoding).")] = 16_000_000
+    max_streams: Annotated[int, Field(ge=1, le=1024, description="Concurrent MJPEG streams and WebSockets; "
+                                      "more get 503.")] = 32
+    stream_fps: Annotated[float, Field(gt=0.0, le=60.0, description="Default frame rate of MJPEG streams and "
+                                       "the page's video (?fps= asks for less or more, up to max_stream_fps).")] = 10.0
+    max_stream_fps: Annotated[float, Field(gt=0.0, le=60.0, description="Highest ?fps= a stream may ask "
+                                           "for.")] = 30.0
+    jpeg_quality: Annotated[int, Field(ge=10, le=100, description="Quality of the JPEGs the console "
+                                       "encodes.")] = 80
+    events_ring: Annotated[int, Field(ge=10, le=100_000, description="Recent results and change events kept in "
+                                      "memory for GET /api/events.")] = 2000
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_bounded(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None:
+            value = token.get_secret_value()
+            if not 16 <= len(value) <= 256 or not value.isprintable() or value != value.strip():
+                raise ValueError("token must be 16 to 256 printable characters, without surrounding spaces")
+        return token
+
+    @field_serializer("token", when_used="json")
+    def _token_for_child_processes(self, token: SecretStr | None) -> str | None:
+        """``emotiond run`` hands its settings to the web process as JSON data; the token must survive that.
+        Printing a Settings object still shows it masked."""
+        return token.get_secret_value() if token is not None else None
+
+    @model_validator(mode="after")
+    def _exposed_host_needs_token(self) -> WebSettings:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.token is None and is_exposed(f"tcp://{host}:{self.port}"):
+            raise ValueError(f"binding the web console on {self.host} (beyond loopback) requires [web] token "
+                             "(or EMOTIOND_WEB__TOKEN)")
+        if self.stream_fps > self.max_stream_fps:
+            raise ValueError("web.stream_fps must be <= web.max_stream_fps")
+        return self
+
+
 class Settings(BaseSettings):
     """Effective configuration of the daemon and its tools."""
 
@@ -234,6 +312,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("sources")
     @classmethod
