@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emotiond.daemon.core.errors import format_validation_error
-from emotiond.daemon.core.settings import shipped_config
+from emotiond.daemon.core.settings import nest_dotted, shipped_config
 from emotiond.training.errors import TrainingConfigError
 
 
@@ -174,13 +174,7 @@ def parse_override(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    node: dict[str, Any] = {}
-    cursor = node
-    parts = key.split(".")
-    for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = value
-    return node
+    return nest_dotted({key: value})
 
 
 def resolve_preset(name_or_path: str) -> Path:

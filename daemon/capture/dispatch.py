@@ -35,7 +35,9 @@ class Dispatcher(Generic[T]):
         """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker.
 
         ``max_credits`` bounds what ``done`` messages can give back, so a peer repeating them (buggy or hostile)
-        cannot claim more frames than it announced or than the configured per-worker credits.
+        cannot hold more frames than the larger of what it announced and the configured per-worker credits.
+        (The larger, not the smaller: after a capture restart a worker's heartbeat announces 0 free credits
+        while it still holds frames, and its acknowledgements must free it up to the configured credits.)
         """
         self._max_credits = max_credits
         self._timeout = worker_timeout
