@@ -72,11 +72,14 @@ class Analyzer:
         """The faces of each image; every face of every image is classified in one batch."""
         for image in images:
             _check_image(image)
-        results = []
-        for index, image in enumerate(images):  # images are unrelated: no tracks carried between them
-            self.pipeline.reset(IMAGE_CAMERA)
-            results.append(self.pipeline.detect(IMAGE_CAMERA, index, image))
-        return [[Face.from_wire(f) for f in faces] for faces in self.pipeline.finish(results)]
+        cameras = [f"{IMAGE_CAMERA}-{index}" for index in range(len(images))]  # unrelated: no shared tracks
+        for camera in cameras:
+            self.pipeline.reset(camera)
+        detections = [self.pipeline.detect(camera, 0, image) for camera, image in zip(cameras, images, strict=True)]
+        faces = self.pipeline.finish(detections)
+        for camera in cameras:
+            self.pipeline.reset(camera)
+        return [[Face.from_wire(face) for face in frame] for frame in faces]
 
     def result(self, image: np.ndarray, camera: str = IMAGE_CAMERA, seq: int = 0,
                extra: dict[str, Any] | None = None) -> protocol.Result:

@@ -280,3 +280,17 @@ def test_ps_names_every_process_after_its_role(start_daemon, default_model):
                if not cmdline(pid).startswith("emotiond: ") and RESOURCE_TRACKER not in cmdline(pid)}
     assert not unnamed, unnamed
     assert daemon.stop() == 0
+
+
+def test_wheel_claims_one_import_name_and_installs_beside_python_daemon(wheel_venv):
+    """Installed, the project is ``emotiond`` alone, so python-daemon's ``daemon`` package still imports."""
+    names = zipfile.ZipFile(wheel_venv.wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"emotiond"}, top_level
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", wheel_venv.python]
+    installed = subprocess.run([*pip, "install", "-q", "python-daemon"], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    both = wheel_venv.run(wheel_venv.python, "-c", "import daemon, emotiond.daemon.core.settings as s; "
+                          "print(daemon.DaemonContext.__module__, s.DEFAULT_MODEL_NAME)")
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.split() == ["daemon.daemon", "fer-mini-xception"]
