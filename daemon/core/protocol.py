@@ -29,6 +29,8 @@ RESULT_PREFIX = b"result."
 STATUS_PREFIX = b"status."
 CONTROL_TOPIC = b"ctl"
 MAX_HEADER_BYTES = 1 << 20
+MAX_LANDMARKS = 64  # keypoints per face (BlazeFace gives 6)
+MAX_LANDMARK_COORD = 1e6
 CAMERA_NAME_CHARS = "A-Za-z0-9_-"
 CAMERA_NAME_MAX = 64
 CAMERA_NAME_PATTERN = rf"^[{CAMERA_NAME_CHARS}]{{1,{CAMERA_NAME_MAX}}}$"
@@ -359,9 +361,27 @@ def _decode_face(raw: Any) -> Face:
     if len(scores) > 64 or not all(isinstance(k, str) and isinstance(v, int | float) for k, v in scores.items()):
         raise ProtocolError("bad_header", "face scores must map labels to numbers")
     known = {"box", "emotion", "confidence", "scores"}
+    extra = {k: v for k, v in raw.items() if k not in known}
+    if "landmarks" in extra:
+        extra["landmarks"] = _landmarks(extra["landmarks"])
     return Face(box=(box[0], box[1], box[2], box[3]), emotion=_str(raw, "emotion", 64),
                 confidence=_float(raw, "confidence"), scores={k: float(v) for k, v in scores.items()},
-                extra={k: v for k, v in raw.items() if k not in known})
+                extra=extra)
+
+
+def _landmarks(value: Any) -> list[list[float]]:
+    """A face's optional keypoints: 1 to MAX_LANDMARKS [x, y] pairs of finite numbers in frame pixels (they may
+    lie a little outside the frame, e.g. an ear at its edge)."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_LANDMARKS:
+        raise ProtocolError("bad_header", f"face landmarks must be a list of 1 to {MAX_LANDMARKS} points")
+    points = []
+    for point in value:
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+                or not all(math.isfinite(v) and abs(v) <= MAX_LANDMARK_COORD for v in point)):
+            raise ProtocolError("bad_header", "each face landmark must be [x, y], two finite numbers")
+        points.append([float(point[0]), float(point[1])])
+    return points
 
 
 _RESULT_FIELDS = {"v", "kind", "camera", "seq", "captured_at", "published_at", "frame_size", "faces",
