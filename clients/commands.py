@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from emotiond.clients import mqtt_cli
 from emotiond.daemon.core.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_view(commands)
     _register_log(commands)
     _register_analyze(commands)
+    mqtt_cli.register(commands)
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:

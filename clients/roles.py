@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from emotiond.clients import mqtt_role
+from emotiond.clients.web import role as web_role
 from emotiond.daemon.supervisor import ClientRole
 
-CLIENT_ROLES: tuple[ClientRole, ...] = ()
+CLIENT_ROLES: tuple[ClientRole, ...] = (
+    ClientRole("mqtt", mqtt_role.enabled, mqtt_role.main),
+    ClientRole("web", web_role.enabled, web_role.main),
+)

@@ -181,7 +181,8 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         grace = self._settings.supervisor.stop_timeout_seconds
-        for role in ("capture", "worker", "proxy"):
+        clients = tuple(role.name for role in self._client_roles)  # after the workers: they get the last results
+        for role in ("capture", "worker", *clients, "proxy"):
             group = [c.process for c in self._children if c.role == role and c.process is not None]
             for process in group:
                 if process.is_alive():
