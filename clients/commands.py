@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from emotiond.clients import mqtt_cli
+from emotiond.clients.web import cli as web_cli
 from emotiond.daemon.core.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_view(commands)
     _register_log(commands)
     _register_analyze(commands)
+    web_cli.register(commands)
     mqtt_cli.register(commands)
 
 

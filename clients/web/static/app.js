@@ -1,0 +1,225 @@
+// The emotiond console: one WebSocket brings results, change events, status, messages and the annotated
+// JPEG frames of every camera; /api/cameras lists the cameras; /api/analyze takes a photo. No dependencies.
+"use strict";
+
+const CHART_MINUTES = 5;
+const BUCKET_SECONDS = 5;
+const MAX_EVENTS = 200;
+const FPS = 10;
+const tiles = new Map();          // camera -> {root, img, status, fps, message, chart, buckets, frames, url}
+let colors = {};                  // emotion -> CSS colour, from the server's hello (the overlay's colours)
+let socket = null;
+let retryDelay = 500;
+
+function el(id) { return document.getElementById(id); }
+
+function tile(camera) {
+  let t = tiles.get(camera);
+  if (t) return t;
+  const root = el("tile-template").content.firstElementChild.cloneNode(true);
+  root.dataset.camera = camera;
+  root.dataset.frames = "0";
+  root.querySelector(".name").textContent = camera;
+  root.addEventListener("click", () => root.classList.toggle("enlarged"));
+  t = {root, img: root.querySelector(".video"), status: root.querySelector(".status"),
+       fps: root.querySelector(".fps"), message: root.querySelector(".message"),
+       chart: root.querySelector(".chart"), buckets: new Map(), frames: 0, url: null};
+  tiles.set(camera, t);
+  const grid = el("grid");
+  const names = [...tiles.keys()].sort();
+  const next = names[names.indexOf(camera) + 1];
+  grid.insertBefore(root, next ? tiles.get(next).root : null);
+  el("no-cameras").hidden = true;
+  loadHistory(camera);
+  watchAll();
+  return t;
+}
+
+function setStatus(camera, state, note) {
+  const t = tile(camera);
+  t.status.textContent = state;
+  t.status.className = "badge status " + state;
+  t.status.title = note || "";
+  t.root.dataset.status = state;
+}
+
+// ------------------------------------------------------------ charts: faces per emotion per 5 s bucket
+function faceEmotion(face) { return face.smoothed_emotion || face.emotion; }
+
+function countResult(t, result) {
+  const bucket = Math.floor(result.published_at / BUCKET_SECONDS);
+  let counts = t.buckets.get(bucket);
+  if (!counts) { counts = {}; t.buckets.set(bucket, counts); }
+  for (const face of result.faces) {
+    const emotion = faceEmotion(face);
+    counts[emotion] = (counts[emotion] || 0) + 1;
+  }
+}
+
+function drawChart(t) {
+  const canvas = t.chart, ctx = canvas.getContext("2d");
+  const count = CHART_MINUTES * 60 / BUCKET_SECONDS;
+  const last = Math.floor(Date.now() / 1000 / BUCKET_SECONDS);
+  for (const key of t.buckets.keys()) if (key <= last - count) t.buckets.delete(key);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const width = canvas.width / count;
+  for (let i = 0; i < count; i++) {
+    const counts = t.buckets.get(last - count + 1 + i);
+    if (!counts) continue;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    let y = canvas.height;
+    for (const [emotion, n] of Object.entries(counts).sort()) {
+      const h = canvas.height * n / total;
+      ctx.fillStyle = colors[emotion] || "#888";
+      ctx.fillRect(i * width, y - h, Math.max(1, width - 1), h);
+      y -= h;
+    }
+  }
+}
+
+async function loadHistory(camera) {
+  const after = Date.now() / 1000 - CHART_MINUTES * 60;
+  try {
+    const reply = await fetch(`/api/events?camera=${encodeURIComponent(camera)}&topic=result&limit=2000&after=${after}`);
+    if (!reply.ok) return;
+    const t = tiles.get(camera);
+    for (const item of (await reply.json()).events) countResult(t, item.payload);
+  } catch (e) { /* the live socket fills the chart anyway */ }
+}
+
+// ------------------------------------------------------------ events list
+function addEvent(event) {
+  const list = el("events");
+  const li = document.createElement("li");
+  li.className = "event " + event.event;
+  li.dataset.camera = event.camera;
+  const kind = document.createElement("span");
+  kind.className = "kind";
+  kind.textContent = event.event;
+  const time = new Date(event.at * 1000).toLocaleTimeString();
+  const what = event.previous ? `${event.previous} → ${event.emotion}` : event.emotion;
+  li.append(kind, `${time} ${event.camera} #${event.track_id} ${what}`);
+  list.prepend(li);
+  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+}
+
+// ------------------------------------------------------------ the socket
+function watchAll() {
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({watch: [...tiles.keys()], fps: FPS}));
+  }
+}
+
+function showFrame(data) {
+  const bytes = new Uint8Array(data);
+  const length = bytes[0];
+  const camera = new TextDecoder().decode(bytes.subarray(1, 1 + length));
+  const t = tiles.get(camera);
+  if (!t) return;
+  const seq = new DataView(data, 1 + length, 8).getBigUint64(0);
+  const url = URL.createObjectURL(new Blob([bytes.subarray(9 + length)], {type: "image/jpeg"}));
+  const previous = t.url;
+  t.url = url;
+  t.img.onload = () => {
+    t.img.dataset.seq = String(seq);
+    if (previous) URL.revokeObjectURL(previous);
+  };
+  t.img.src = url;
+  t.frames += 1;
+  t.root.dataset.frames = String(t.frames);
+}
+
+function onMessage(item) {
+  const p = item.payload;
+  switch (item.topic) {
+    case "hello":
+      colors = p.emotion_colors;
+      break;
+    case "result":
+      countResult(tile(p.camera), p);
+      break;
+    case "event":
+      addEvent(p);
+      break;
+    case "status":
+      setStatus(p.camera, p.state, p.message);
+      break;
+    case "message":
+      tile(p.camera).message.textContent = p.text;
+      break;
+    case "error":
+      console.warn("console:", p.error);
+      break;
+  }
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  socket.binaryType = "arraybuffer";
+  socket.onopen = () => {
+    retryDelay = 500;
+    el("connection").textContent = "live";
+    el("connection").className = "badge up";
+    watchAll();
+  };
+  socket.onmessage = (message) => {
+    if (typeof message.data === "string") onMessage(JSON.parse(message.data));
+    else showFrame(message.data);
+  };
+  socket.onclose = () => {
+    el("connection").textContent = "offline";
+    el("connection").className = "badge down";
+    setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 10000);
+  };
+}
+
+async function refreshCameras() {
+  try {
+    const reply = await fetch("/api/cameras");
+    if (reply.status === 401) { location.href = "/login"; return; }
+    for (const camera of (await reply.json()).cameras) {
+      const t = tile(camera.name);
+      setStatus(camera.name, camera.status, camera.status_message);
+      t.fps.textContent = `${camera.fps.toFixed(1)} fps`;
+      if (camera.message) t.message.textContent = camera.message;
+    }
+  } catch (e) { /* offline: the badge says so */ }
+}
+
+// ------------------------------------------------------------ photo upload
+async function upload(event) {
+  event.preventDefault();
+  const file = el("upload-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("image", file);
+  el("upload-button").disabled = true;
+  el("upload-error").hidden = true;
+  try {
+    const reply = await fetch("/api/analyze", {method: "POST", body: form});
+    const body = await reply.json();
+    if (!reply.ok) throw new Error(body.error || reply.statusText);
+    el("upload-image").src = body.image;
+    const faces = body.result.faces.length;
+    el("upload-emotion").textContent = body.emotion || "no face found";
+    el("upload-faces").textContent = `${faces} face${faces === 1 ? "" : "s"}`;
+    el("upload-message").textContent = body.message;
+    el("upload-result").hidden = false;
+  } catch (e) {
+    el("upload-error").textContent = e.message;
+    el("upload-error").hidden = false;
+  } finally {
+    el("upload-button").disabled = false;
+  }
+}
+
+el("upload-form").addEventListener("submit", upload);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") for (const t of tiles.values()) t.root.classList.remove("enlarged");
+});
+refreshCameras();
+setInterval(refreshCameras, 3000);
+setInterval(() => { for (const t of tiles.values()) drawChart(t); }, 1000);
+connect();

@@ -1,0 +1,170 @@
+"""Who may use the web console: loopback without a token, a token (bearer or login cookie) beyond it, never a
+credential in a URL or a log, same-origin checks, and the refusal to expose it without a token."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from emotiond.clients.web.auth import COOKIE
+from emotiond.daemon.core.settings import ConfigError, load_settings
+
+from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli, wait_for
+from support.web import FakeBus, console, run, web_settings
+
+TOKEN = "correct-horse-battery-staple-42"
+
+
+@pytest.fixture
+def fake_bus(tmp_path):
+    bus_ = FakeBus(f"ipc://{tmp_path}/results.sock")
+    yield bus_
+    bus_.close()
+
+
+def test_token_bearer_login_cookie_and_no_secret_in_urls_or_logs(tmp_path, fake_bus, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario():
+        async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            refused = await client.get("/api/cameras")
+            assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "Bearer" in (await refused.json())["error"]
+            assert (await client.get("/api/cameras", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+                    ).status == 401
+            assert (await client.get("/api/cameras", headers={"Authorization": TOKEN})).status == 401
+            assert (await client.get("/api/cameras", headers=bearer)).status == 200
+            assert (await client.get("/api/cam0", headers={})).status == 401
+            assert (await client.get("/ws")).status == 401
+            assert (await client.post("/api/analyze", data=b"x")).status == 401
+            assert (await client.get("/api/health")).status == 200  # open, for load balancers
+            page = await client.get("/", allow_redirects=False)
+            assert page.status == 303 and page.headers["Location"] == "/login"
+
+            in_url = await client.get(f"/api/cameras?token={TOKEN}")
+            assert in_url.status == 400 and "never accepted in a URL" in (await in_url.json())["error"]
+            assert (await client.get(f"/?access_token={TOKEN}", headers=bearer)).status == 400
+
+            form = await client.get("/login")
+            assert form.status == 200 and 'name="token"' in await form.text()
+            wrong = await client.post("/login", data={"token": "not-the-token-at-all"}, allow_redirects=False)
+            assert wrong.status == 401
+            assert not client.session.cookie_jar.filter_cookies(client.make_url("/")).get(COOKIE)
+            right = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+            assert right.status == 303 and right.headers["Location"] == "/"
+            set_cookie = right.headers["Set-Cookie"]
+            assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and TOKEN not in set_cookie
+            # the cookie jar now holds the session cookie: the page, the API and the socket open
+            assert (await client.get("/")).status == 200
+            assert (await client.get("/api/cameras")).status == 200
+            ws = await client.ws_connect("/ws")
+            assert json.loads((await ws.receive(timeout=10)).data)["topic"] == "hello"
+            await ws.close()
+            out = await client.post("/logout", allow_redirects=False)
+            assert out.status == 303
+            assert (await client.get("/api/cameras")).status == 401
+
+    run(scenario)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "GET /api/cameras 401" in logged, "positive control: requests are logged"
+    assert "POST /login 303" in logged
+    assert TOKEN not in logged, "the token appears in the log"
+
+
+def test_failed_logins_are_limited(tmp_path, fake_bus):
+    async def scenario():
+        async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
+            wrong_type = await client.post("/login", data=b"token=x", headers={"Content-Type": "text/plain"})
+            assert wrong_type.status == 415
+            for _ in range(10):
+                reply = await client.post("/login", data={"token": "guess-guess-guess-guess"}, allow_redirects=False)
+                assert reply.status == 401
+            limited = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+            assert limited.status == 429 and "too many" in (await limited.json())["error"]
+
+    run(scenario)
+
+
+def test_without_token_only_loopback_names_and_same_origin(tmp_path, fake_bus):
+    async def scenario():
+        async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
+            port = client.port
+            assert (await client.get("/api/cameras", headers={"Host": f"localhost:{port}"})).status == 200
+            assert (await client.get("/api/cameras", headers={"Host": f"[::1]:{port}"})).status == 200
+            rebound = await client.get("/api/cameras", headers={"Host": f"attacker.example:{port}"})
+            assert rebound.status == 403 and "loopback" in (await rebound.json())["error"]
+            assert (await client.get("/", headers={"Host": "192.168.1.20"})).status == 403
+
+            evil = {"Origin": "http://attacker.example"}
+            assert (await client.post("/api/analyze", data=b"x", headers=evil)).status == 403
+            same = {"Origin": f"http://127.0.0.1:{port}", "Content-Type": "text/plain"}
+            assert (await client.post("/api/analyze", data=b"x", headers=same)).status == 415
+            with pytest.raises(Exception, match="403"):
+                await client.ws_connect("/ws", headers=evil)
+            ws = await client.ws_connect("/ws", headers={"Origin": f"http://127.0.0.1:{port}"})
+            await ws.close()
+            assert (await client.get("/login", allow_redirects=False)).status == 303  # no login without a token
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "my-server.local", "*"])
+def test_exposed_host_without_token_is_a_config_error(tmp_path, host):
+    with pytest.raises(ConfigError, match=r"web: .*requires \[web\] token"):
+        load_settings(None, {"web": {"host": host}})
+    assert load_settings(None, {"web": {"host": host, "token": TOKEN}}).web.host == host
+    for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.53"):
+        assert load_settings(None, {"web": {"host": loopback}}).web.token is None
+    with pytest.raises(ConfigError, match=r"web\.token: .*16 to 256"):
+        load_settings(None, {"web": {"token": "short"}})
+    shown = repr(load_settings(None, {"web": {"token": TOKEN}}))
+    assert TOKEN not in shown
+
+
+def test_web_command_refuses_exposure_and_serves_with_a_token(tmp_path):
+    env = child_env(tmp_path / "rt")
+    refused = run_cli("web", "--host", "0.0.0.0", "--port", str(free_port()), env=env, timeout=60)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1 and "token" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen([*EMOTIOND, "web", "--host", "0.0.0.0", "--port", str(port)], cwd=REPO,
+                                   env={**env, "EMOTIOND_WEB__TOKEN": TOKEN}, stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+    try:
+        def get(path: str, token: str | None = None) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+            if token:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+            except OSError:
+                return 0
+
+        wait_for(lambda: get("/api/health") == 200, 30, "emotiond web to answer")
+        assert get("/api/cameras") == 401
+        assert get("/api/cameras", TOKEN) == 200
+        assert get(f"/api/cameras?token={TOKEN}") == 400
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    text = log_path.read_text()
+    assert "web console on http://0.0.0.0:" in text and "token required" in text
+    assert "GET /api/cameras 400" in text, "positive control: the refused URL was logged"
+    assert TOKEN not in text
