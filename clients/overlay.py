@@ -2,7 +2,9 @@
 
 ``draw_overlay(image, result, ...)`` returns a new image and never touches its input, so it can be tested
 alone and reused for snapshots, annotated files and the live window alike. Boxes are drawn without
-anti-aliasing in flat colours from ``EMOTION_COLORS`` so an overlay is recognisable pixel by pixel.
+anti-aliasing in flat colours from ``EMOTION_COLORS`` so an overlay is recognisable pixel by pixel. With
+``landmarks=True``, each face's keypoints (when its detector gives them) are drawn as dots of the same colour
+ringed in black.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TEXT_COLOR = (255, 255, 255)
 BAR_ROW = 11  # pixels per class row in the score chart
 BAR_WIDTH = 56
 BAR_LABEL_WIDTH = 30
+LANDMARK_RING = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,24 @@ def _score_chart(image: np.ndarray, face: Face, box: tuple[int, int, int, int]) 
             cv2.rectangle(image, (x0, row_top + 2), (x0 + bar, row_top + BAR_ROW - 2), color_for(label), cv2.FILLED)
 
 
-def draw_faces(image: np.ndarray, faces: Sequence[Face], frame_size: tuple[int, int]) -> None:
-    """Boxes, labels and score charts, in place. Boxes are in ``frame_size`` pixels and scaled to the image."""
+def landmark_points(face: Face) -> list[tuple[float, float]]:
+    """The face's keypoints (frame pixels), or none: only some detectors give them."""
+    points = face.extra.get("landmarks") or []
+    return [(float(x), float(y)) for x, y in points]
+
+
+def _landmarks(image: np.ndarray, face: Face, scale_x: float, scale_y: float, color: tuple[int, int, int]) -> None:
+    radius = max(2, round(face.box[2] * scale_x / 40))
+    for x, y in landmark_points(face):
+        centre = (round(x * scale_x), round(y * scale_y))
+        cv2.circle(image, centre, radius + 1, LANDMARK_RING, cv2.FILLED, cv2.LINE_8)
+        cv2.circle(image, centre, radius, color, cv2.FILLED, cv2.LINE_8)
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[Face], frame_size: tuple[int, int],
+               landmarks: bool = False) -> None:
+    """Boxes, labels, score charts and optionally keypoints, in place. Boxes are in ``frame_size`` pixels and
+    scaled to the image."""
     height, width = image.shape[:2]
     scale_x, scale_y = width / max(1, frame_size[0]), height / max(1, frame_size[1])
     for face in faces:
@@ -106,6 +125,8 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], frame_size: tuple[int, 
         x, y, w, h = box
         color = color_for(face.emotion)
         cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, BOX_THICKNESS, cv2.LINE_8)
+        if landmarks:
+            _landmarks(image, face, scale_x, scale_y, color)
         _score_chart(image, face, box)
         label = f"{face.emotion} {face.confidence:.2f}"
         (_tw, th), base = cv2.getTextSize(label, FONT, 0.5, 1)
@@ -122,11 +143,12 @@ def draw_banner(image: np.ndarray, text: str) -> None:
 
 
 def draw_overlay(image: np.ndarray, result: Result | None, *, hud: Hud | None = None, message: str = "",
-                 banner: str = "") -> np.ndarray:
-    """A copy of ``image`` (BGR or grey) with the result's faces, the HUD, the message line and a banner."""
+                 banner: str = "", landmarks: bool = False) -> np.ndarray:
+    """A copy of ``image`` (BGR or grey) with the result's faces (and their keypoints with ``landmarks``), the
+    HUD, the message line and a banner."""
     canvas = image.copy() if image.ndim == 3 and image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if result is not None:
-        draw_faces(canvas, result.faces, result.frame_size)
+        draw_faces(canvas, result.faces, result.frame_size, landmarks)
     if hud is not None:
         _text_block(canvas, hud.text(), (0, 0), 0.5, TEXT_COLOR, PANEL_BG)
     if message:

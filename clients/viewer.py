@@ -104,7 +104,7 @@ class ViewerModel:
         hud = Hud(result.camera, 0.0 if waiting else self.fps(), None if waiting else self._latency_ms,
                   self.seqs.drops, note or self.status_note)
         return draw_overlay(self.current.frame.pixels, result, hud=hud, message=message,
-                            banner=WAITING_TEXT if waiting else "")
+                            banner=WAITING_TEXT if waiting else "", landmarks=True)
 
 
 def snapshot_path(folder: Path, pair: Pair | None) -> Path:

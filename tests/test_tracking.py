@@ -8,8 +8,8 @@ import numpy as np
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.protocol import Face, Result
 from emotiond.daemon.core.settings import DetectionSettings, TrackingSettings
-from emotiond.workers.detector import HaarFaceDetector
-from emotiond.workers.finder import FaceFinder
+from emotiond.workers.finder import RegionFinder
+from emotiond.workers.haar import HaarFaceDetector
 from emotiond.workers.tracking import CameraTracker, iou
 
 LABELS = ("happy", "sad", "neutral")
@@ -36,12 +36,12 @@ def scene_with_late_face(appears_at: int, frames: int) -> list[tuple[np.ndarray,
 
 def test_a_new_face_is_found_within_the_scan_interval_and_then_followed():
     settings = TrackingSettings(full_scan_interval=4)
-    finder = FaceFinder(HaarFaceDetector(DetectionSettings(), threads=2), settings, LABELS)
+    finder = RegionFinder(HaarFaceDetector(DetectionSettings(), threads=2), settings, LABELS)
     kinds, first_seen, ids = [], None, set()
     for seq, (frame, truth) in enumerate(scene_with_late_face(appears_at=6, frames=40)):
-        found, track_ids, _, kind = finder.find(seq, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        found, track_ids, _, kind = finder.find(seq, frame, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         kinds.append(kind)
-        hit = [tid for box, tid in zip(found, track_ids, strict=False) if truth and iou(box, truth[0]) >= 0.4]
+        hit = [tid for box, tid in zip(found.boxes, track_ids, strict=False) if truth and iou(box, truth[0]) >= 0.4]
         if hit and first_seen is None:
             first_seen = seq
         if first_seen is not None:

@@ -1,132 +1,101 @@
-"""Haar face detection.
+"""What every face detector gives the pipeline, whichever backend finds the faces.
 
-OpenCV cascades must not be shared between threads, so every thread that detects has its own cascade: the
-caller's for synchronous full scans (which OpenCV parallelises internally), the background scanner's, and one
-per pool thread for re-detecting known faces, where each region is a small call that releases the GIL.
+Backends live in their own modules (``workers.haar``, ``workers.blazeface``); ``workers.finder`` picks one by
+``[detection] backend`` and decides, per backend, where to look in each frame.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import math
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
 
-import cv2
 import numpy as np
 
 from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.settings import DetectionSettings
 from emotiond.workers.tracking import iou
 
-Box = tuple[int, int, int, int]
 NMS_IOU = 0.4
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
 class DetectorError(UsageError):
-    pass
+    """A detector that cannot start (missing model file, unusable OpenCV build): one line, exit 2."""
 
 
-def _load_cascade() -> cv2.CascadeClassifier:
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise DetectorError("this OpenCV build has no CascadeClassifier (opencv-python>=5); install <5")
-    path = cv2.data.haarcascades + CASCADE_FILE
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise DetectorError(f"cannot load Haar cascade {path}")
-    return cascade
+def no_boxes() -> np.ndarray:
+    return np.zeros((0, 4), np.int32)
 
 
-class HaarFaceDetector:
-    def __init__(self, settings: DetectionSettings, threads: int = 1):
-        self._settings = settings
-        _load_cascade()  # fail at start-up, not in the first frame
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi") if threads > 1 else None
-        self._scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+@dataclass(frozen=True)
+class Found:
+    """Faces in one frame, in full-frame pixels.
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
-        """Face boxes (N x 4, int32, x y w h) in the coordinates of ``gray``."""
-        return self._scan(gray)
+    ``boxes`` is N x 4 int32 (x, y, w, h). ``landmarks`` is N x K x 2 float32 keypoints when the detector gives
+    them (BlazeFace: K = 6). ``rolls`` is N float32 degrees, the in-plane rotation that would make each face
+    upright (positive: the face leans clockwise in the image), NaN where unknown.
+    """
 
-    def detect_async(self, gray: np.ndarray) -> Future:
-        """A full scan on the background thread; ``gray`` must not be modified until it is done."""
-        return self._scanner.submit(self._scan, gray)
+    boxes: np.ndarray = field(default_factory=no_boxes)
+    landmarks: np.ndarray | None = None
+    rolls: np.ndarray | None = None
 
-    def _scan(self, gray: np.ndarray) -> np.ndarray:
-        scale = self._settings.downscale
-        image = gray
-        if scale < 1.0:
-            image = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        min_side = max(8, round(self._settings.min_size * scale))
-        boxes = self._thread_cascade().detectMultiScale(
-            image,
-            scaleFactor=self._settings.scale_factor,
-            minNeighbors=self._settings.min_neighbors,
-            minSize=(min_side, min_side),
-            flags=cv2.CASCADE_SCALE_IMAGE,
-        )
-        if len(boxes) == 0:
-            return np.zeros((0, 4), np.int32)
-        boxes = np.asarray(boxes, np.float32)
-        if scale < 1.0:
-            boxes /= scale
-        return np.rint(boxes).astype(np.int32)
+    def __post_init__(self) -> None:
+        if self.rolls is None:
+            object.__setattr__(self, "rolls", np.full(len(self.boxes), np.nan, np.float32))
 
-    def detect_regions(self, gray: np.ndarray, regions: list[Box], face_sizes: list[int],
-                       face_px: int) -> list[np.ndarray | None]:
-        """Re-detect known faces, one answer per region (None: not found). Each region is resized so its face
-        is about ``face_px`` wide, and only scales from 0.7x to 1.45x of that are tried: a few percent of the
-        cost of a full scan."""
-        jobs = [(gray, region, size, face_px) for region, size in zip(regions, face_sizes, strict=True)]
-        if self._pool is not None and len(jobs) > 1:
-            return list(self._pool.map(lambda job: self._detect_region(*job), jobs))
-        return [self._detect_region(*job) for job in jobs]
+    def __len__(self) -> int:
+        return len(self.boxes)
 
-    def _thread_cascade(self) -> cv2.CascadeClassifier:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = self._local.cascade = _load_cascade()
-        return cascade
+    def take(self, indices: list[int] | np.ndarray) -> Found:
+        """The faces at ``indices``, in that order."""
+        index = np.asarray(indices, np.intp).reshape(-1)
+        landmarks = None if self.landmarks is None else self.landmarks[index]
+        return Found(self.boxes[index].reshape(-1, 4), landmarks, self.rolls[index])  # type: ignore[index]
 
-    def _detect_region(self, gray: np.ndarray, region: Box, size: int, face_px: int) -> np.ndarray | None:
-        """At ``face_px`` Haar misses a known face a few percent of the time; one retry at 1.5x resolution
-        finds most of those for far less than the full scan that would follow."""
-        found = self._detect_region_at(gray, region, size, face_px)
-        if found is None and face_px < size:
-            found = self._detect_region_at(gray, region, size, round(face_px * 1.5))
-        return found
 
-    def _detect_region_at(self, gray: np.ndarray, region: Box, size: int, face_px: int) -> np.ndarray | None:
-        x, y, w, h = region
-        if w < 8 or h < 8 or size <= 0:
-            return None
-        factor = min(1.0, face_px / size)
-        roi = gray[y: y + h, x: x + w]
-        if factor < 1.0:
-            roi = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        target = size * factor
-        low = max(20, int(target * 0.7))
-        high = max(low + 1, int(target * 1.45))
-        boxes = self._thread_cascade().detectMultiScale(roi, scaleFactor=self._settings.scale_factor,
-                                                        minNeighbors=self._settings.min_neighbors,
-                                                        minSize=(low, low), maxSize=(high, high),
-                                                        flags=cv2.CASCADE_SCALE_IMAGE)
-        if not len(boxes):
-            return None
-        best = max(boxes, key=lambda b: b[2] * b[3]).astype(np.float32) / factor
-        best[:2] += (x, y)
-        return best
+def roll_from_eyes(landmarks: np.ndarray) -> np.ndarray:
+    """Per face, the angle (degrees) of the line from the image-left eye to the image-right eye (keypoints 0
+    and 1): rotating the face by minus this angle levels the eyes."""
+    if not len(landmarks):
+        return np.zeros(0, np.float32)
+    delta = landmarks[:, 1] - landmarks[:, 0]
+    return np.degrees(np.arctan2(delta[:, 1], delta[:, 0])).astype(np.float32)
+
+
+def rotate_points(points: np.ndarray, center: tuple[float, float], degrees: float) -> np.ndarray:
+    """``points`` (... x 2) rotated by ``degrees`` about ``center`` with cv2.getRotationMatrix2D's convention
+    (positive turns the image content counter-clockwise on screen)."""
+    radians = math.radians(degrees)
+    cos, sin = math.cos(radians), math.sin(radians)
+    shifted = np.asarray(points, np.float32) - center
+    x, y = shifted[..., 0], shifted[..., 1]
+    return np.stack([cos * x + sin * y, -sin * x + cos * y], axis=-1) + center
+
+
+class FaceDetector(Protocol):
+    """A backend. ``pixels`` is the frame (BGR or grey), ``gray`` its grey version (computed once per frame)."""
+
+    name: str
+
+    def detect(self, pixels: np.ndarray, gray: np.ndarray) -> Found:
+        """Every face in the whole frame."""
+        ...
+
+    def detect_async(self, pixels: np.ndarray, gray: np.ndarray) -> Future:
+        """``detect`` on a background thread (a Future of Found); the arrays must not change until it is done."""
+        ...
 
 
 def suppress_overlaps(boxes: np.ndarray) -> np.ndarray:
-    """Drop boxes that mostly overlap a larger one (neighbouring regions can find the same face)."""
+    """Indices of the boxes to keep: drop boxes that mostly overlap a larger one (neighbouring regions can find
+    the same face). Kept in order of decreasing area."""
     if not len(boxes):
-        return np.zeros((0, 4), np.int32)
-    boxes = np.rint(np.asarray(boxes, np.float32)).astype(np.int32).reshape(-1, 4)
-    order = np.argsort(-(boxes[:, 2] * boxes[:, 3]))
-    kept: list[np.ndarray] = []
+        return np.zeros(0, np.intp)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    order = np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")
+    kept: list[int] = []
     for index in order:
-        box = boxes[index]
-        if all(iou(box, other) < NMS_IOU for other in kept):
-            kept.append(box)
-    return np.array(kept, np.int32).reshape(-1, 4)
+        if all(iou(boxes[index], boxes[other]) < NMS_IOU for other in kept):
+            kept.append(int(index))
+    return np.array(kept, np.intp)

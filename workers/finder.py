@@ -1,8 +1,12 @@
-"""Where to look for faces in a camera's next frame: the detection policy around a CameraTracker.
+"""Where to look for faces in a camera's next frame: the detection policy around a CameraTracker, per backend.
 
-Full-frame Haar scans are almost all of the cost, so:
+Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost (40-130 ms at 640x480), so:
 
 * known faces are re-detected every frame in small regions around their last box (cheap);
+* a known face missing from its region is looked for again in the region turned by each of
+  ``[detection] haar_rotations`` (both ways), starting with the angle it was last found at, before it counts as
+  missing: the frontal cascade loses most heads that roll past 20 degrees, and a turned region finds them for
+  a few small calls;
 * full scans run on a background thread, every ``full_scan_interval`` frames, and back to back while the
   camera shows no face or has lost one; faces such a scan finds that are not tracked yet are confirmed by a
   region re-detection on the frame at hand before they join. A live camera takes a scan's boxes as soon as
@@ -13,58 +17,161 @@ Full-frame Haar scans are almost all of the cost, so:
   region, are scanned synchronously, so a fast move is never reported as a missing face.
 
 Expensive scans therefore never stall a live camera's frames, and a second core does them when there is one.
+
+BlazeFace (``FrameFinder``). One pass over the whole frame costs about as much as a few Haar regions, finds
+new faces at once and gives landmarks, so every frame is detected whole and the tracker only associates
+boxes: no regions, no background scans, and every source gives the same answer whatever the timing.
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
-from emotiond.daemon.core.settings import TrackingSettings
-from emotiond.workers.detector import HaarFaceDetector, suppress_overlaps
+from emotiond.daemon.core.settings import Settings, TrackingSettings
+from emotiond.workers.detector import FaceDetector, Found, suppress_overlaps
+from emotiond.workers.haar import HaarFaceDetector
 from emotiond.workers.tracking import Box, CameraTracker, Track, iou
 
 DetectionKind = Literal["full", "tracked"]
 
 
-class FaceFinder:
+def open_detector(settings: Settings, threads: int = 1) -> FaceDetector:
+    """The backend chosen by ``[detection] backend``."""
+    if settings.detection.backend == "blazeface":
+        from emotiond.workers.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(settings.detection, settings.models.dir, threads)
+    return HaarFaceDetector(settings.detection, threads=threads)
+
+
+class Finder(Protocol):
+    tracker: CameraTracker
+
+    def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
+                                                                             DetectionKind]:
+        """Faces in this frame, their track ids, the tracks that ended, and how the faces were found."""
+        ...
+
+
+def open_finder(detector: FaceDetector, settings: Settings, labels: tuple[str, ...],
+                take_scans_early: bool = False) -> Finder:
+    if isinstance(detector, HaarFaceDetector):
+        return RegionFinder(detector, settings.tracking, labels, take_scans_early,
+                            rotations=tuple(settings.detection.haar_rotations))
+    return FrameFinder(detector, settings.tracking, labels)
+
+
+class FrameFinder:
+    """Detect the whole frame every time; track by overlap."""
+
+    def __init__(self, detector: FaceDetector, settings: TrackingSettings, labels: tuple[str, ...]):
+        self.tracker = CameraTracker(settings, labels)
+        self._detector = detector
+
+    def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
+                                                                             DetectionKind]:
+        found = self._detector.detect(pixels, gray)
+        track_ids, ended = self.tracker.associate(seq, found.boxes)
+        return found, track_ids, ended, "full"
+
+
+class RegionFinder:
+    """Haar's policy: regions around known faces every frame (turned when a face is lost), full scans seldom."""
+
     def __init__(self, detector: HaarFaceDetector, settings: TrackingSettings, labels: tuple[str, ...],
-                 take_scans_early: bool = False):
+                 take_scans_early: bool = False, rotations: tuple[float, ...] = ()):
         self.tracker = CameraTracker(settings, labels)
         self._take_scans_early = take_scans_early
         self._detector = detector
         self._settings = settings
+        self._angles = sorted({0.0, *rotations, *(-a for a in rotations)})
+        self._rolls: dict[int, float] = {}  # track id -> angle its face was last found at
         self._scan: Future | None = None
         self._scan_seq = -1  # frame the running background scan looks at
         self._last_scan_seq: int | None = None
 
-    def find(self, seq: int, gray: np.ndarray) -> tuple[np.ndarray, list[int], list[int], DetectionKind]:
-        """Boxes in this frame, their track ids, the tracks that ended, and how the boxes were found."""
+    def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
+                                                                             DetectionKind]:
         tracker = self.tracker
-        height, width = gray.shape[:2]
         newcomers = self._finished_scan(seq)
         long_gap = tracker.last_seq < 0 or not 0 < seq - tracker.last_seq <= self._settings.full_scan_interval
         kind: DetectionKind = "tracked"
         if long_gap:
-            boxes, kind = self._detector.detect(gray), "full"
+            found, kind = self._detector.detect(pixels, gray), "full"
         else:
             candidates = [Track(-1, b) for b in newcomers if all(iou(b, t.box) < 0.3 for t in tracker.tracks)]
-            following = tracker.tracks + candidates
-            found = self._detector.detect_regions(
-                gray, [t.region(self._settings.roi_margin, width, height) for t in following],
-                [t.box[2] for t in following], self._settings.roi_face_px)
-            vanished = any(box is None and track.missed == 0 for box, track in zip(found, tracker.tracks, strict=False))
+            boxes, rolls = self._follow(gray, tracker.tracks + candidates)
+            vanished = any(box is None and track.missed == 0 for box, track in zip(boxes, tracker.tracks,
+                                                                                   strict=False))
+            present = [i for i, box in enumerate(boxes) if box is not None]
+            rounded = np.rint(np.array([boxes[i] for i in present], np.float32)).astype(np.int32).reshape(-1, 4)
+            keep = suppress_overlaps(rounded)
+            found = Found(rounded[keep], None, np.array([rolls[present[i]] for i in keep], np.float32))
             if vanished:
-                boxes, kind = self._detector.detect(gray), "full"
-            else:
-                boxes = suppress_overlaps(np.array([b for b in found if b is not None]))
+                found, kind = self._with_scan(self._detector.detect(pixels, gray), found), "full"
         if kind == "full":
             self._last_scan_seq = seq
-        track_ids, ended = tracker.associate(seq, boxes)
-        self._start_scan_if_due(seq, gray)
-        return boxes, track_ids, ended, kind
+        track_ids, ended = tracker.associate(seq, found.boxes)
+        self._remember_rolls(track_ids, found.rolls, ended)
+        self._start_scan_if_due(seq, pixels, gray)
+        return found, track_ids, ended, kind
+
+    def _follow(self, gray: np.ndarray, following: list[Track]) -> tuple[list[np.ndarray | None], list[float]]:
+        """Each followed face's box in this frame (None: not found) and the angle it was found at (NaN when
+        upright). Round k tries each face still missing at its k-th angle, nearest to its last angle first;
+        faces not tracked yet (from a scan) are only looked for upright."""
+        height, width = gray.shape[:2]
+        settings = self._settings
+        boxes: list[np.ndarray | None] = [None] * len(following)
+        rolls = [math.nan] * len(following)
+        plans = [self._plan(t.track_id) if t.track_id >= 0 else [0.0] for t in following]
+        for round_index in range(len(self._angles)):
+            todo = [i for i, box in enumerate(boxes) if box is None and round_index < len(plans[i])]
+            if not todo:
+                break
+            upright = [i for i in todo if plans[i][round_index] == 0.0]
+            turned = [i for i in todo if plans[i][round_index] != 0.0]
+            if upright:
+                answers = self._detector.detect_regions(
+                    gray, [following[i].region(settings.roi_margin, width, height) for i in upright],
+                    [following[i].box[2] for i in upright], settings.roi_face_px)
+                for i, box in zip(upright, answers, strict=True):
+                    boxes[i] = box
+            if turned:
+                angles = [plans[i][round_index] for i in turned]
+                answers = self._detector.detect_rotated(
+                    gray, [following[i].region(settings.roi_margin, width, height) for i in turned],
+                    [following[i].box[2] for i in turned], settings.roi_face_px, angles)
+                for i, angle, box in zip(turned, angles, answers, strict=True):
+                    boxes[i], rolls[i] = box, (angle if box is not None else math.nan)
+        return boxes, rolls
+
+    @staticmethod
+    def _with_scan(scan: Found, followed: Found) -> Found:
+        """A full scan's faces, plus the turned faces it cannot see (found in their regions this frame)."""
+        extra = [i for i, (box, roll) in enumerate(zip(followed.boxes, followed.rolls, strict=True))
+                 if not np.isnan(roll) and all(iou(box, other) < 0.3 for other in scan.boxes)]
+        if not extra:
+            return scan
+        turned = followed.take(extra)
+        return Found(np.concatenate([scan.boxes, turned.boxes]),
+                     None, np.concatenate([scan.rolls, turned.rolls]))  # type: ignore[list-item]
+
+    def _plan(self, track_id: int) -> list[float]:
+        """Angles to try for a tracked face, nearest to the one it was last found at first."""
+        last = self._rolls.get(track_id, 0.0)
+        return sorted(self._angles, key=lambda angle: (abs(angle - last), angle))
+
+    def _remember_rolls(self, track_ids: list[int], rolls: np.ndarray | None, ended: list[int]) -> None:
+        for index, track_id in enumerate(track_ids):
+            roll = float(rolls[index]) if rolls is not None else math.nan
+            self._rolls[track_id] = 0.0 if math.isnan(roll) else roll
+        for track_id in ended:
+            self._rolls.pop(track_id, None)
 
     def _finished_scan(self, seq: int) -> list[Box]:
         if self._scan is None:
@@ -72,16 +179,16 @@ class FaceFinder:
         due = seq - self._scan_seq >= self._settings.full_scan_interval
         if not due and not (self._take_scans_early and self._scan.done()):
             return []
-        boxes = self._scan.result()
+        found: Found = self._scan.result()
         self._scan = None
-        return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]
+        return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in found.boxes]
 
-    def _start_scan_if_due(self, seq: int, gray: np.ndarray) -> None:
+    def _start_scan_if_due(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> None:
         if self._scan is not None:
             return
         tracks = self.tracker.tracks
         due = (not tracks or any(t.missed for t in tracks) or self._last_scan_seq is None
                or seq - self._last_scan_seq >= self._settings.full_scan_interval)
         if due:
-            self._scan = self._detector.detect_async(gray)
+            self._scan = self._detector.detect_async(pixels, gray)
             self._scan_seq = self._last_scan_seq = seq

@@ -6,10 +6,12 @@ everywhere. It has two halves so the worker can batch across frames: ``detect`` 
 grey, faces, tracks, crops) and ``finish`` (classify a batch of detections in one call and build results).
 ``process`` runs both for callers that have their frames at hand.
 
-Tracking keeps state per camera. Full-frame scans run on a background thread; for live cameras their boxes
-are taken as soon as a scan is done (lowest latency), for everything else exactly ``full_scan_interval`` frames
-after the scan started (waiting for it if needed), so a file gives the same answer on every run, whichever
-process reads it and however busy the machine is.
+Tracking keeps state per camera. With Haar, full-frame scans run on a background thread; for live cameras
+their boxes are taken as soon as a scan is done (lowest latency), for everything else exactly
+``full_scan_interval`` frames after the scan started (waiting for it if needed), so a file gives the same
+answer on every run, whichever process reads it and however busy the machine is. BlazeFace detects every
+frame whole (workers/finder.py says why). Detectors that give landmarks add them to each face; faces whose
+roll is known are classified from upright crops when ``[classifier] align`` is on.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from emotiond.daemon.core import bundle as bundles
 from emotiond.daemon.core import protocol
 from emotiond.daemon.core.settings import Settings
 from emotiond.workers.classifier import Classifier, open_classifier
-from emotiond.workers.detector import HaarFaceDetector
-from emotiond.workers.finder import DetectionKind, FaceFinder
+from emotiond.workers.detector import Found
+from emotiond.workers.finder import DetectionKind, Finder, open_detector, open_finder
 from emotiond.workers.preprocess import crop_faces, to_gray
 
 SCORE_DIGITS = 4
+LANDMARK_DIGITS = 1
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Detection:
     camera: str
     seq: int
     pixels: np.ndarray
-    boxes: np.ndarray
+    found: Found
     crops: np.ndarray
     kind: DetectionKind
     track_ids: list[int] = field(default_factory=list)
@@ -49,6 +52,10 @@ class Detection:
     @property
     def frame_size(self) -> tuple[int, int]:
         return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return self.found.boxes
 
 
 class Pipeline:
@@ -60,9 +67,9 @@ class Pipeline:
         self.bundle = bundle
         self.classifier: Classifier = open_classifier(bundle, settings.classifier.backend,
                                                       settings.classifier.threads or 1)
-        self.detector = HaarFaceDetector(settings.detection, threads=opencv_threads)
+        self.detector = open_detector(settings, threads=opencv_threads)
         self.live_cameras = frozenset(live_cameras)
-        self._finders: dict[str, FaceFinder] = {}
+        self._finders: dict[str, Finder] = {}
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -78,13 +85,14 @@ class Pipeline:
         started = time.perf_counter()
         gray = to_gray(pixels)
         if self.settings.tracking.enabled:
-            boxes, track_ids, ended, kind = self._finder(camera).find(seq, gray)
+            found, track_ids, ended, kind = self._finder(camera).find(seq, pixels, gray)
         else:
-            boxes, track_ids, ended, kind = self.detector.detect(gray), [], [], "full"
+            found, track_ids, ended, kind = self.detector.detect(pixels, gray), [], [], "full"
         detected = time.perf_counter()
-        crops = crop_faces(pixels, gray, boxes, self.bundle.spec)
+        rolls = found.rolls if self.settings.classifier.align else None
+        crops = crop_faces(pixels, gray, found.boxes, self.bundle.spec, rolls)
         timings = {"detect": (detected - started) * 1000, "crop": (time.perf_counter() - detected) * 1000}
-        return Detection(camera, seq, pixels, boxes, crops, kind, track_ids, ended, timings)
+        return Detection(camera, seq, pixels, found, crops, kind, track_ids, ended, timings)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities for stacked crops, in calls of at most ``classifier.max_batch`` faces."""
@@ -111,11 +119,15 @@ class Pipeline:
         for index, (box, probs) in enumerate(zip(detection.boxes, probabilities, strict=True)):
             top = int(np.argmax(probs))
             extra: dict[str, Any] = {}
+            if detection.found.landmarks is not None:
+                extra["landmarks"] = [[round(float(x), LANDMARK_DIGITS), round(float(y), LANDMARK_DIGITS)]
+                                      for x, y in detection.found.landmarks[index]]
             if finder is not None and index < len(detection.track_ids):
                 track_id = detection.track_ids[index]
                 smoothed_label, smoothed = finder.tracker.smooth(track_id, probs)
-                extra = {"track_id": track_id, "smoothed_emotion": smoothed_label,
-                         "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]), SCORE_DIGITS)}
+                extra.update({"track_id": track_id, "smoothed_emotion": smoothed_label,
+                              "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]),
+                                                           SCORE_DIGITS)})
             faces.append(protocol.Face(
                 box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
                 confidence=round(float(probs[top]), SCORE_DIGITS),
@@ -153,9 +165,9 @@ class Pipeline:
                                        worker=worker, extra=extra[index] if extra else None))
         return results
 
-    def _finder(self, camera: str) -> FaceFinder:
+    def _finder(self, camera: str) -> Finder:
         finder = self._finders.get(camera)
         if finder is None:
-            finder = self._finders[camera] = FaceFinder(self.detector, self.settings.tracking, self.labels,
-                                                        take_scans_early=camera in self.live_cameras)
+            finder = self._finders[camera] = open_finder(self.detector, self.settings, self.labels,
+                                                         take_scans_early=camera in self.live_cameras)
         return finder

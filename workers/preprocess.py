@@ -3,6 +3,10 @@
 Boxes are made square by growing the short side, widened by the margin, and regions outside the frame are
 filled with the mean of the frame's bottom rows (the convention the FER2013 models were trained with).
 The crops hold raw 0..255 values; scaling is inside the model.
+
+Alignment: where a face's roll is known (BlazeFace's eyes, or the angle a Haar region was turned by to find
+it), its crop is cut from the frame turned about the box's centre so the eyes are level, as the faces of the
+training data are; the same region, only upright. Faces of unknown roll are cut exactly as before.
 """
 
 from __future__ import annotations
@@ -49,8 +53,24 @@ def _cut(image: np.ndarray, region: tuple[int, int, int, int], fill: float | tup
     return cv2.copyMakeBorder(inner, y0 - y, y + h - y1, x0 - x, x + w - x1, cv2.BORDER_CONSTANT, value=fill)
 
 
-def crop_faces(pixels: np.ndarray, gray: np.ndarray, boxes: np.ndarray, spec: BundleSpec) -> np.ndarray:
-    """N x H x W x C float32 crops for ``boxes`` (full-frame x y w h)."""
+def _cut_upright(image: np.ndarray, region: tuple[int, int, int, int], roll: float, size: tuple[int, int],
+                 fill: float | tuple) -> np.ndarray:
+    """``region`` turned by ``roll`` degrees (counter-clockwise on screen) about its centre, resized to
+    ``size``, in one warp."""
+    x, y, w, h = region
+    scale_x, scale_y = size[0] / max(1, w), size[1] / max(1, h)
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), roll, 1.0)
+    # cv2.resize's pixel-centre convention, so a roll of 0 gives the crop resize would
+    place = np.array([[scale_x, 0.0, (0.5 - x) * scale_x - 0.5], [0.0, scale_y, (0.5 - y) * scale_y - 0.5]])
+    matrix = place @ np.vstack([turn, [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=fill)
+
+
+def crop_faces(pixels: np.ndarray, gray: np.ndarray, boxes: np.ndarray, spec: BundleSpec,
+               rolls: np.ndarray | None = None) -> np.ndarray:
+    """N x H x W x C float32 crops for ``boxes`` (full-frame x y w h); faces with a known roll (degrees, not
+    NaN) in ``rolls`` are turned upright."""
     size = (spec.input.width, spec.input.height)
     out = np.empty((len(boxes), spec.input.height, spec.input.width, spec.input.channels), np.float32)
     if not len(boxes):
@@ -63,6 +83,10 @@ def crop_faces(pixels: np.ndarray, gray: np.ndarray, boxes: np.ndarray, spec: Bu
         source = pixels if color == "bgr" else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
         fill = tuple(float(v) for v in source[-2:].reshape(-1, source.shape[2]).mean(axis=0))
     for i, box in enumerate(boxes):
-        face = cv2.resize(_cut(source, crop_region(box, spec), fill), size, interpolation=cv2.INTER_LINEAR)
+        region = crop_region(box, spec)
+        if rolls is not None and not np.isnan(rolls[i]):
+            face = _cut_upright(source, region, float(rolls[i]), size, fill)
+        else:
+            face = cv2.resize(_cut(source, region, fill), size, interpolation=cv2.INTER_LINEAR)
         out[i] = face.reshape(out.shape[1:])
     return out
