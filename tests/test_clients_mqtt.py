@@ -48,6 +48,22 @@ def write_config(path: Path, mqtt: dict, sources: tuple[str, ...] = ()) -> Path:
     return path
 
 
+@pytest.fixture
+def bridges(tmp_path: Path) -> Iterator:
+    """``bridges(config, endpoint, env=None)`` starts ``emotiond mqtt``; any still running is killed afterwards."""
+    started: list[BridgeProcess] = []
+
+    def start(config: Path, endpoint: str, env: dict[str, str] | None = None) -> BridgeProcess:
+        started.append(BridgeProcess(tmp_path, config, endpoint, env))
+        return started[-1]
+
+    yield start
+    for bridge in started:
+        if bridge.process.poll() is None:
+            bridge.process.kill()
+            bridge.process.wait(10)
+
+
 class BridgeProcess:
     """``emotiond mqtt`` as a real process, with its stderr in a file and its own /metrics."""
 
@@ -175,11 +191,11 @@ def test_defaults_reach_only_a_loopback_broker_and_bad_settings_are_one_line_err
 
 # ---------------------------------------------------------------- a bridge process and a real broker
 
-def test_last_will_announces_a_bridge_killed_with_sigkill(tmp_path, mosquitto, mqtt_watch):
+def test_last_will_announces_a_bridge_killed_with_sigkill(tmp_path, mosquitto, mqtt_watch, bridges):
     broker = mosquitto()
     watcher = mqtt_watch(broker.port, "emotiond/available")
     config = write_config(tmp_path / "bridge.toml", {"url": broker.url, "discovery": False})
-    bridge = BridgeProcess(tmp_path, config, f"ipc://{tmp_path}/bus.sock")
+    bridge = bridges(config, f"ipc://{tmp_path}/bus.sock")
     watcher.wait(lambda: watcher.texts("emotiond/available") == ["online"], what="online")
     bridge.process.kill()
     bridge.process.wait(10)
@@ -192,7 +208,7 @@ def test_last_will_announces_a_bridge_killed_with_sigkill(tmp_path, mosquitto, m
         late.close()
 
 
-def test_reconnects_after_a_broker_restart_losing_only_the_counted_drops(tmp_path, mosquitto, mqtt_watch):
+def test_reconnects_after_a_broker_restart_losing_only_the_counted_drops(tmp_path, mosquitto, mqtt_watch, bridges):
     broker = mosquitto(persistence=True)
     # a persistent session: the broker keeps (and saves) what arrives for this subscriber while it is away
     watcher = mqtt_watch(broker.port, "emotiond/events", "emotiond/available", session="mqtt-test-subscriber")
@@ -200,7 +216,7 @@ def test_reconnects_after_a_broker_restart_losing_only_the_counted_drops(tmp_pat
     publisher = CraftedPublisher(endpoint)
     config = write_config(tmp_path / "bridge.toml", {"url": broker.url, "discovery": False, "queue_size": 3,
                                                      "update_interval": 3600.0, "reconnect_max_seconds": 1.0})
-    bridge = BridgeProcess(tmp_path, config, endpoint)
+    bridge = bridges(config, endpoint)
     try:
         publisher.wait_subscriber()
         watcher.wait(lambda: "online" in watcher.texts("emotiond/available"), what="online")
@@ -212,7 +228,7 @@ def test_reconnects_after_a_broker_restart_losing_only_the_counted_drops(tmp_pat
         for track in range(1, 6):
             tracks[track] = "happy"
             publisher.publish(tracked_result("door", track, tracks))
-        watcher.wait(lambda: len(new_tracks()) == 5, what="the first five events")
+        watcher.wait(lambda: set(new_tracks()) == {1, 2, 3, 4, 5}, what="the first five events")
 
         broker.stop()
         wait_for(lambda: bridge.metric("emotiond_mqtt_connected") == 0, 20, "the bridge to notice")
@@ -232,12 +248,10 @@ def test_reconnects_after_a_broker_restart_losing_only_the_counted_drops(tmp_pat
         assert bridge.stop() == 0, bridge.stderr()[-2000:]
     finally:
         publisher.close()
-        if bridge.process.poll() is None:
-            bridge.process.kill()
 
 
 def test_refused_credentials_are_one_clear_line_and_the_password_is_never_logged(tmp_path, mosquitto,
-                                                                                mqtt_watch):
+                                                                                mqtt_watch, bridges):
     passwords = tmp_path / "mosquitto.passwd"
     passwords.touch()
     subprocess.run(["mosquitto_passwd", "-b", str(passwords), "emotiond", "right-horse-battery"], check=True,
@@ -248,7 +262,7 @@ def test_refused_credentials_are_one_clear_line_and_the_password_is_never_logged
     endpoint = f"ipc://{tmp_path}/bus.sock"
     config = write_config(tmp_path / "wrong.toml", {"url": broker.url, "username": "emotiond",
                                                     "password_file": str(wrong)})
-    refused = BridgeProcess(tmp_path, config, endpoint)
+    refused = bridges(config, endpoint)
     assert refused.process.wait(30) == 2, refused.stderr()[-2000:]
     last = refused.stderr().strip().splitlines()[-1]
     assert last.startswith(f"emotiond mqtt: broker {broker.url} refused the connection: Not authorized"), last
@@ -259,25 +273,25 @@ def test_refused_credentials_are_one_clear_line_and_the_password_is_never_logged
     config = write_config(tmp_path / "right.toml", {"url": broker.url, "username": "emotiond",
                                                     "discovery": False})
     env = child_env(tmp_path / "run", EMOTIOND_MQTT_PASSWORD="right-horse-battery")
-    accepted = BridgeProcess(tmp_path, config, endpoint, env)
+    accepted = bridges(config, endpoint, env)
     watcher.wait(lambda: "online" in watcher.texts("emotiond/available"), what="online with the right password")
     assert accepted.stop() == 0
     assert "right-horse-battery" not in accepted.stderr()
 
 
-def test_tls_needs_the_brokers_ca(tmp_path, mosquitto, mqtt_watch):
+def test_tls_needs_the_brokers_ca(tmp_path, mosquitto, mqtt_watch, bridges):
     certs = make_certificates(tmp_path / "certs")
     tls_port = free_port()
     broker = mosquitto(f"listener {tls_port} 127.0.0.1\ncafile {certs['ca']}\ncertfile {certs['cert']}\n"
                        f"keyfile {certs['key']}")
     endpoint = f"ipc://{tmp_path}/bus.sock"
-    untrusted = BridgeProcess(tmp_path, write_config(tmp_path / "system-ca.toml", {
+    untrusted = bridges(write_config(tmp_path / "system-ca.toml", {
         "url": f"mqtts://127.0.0.1:{tls_port}"}), endpoint)
     assert untrusted.process.wait(30) == 2, untrusted.stderr()[-2000:]
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr().strip().splitlines()[-1]
 
     watcher = mqtt_watch(broker.port, "emotiond/available")  # the plain listener of the same broker
-    trusted = BridgeProcess(tmp_path, write_config(tmp_path / "ca.toml", {
+    trusted = bridges(write_config(tmp_path / "ca.toml", {
         "url": f"mqtts://127.0.0.1:{tls_port}", "tls_ca_file": str(certs["ca"]), "discovery": False}), endpoint)
     watcher.wait(lambda: "online" in watcher.texts("emotiond/available"), what="online over TLS")
     assert trusted.stop() == 0
@@ -302,7 +316,7 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     return {"ca": ca, "cert": cert, "key": key}
 
 
-def test_a_camera_removed_from_the_config_loses_its_entities(tmp_path, mosquitto, mqtt_watch):
+def test_a_camera_removed_from_the_config_loses_its_entities(tmp_path, mosquitto, mqtt_watch, bridges):
     broker = mosquitto()
     endpoint = f"ipc://{tmp_path}/bus.sock"
 
@@ -314,14 +328,14 @@ def test_a_camera_removed_from_the_config_loses_its_entities(tmp_path, mosquitto
         finally:
             late.close()
 
-    first = BridgeProcess(tmp_path, write_config(tmp_path / "two.toml", {"url": broker.url, "snapshots": True},
+    first = bridges(write_config(tmp_path / "two.toml", {"url": broker.url, "snapshots": True},
                                                  sources=("door", "lobby")), endpoint)
     watcher = mqtt_watch(broker.port, "homeassistant/#")
     watcher.wait(lambda: len({m.topic for m in watcher.messages}) == 8, what="four entities per camera")
     assert first.stop() == 0
     assert len(retained_configs()) == 8
 
-    second = BridgeProcess(tmp_path, write_config(tmp_path / "one.toml", {"url": broker.url},
+    second = bridges(write_config(tmp_path / "one.toml", {"url": broker.url},
                                                   sources=("door",)), endpoint)
     watcher.wait(lambda: sum(1 for m in watcher.messages if m.payload == b"") == 5, what="five emptied configs")
     assert second.stop() == 0
@@ -345,15 +359,21 @@ def test_emotiond_run_bridges_a_face_that_leaves(start_daemon, default_model, tm
     config = daemon_config(tmp_path, broker.url, update_interval=0.5, stats_interval=1.0, snapshots=True)
     daemon = start_daemon("--config", str(config), "--source", f"lobby={video}", "--realtime", "--loop", workers=1)
 
-    def first_track_ended() -> list[dict]:
-        events = watcher.events()
-        first = next((e["after"]["id"] for e in events if e["type"] == "new"), None)
-        mine = [e for e in events if e["after"]["id"] == first]
-        return mine if mine and mine[-1]["type"] == "end" else []
+    def a_whole_track() -> list[dict]:
+        """The events of the first track seen from start to end with an update between (on a loaded machine a
+        realtime source drops frames, and the tracker may lose a face for a moment and start a new track)."""
+        by_track: dict[str, list[dict]] = {}
+        for event in watcher.events():
+            by_track.setdefault(event["after"]["id"], []).append(event)
+        for events in by_track.values():
+            kinds = [e["type"] for e in events]
+            if kinds[0] == "new" and kinds[-1] == "end" and "update" in kinds:
+                return events
+        return []
 
-    sequence = wait_for(first_track_ended, 90, "a track's new ... end events")
+    sequence = wait_for(a_whole_track, 90, "a track's new, update ... end events")
     kinds = [e["type"] for e in sequence]
-    assert kinds[0] == "new" and kinds[-1] == "end" and set(kinds[1:-1]) == {"update"}, kinds
+    assert set(kinds[1:-1]) == {"update"}, kinds
     for event in sequence:
         assert set(event) == {"type", "before", "after"}
         assert set(event["before"]) == set(event["after"]) == SIDE_KEYS
@@ -373,8 +393,10 @@ def test_emotiond_run_bridges_a_face_that_leaves(start_daemon, default_model, tm
     for topic, payload in configs.items():
         assert ha_problems(topic.split("/")[1], payload) == [], topic
     # states: the face came and went; its emotion counted while it was there
-    assert watcher.texts("emotiond/lobby/faces")[:3] == ["0", "1", "0"]
-    assert watcher.texts("emotiond/lobby/emotion")[:2] == ["none", emotion]
+    faces = watcher.texts("emotiond/lobby/faces")
+    assert faces[0] == "0" and "1" in faces and "0" in faces[faces.index("1"):], faces
+    assert watcher.texts("emotiond/lobby/emotion")[0] == "none"
+    assert emotion in watcher.texts("emotiond/lobby/emotion")
     assert "1" in watcher.texts(f"emotiond/lobby/{emotion}")
     snapshot = watcher.last("emotiond/lobby/snapshot")
     assert snapshot is not None and snapshot.payload[:2] == b"\xff\xd8", "a JPEG"
@@ -416,10 +438,12 @@ def test_under_run_a_killed_bridge_leaves_its_will_and_a_restarted_broker_is_rej
     assert child_pids(daemon)["mqtt"] != pid
     watcher.wait(lambda: watcher.events(), 60, "events from the restarted bridge")
 
-    broker.stop()
+    onlines = watcher.texts("emotiond/available").count("online")
+    broker.stop()  # without persistence: the restarted broker has forgotten every retained message
     restarted_at = time.time()
     broker.start()
     watcher.wait(lambda: [e for e in watcher.events() if e["after"]["frame_time"] > restarted_at + 0.5], 60,
                  "events of frames captured after the broker restarted")
-    assert watcher.texts("emotiond/available")[-1] == "online"
+    watcher.wait(lambda: watcher.texts("emotiond/available").count("online") > onlines, 10,
+                 "the bridge to publish online again on the new broker")
     assert daemon.stop() == 0, daemon.log()[-3000:]
