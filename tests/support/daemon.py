@@ -18,10 +18,12 @@ import pytest
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.procfs import descendants, fd_count, rss_kb  # noqa: F401  (shared with test modules)
 from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME, default_models_dir
+from emotiond.workers import blazeface
 
 REPO = Path(__file__).resolve().parents[2]
 EMOTIOND = [sys.executable, "-m", "emotiond"]
 DEFAULT_MODEL = default_models_dir() / DEFAULT_MODEL_NAME
+BLAZEFACE_MODELS = [blazeface.model_path(default_models_dir(), model) for model in blazeface.MODELS.values()]
 
 
 def free_port() -> int:
@@ -156,7 +158,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def default_model() -> Path:
-    if not (DEFAULT_MODEL / "bundle.json").is_file():
+    if not (DEFAULT_MODEL / "bundle.json").is_file() or not all(path.is_file() for path in BLAZEFACE_MODELS):
         subprocess.run([*EMOTIOND, "models", "fetch"], cwd=REPO, check=True)
     return DEFAULT_MODEL
 
