@@ -109,21 +109,31 @@ def cmd_log_summary(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from emotiond.clients.analyze import Analysis, AnalyzeOptions, expand_inputs
-    from emotiond.clients.api import Analyzer
+    from emotiond.clients.analyze_unit import settings_payload
+    from emotiond.clients.engines import make_engine
     from emotiond.daemon.commands import settings_from_args
+    from emotiond.daemon.core import bundle as bundles
 
     if args.format == "csv" and args.out is None:
         raise UsageError("--format csv writes one CSV per video into --out DIR; give --out")
+    if args.resume and args.out is None:
+        raise UsageError("--resume looks for complete outputs in --out DIR; give --out")
+    if args.scheduler is not None and args.engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
     settings = settings_from_args(args)
-    analysis = Analysis(Analyzer(settings), AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress))
+    model = bundles.resolve(settings.classifier.model, settings.models.dir)
+    if not model.exists():
+        raise UsageError(f"model {settings.classifier.model!r} not found; run `emotiond models fetch` for the "
+                         "default model")
     inputs = list(expand_inputs(args.paths))
     if not inputs:
         raise UsageError("no images or videos found in the given paths")
-    for path in inputs:
-        analysis.run(path)
-    code = analysis.finish()
-    log.info("analysed %d files (%d failed), %d faces", len(inputs), len(analysis.failures), analysis.faces)
-    return code
+    payload = settings_payload(settings)
+    options = AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress, resume=args.resume,
+                             chunk_seconds=args.chunk_seconds)
+    analysis = Analysis(settings, options, lambda: make_engine(
+        args.engine, payload, args.engine_workers, args.scheduler, args.connect_timeout, settings.logging.level))
+    return analysis.run(inputs)
 
 
 def _positive_float(text: str) -> float:
@@ -207,13 +217,27 @@ def _register_log(commands: argparse._SubParsersAction) -> None:
 def _register_analyze(commands: argparse._SubParsersAction) -> None:
     analyze = commands.add_parser(
         "analyze", help="faces and emotions in images, folders and videos (no daemon)",
-        description="Analyse images, folders of images and videos in-process. Results go to stdout as JSON "
-                    "lines (event schema plus source and t), or as CSV files in --out.")
+        description="Analyse images, folders of images and videos on all cores, or on a Dask cluster. Results "
+                    "go to stdout as JSON lines (event schema plus source and t), and with --out into JSONL or "
+                    "CSV files and annotated copies. See docs/analyze.md.")
     analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
     analyze.add_argument("--out", type=Path, default=None, help="folder for annotated images/videos (and CSV)")
     analyze.add_argument("--format", choices=["json", "csv"], default="json",
                          help="json: JSON lines on stdout; csv: one CSV per video (+ images.csv) in --out")
     analyze.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a tty")
+    analyze.add_argument("--engine", choices=["local", "dask"], default="local",
+                         help="local: one process per core here (default); dask: a Dask cluster")
+    analyze.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                         help="with --engine dask: the scheduler of a running cluster (default: start a "
+                              "LocalCluster on this machine)")
+    analyze.add_argument("--workers", dest="engine_workers", type=int, default=None, metavar="N",
+                         help="processes of the local engine or the LocalCluster (default: one per core)")
+    analyze.add_argument("--chunk-seconds", type=_positive_float, default=30.0, metavar="S",
+                         help="split videos into segments of at least S seconds, at key frames (default: 30)")
+    analyze.add_argument("--resume", action="store_true",
+                         help="skip inputs whose outputs in --out are complete from an earlier run")
+    analyze.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S",
+                         help="seconds to wait for the --scheduler to answer (default: 10)")
     analyze.add_argument("--config", type=Path, default=None, help="TOML config file (detection, model)")
     analyze.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
     analyze.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")

@@ -51,7 +51,8 @@ def test_images_video_and_a_corrupt_file(inputs, default_model, tmp_path):
                    "--progress")
     assert done.returncode == 1, done.stderr  # one input failed, the rest were processed
     assert f"emotiond analyze: {inputs['corrupt']}: not a readable image" in done.stderr
-    assert "clip.mp4" in done.stderr and "12/12 frames" in done.stderr  # the progress bar
+    assert "] 100% 4/4 files 14/14 frames" in done.stderr  # the progress bar, at its end
+    assert "4 files (0 already complete, 1 failed), 14 frames, " in done.stderr  # the summary
 
     results = [json.loads(line) for line in done.stdout.splitlines()]
     truth = json.loads(inputs["truth"].read_text())

@@ -1,0 +1,301 @@
+"""``emotiond analyze`` on several processes and on a Dask LocalCluster: the same rows and annotated files as the
+local engine, a worker killed mid-task, an interrupted run resumed, segments cut at key frames that lose and
+double no frame, and clear errors for a bad or silent scheduler address.
+
+Inputs are two short videos cut into 1-second segments (so each has several), two images and a corrupt
+video. Every run is a real ``emotiond analyze`` process with real worker processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+
+from emotiond.clients.analyze_plan import plan_input, probe_video
+from emotiond.clients.analyze_unit import BUSY_MARK, _frames, _seek, _Segment, open_video
+from emotiond.clients.engine_dask import check_scheduler_address
+from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core.errors import UsageError
+
+from support.daemon import EMOTIOND, REPO, free_port, wait_for
+
+TIMING_FIELDS = {"captured_at", "published_at", "latency_ms", "latency_total_ms"}
+SEGMENT = ("--chunk-seconds", "1")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("engines-inputs")
+    first = synthetic.write_video(root / "clip1.mp4", synthetic.SceneSpec(faces=1, frames=90))
+    second = synthetic.write_video(root / "clip2.mp4", synthetic.SceneSpec(faces=2, frames=60))
+    stills = []
+    for index in (5, 40):
+        frame, _ = synthetic.render(synthetic.SceneSpec(faces=2, frames=60), index)
+        stills.append(root / f"still{index}.png")
+        cv2.imwrite(str(stills[-1]), frame)
+    broken = root / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 20)
+    return [first, second, *stills, broken]
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def analyze(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*EMOTIOND, "analyze", *map(str, args)], cwd=REPO, env=environment(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_analyze(*args: str | Path, stdout: Path, stderr: Path) -> subprocess.Popen:
+    """In its own session, so the test can end the whole process tree."""
+    with stdout.open("w") as out, stderr.open("w") as err:
+        return subprocess.Popen([*EMOTIOND, "analyze", *map(str, args)], cwd=REPO, env=environment(),
+                                stdout=out, stderr=err, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def json_lines(text: str) -> list[dict]:
+    return [without_timing(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def csv_records(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return [without_timing(row) for row in csv.DictReader(handle)]
+
+
+def frame_digests(video: Path) -> list[str]:
+    capture = cv2.VideoCapture(str(video))
+    digests = []
+    while True:
+        ok, pixels = capture.read()
+        if not ok:
+            break
+        digests.append(hashlib.sha1(pixels.tobytes()).hexdigest())
+    capture.release()
+    return digests
+
+
+def busy_workers(root_pid: int, suffix: str = ".mp4") -> list[psutil.Process]:
+    """Processes under the CLI analysing a video segment now (their title shows the unit)."""
+    found = []
+    for child in psutil.Process(root_pid).children(recursive=True):
+        try:
+            title = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if BUSY_MARK in title and suffix in title:
+            found.append(child)
+    return found
+
+
+def assert_same_outputs(expected: Path, actual: Path, fmt: str) -> None:
+    """Same rows (apart from timing) and the same annotated images and frames in both folders."""
+    names = sorted(p.name for p in expected.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in actual.iterdir() if p.is_file())
+    for name in names:
+        if name.endswith(".jsonl"):
+            assert json_lines((expected / name).read_text()) == json_lines((actual / name).read_text()), name
+        elif name.endswith(".csv"):
+            assert csv_records(expected / name) == csv_records(actual / name), name
+        elif name.endswith(".png"):
+            assert (expected / name).read_bytes() == (actual / name).read_bytes(), name
+        elif name.endswith(".mp4"):
+            assert frame_digests(expected / name) == frame_digests(actual / name), name
+    assert any(name.endswith(f".{'jsonl' if fmt == 'json' else 'csv'}") for name in names)
+
+
+@pytest.fixture(scope="module")
+def local_run(inputs, default_model, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The reference: the local engine with two processes."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    done = analyze(*inputs, "--out", out, "--engine", "local", "--workers", "2", *SEGMENT)
+    assert done.returncode == 1, done.stderr  # the broken video fails, the rest is done
+    return out, done
+
+
+def test_local_engine_segments_and_stitches_videos(local_run, inputs):
+    out, done = local_run
+    assert f"emotiond analyze: {inputs[-1]}: not a readable image or video" in done.stderr
+    assert re.search(r"5 files \(0 already complete, 1 failed\), 152 frames, \d+ faces in [\d.]+ s: [\d.]+ frames/s"
+                     r" \[local, 2 processes\]", done.stderr), done.stderr
+    printed = json_lines(done.stdout)
+    assert [(r["camera"], r["seq"]) for r in printed] == (
+        [("clip1", n) for n in range(90)] + [("clip2", n) for n in range(60)] + [("still5", 0), ("still40", 0)])
+    for clip, frames, starts in (("clip1", 90, [0, 36, 72]), ("clip2", 60, [0, 36])):
+        rows = json_lines((out / f"{clip}.jsonl").read_text())
+        assert rows == [r for r in printed if r["camera"] == clip]
+        began: dict[int, int] = {}
+        for row in rows:
+            ids = [face["track_id"] for face in row["faces"]]
+            assert len(ids) == len(set(ids))
+            for track in ids:
+                began.setdefault(track, row["seq"])
+        # every segment starts its tracks afresh at its key frame, with ids unique in the whole video
+        assert sorted(set(began.values())) == starts, began
+        assert len(frame_digests(out / f"{clip}.annotated.mp4")) == frames
+    assert json_lines((out / "images.jsonl").read_text()) == printed[-2:]
+    assert {p.name for p in out.glob("*.png")} == {"still5.annotated.png", "still40.annotated.png"}
+    assert not list((out / ".emotiond-analyze").glob("tmp*")), "temporary files left behind"
+
+
+def test_dask_local_cluster_gives_the_same_results(local_run, inputs, tmp_path):
+    expected, reference = local_run
+    out = tmp_path / "out"
+    done = analyze(*inputs, "--out", out, "--engine", "dask", "--workers", "2", *SEGMENT)
+    assert done.returncode == 1, done.stderr
+    assert "[dask LocalCluster, 2 workers at tcp://127.0.0.1:" in done.stderr
+    assert f"emotiond analyze: {inputs[-1]}: not a readable image or video" in done.stderr
+    assert json_lines(done.stdout) == json_lines(reference.stdout)
+    assert_same_outputs(expected, out, "json")
+
+
+@pytest.fixture(scope="module")
+def killed_runs() -> dict[str, Path]:
+    """Output folders of the killed-worker runs, by engine, so the second can be compared with the first."""
+    return {}
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_worker_killed_mid_task_is_replaced(engine, inputs, default_model, killed_runs, tmp_path):
+    """CSV this time: both engines, each losing a worker in the middle of a segment, give the same rows."""
+    out = tmp_path / "out"
+    process = start_analyze(*inputs, "--out", out, "--format", "csv", "--engine", engine, "--workers", "2",
+                            *SEGMENT, stdout=tmp_path / "stdout", stderr=tmp_path / "stderr")
+    try:
+        victim = wait_for(lambda: next(iter(busy_workers(process.pid)), None), 180, "a worker busy with a segment")
+        title = " ".join(victim.cmdline())
+        listening = [c.laddr for p in [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        victim.kill()
+        victim.wait(timeout=10)
+    finally:
+        code = finish(process)
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 1, stderr
+    assert BUSY_MARK in title
+    if engine == "local":
+        assert listening == []
+        assert re.search(r"died \(exit code -9\) while analysing clip\d\.mp4 \[\d/\d\]", stderr), stderr
+        assert "again in another process (attempt 2 of 3)" in stderr
+    else:  # the LocalCluster's scheduler, nannies and workers listen on the loopback interface only
+        assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
+    rows = csv_records(out / "clip1.csv")
+    assert sorted({int(r["seq"]) for r in rows}) == list(range(90))
+    assert len(frame_digests(out / "clip1.annotated.mp4")) == 90
+    assert len(frame_digests(out / "clip2.annotated.mp4")) == 60
+    killed_runs[engine] = out
+    other = killed_runs.get("dask" if engine == "local" else "local")
+    if other is not None:  # the second of the two runs compares itself with the first
+        assert_same_outputs(other, out, "csv")
+
+
+def test_an_interrupted_run_resumes(local_run, inputs, tmp_path):
+    expected, reference = local_run
+    out = tmp_path / "out"
+    process = start_analyze(*inputs, "--out", out, "--engine", "local", "--workers", "2", *SEGMENT,
+                            stdout=tmp_path / "stdout", stderr=tmp_path / "stderr")
+    try:
+        wait_for(lambda: (out / ".emotiond-analyze" / "clip1.json").exists() or process.poll() is not None, 180,
+                 "the first input to be complete")
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        finish(process)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
+    manifests = list((out / ".emotiond-analyze").glob("*.json"))
+    assert manifests, "no input was complete when the run was killed"
+    for name in (p.name for p in out.iterdir() if p.is_file()):
+        assert ".tmp" not in name and not name.startswith(".")  # only whole files under their final names
+
+    done = analyze(*inputs, "--out", out, "--engine", "local", "--workers", "2", *SEGMENT, "--resume")
+    assert done.returncode == 1, done.stderr
+    skipped = int(re.search(r"\((\d+) already complete", done.stderr).group(1))
+    assert skipped == len(manifests), done.stderr
+    assert json_lines(done.stdout) == json_lines(reference.stdout)  # complete inputs are replayed
+    assert_same_outputs(expected, out, "json")
+
+    os.utime(inputs[2])  # a changed input is done again; the others are complete
+    done = analyze(*inputs, "--out", out, "--engine", "local", "--workers", "1", *SEGMENT, "--resume")
+    assert "(3 already complete, 1 failed), 1 frames" in done.stderr, done.stderr
+    assert json_lines(done.stdout) == json_lines(reference.stdout)
+    assert_same_outputs(expected, out, "json")
+
+
+@pytest.mark.parametrize("video", ["mp4v", "h264"])
+def test_segments_start_exactly_at_their_key_frames(video, tmp_path):
+    """Decoding segment by segment gives every frame of the file once, in order (also with B-frames)."""
+    source = synthetic.write_video(tmp_path / "scene.mp4", synthetic.SceneSpec(faces=1, frames=75))
+    if video == "h264":
+        encoded = tmp_path / "scene-h264.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c:v", "libx264", "-g", "20", "-bf", "2",
+                        str(encoded)], check=True, timeout=120)
+        source = encoded
+    index = probe_video(source)
+    assert index is not None and index.frames == 75 and len(index.keyframes) > 2
+    plan = plan_input(0, source, "scene", "json", None, 0.5)
+    assert len(plan.units) >= 3 and all(u.start in index.keyframes for u in plan.units)
+    whole = []
+    capture = open_video(str(source))
+    while (read := capture.read())[0]:
+        whole.append(read[1])
+    capture.release()
+    pieces = []
+    for unit in plan.units:
+        capture = open_video(unit.path)
+        segment = _Segment(capture, capture.get(cv2.CAP_PROP_FPS))
+        _seek(unit, segment)
+        assert segment.timestamps_agree, unit  # seeking landed on the key frame, no decoding from the start
+        pieces.extend(_frames(unit, segment))
+        segment.capture.release()
+    assert len(pieces) == len(whole) == 75
+    assert all(np.array_equal(a, b) for a, b in zip(pieces, whole, strict=True))
+
+
+@pytest.mark.parametrize("address", ["localhost:8786", "tcp://", "tcp://host", "http://host:8786", "tcp://host:99999",
+                                     "tcp://host:8786/path", "tcp://user@host:8786", "tcp://" + "h" * 300 + ":1"])
+def test_bad_scheduler_addresses_are_refused(address):
+    with pytest.raises(UsageError, match=r"^--scheduler"):
+        check_scheduler_address(address)
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.5:8786", "tls://scheduler.example:8786", "tcp://[::1]:8786"])
+def test_scheduler_addresses(address):
+    check_scheduler_address(address)
+
+
+def test_scheduler_errors_are_one_line(inputs, default_model, tmp_path):
+    done = analyze(inputs[2], "--engine", "dask", "--scheduler", "localhost:8786")
+    assert done.returncode == 2 and done.stderr.startswith("emotiond analyze: --scheduler 'localhost:8786': expected")
+    assert "Traceback" not in done.stderr
+    done = analyze(inputs[2], "--scheduler", "tcp://127.0.0.1:8786")
+    assert done.returncode == 2 and "--scheduler needs --engine dask" in done.stderr
+    silent = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    done = analyze(inputs[2], "--engine", "dask", "--scheduler", silent, "--connect-timeout", "1")
+    assert done.returncode == 2, done.stderr
+    assert f"emotiond analyze: --scheduler {silent}: no dask scheduler answered within 1 s" in done.stderr
+    assert "Traceback" not in done.stderr
