@@ -133,8 +133,9 @@ class BrokerLink:
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: mqtt.ReasonCode,
                     _properties: object) -> None:
         if reason.is_failure:
+            if self.refusal != str(reason):  # once per distinct reason, not once per retry
+                log.error("broker %s refused the connection: %s", self.broker, reason)
             self.refusal = str(reason)
-            log.error("broker %s refused the connection: %s", self.broker, reason)
             return
         self.refusal = None
         self._reported_error = ""
