@@ -1,0 +1,181 @@
+"""One end-to-end emotiond run for the benchmark: the daemon as a user starts it, read as a user reads it.
+
+The daemon is ``emotiond run`` with the user's settings (config file, ``EMOTIOND_*`` environment, flags) plus
+its own runtime folder and metrics port, so a misconfiguration shows in the figures. Its events are read
+through a ``Subscription`` that stamps each batch on receipt, which gives capture→event latency where a
+subscriber sees it. A sampler thread records CPU and peak RSS of every process of the daemon's session.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotiond.clients.subscribe import Subscription
+from emotiond.daemon.core import procfs, protocol
+from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.settings import load_settings
+
+log = logging.getLogger(__name__)
+RECEIVE_MS = 200
+LOG_TAIL_LINES = 15
+
+
+class RunError(RuntimeError):
+    """The daemon did not deliver every camera's end of stream (it exited, or the run timed out)."""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """What the user gave for the daemon: a config file (or None: $EMOTIOND_CONFIG) and ``emotiond run`` flags."""
+
+    config: Path | None = None
+    flags: tuple[str, ...] = ()
+
+    def config_file(self) -> Path | None:
+        if self.config is not None:
+            return self.config
+        return Path(os.environ["EMOTIOND_CONFIG"]) if os.environ.get("EMOTIOND_CONFIG") else None
+
+
+@dataclass
+class Run:
+    """What a subscriber saw of one run, with the daemon's resource use."""
+
+    results: list[protocol.Result]
+    received_at: list[float]  # time.time() at the subscriber, one per result
+    startup_seconds: float  # daemon start to first event received
+    wall_seconds: float  # daemon start to last event received
+    cpu_seconds: float  # all processes, first to last event
+    cpu_by_role: dict[str, float]
+    peak_rss: dict[str, float]
+
+
+class ProcessSampler(threading.Thread):
+    """Cumulative CPU seconds and peak RSS of every process of a session, sampled every 50 ms until stopped."""
+
+    def __init__(self, session: int):
+        super().__init__(daemon=True)
+        self.session = session
+        self.peak_rss: dict[int, int] = {}
+        self._cpu: dict[int, float] = {}
+        self._snapshots: list[tuple[float, dict[int, float]]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(0.05)
+
+    def sample(self) -> None:
+        for pid in procfs.session_pids(self.session):
+            self._cpu[pid] = procfs.cpu_seconds(pid)
+            self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), procfs.peak_rss_kb(pid) * 1024)
+        self._snapshots.append((time.monotonic(), dict(self._cpu)))
+
+    def cpu_between(self, start: float, end: float) -> dict[int, float]:
+        """CPU seconds per process from the last sample at or before ``start`` to the first at or after ``end``."""
+        moments = [moment for moment, _ in self._snapshots]
+        if not moments:
+            return {}
+        before = self._snapshots[max(0, bisect.bisect_right(moments, start) - 1)][1]
+        after = self._snapshots[min(len(moments) - 1, bisect.bisect_left(moments, end))][1]
+        return {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(2)
+
+
+def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSettings, work: Path,
+                 timeout: float = 600.0) -> Run:
+    """Start the daemon on ``sources``, collect every result until each camera ends, then let it exit."""
+    runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
+    command = [sys.executable, "-m", "emotiond", "run", "--metrics-port", "0", "--runtime-dir", str(runtime),
+               *daemon.flags]
+    config = daemon.config_file()
+    if config is not None:
+        command += ["--config", str(config)]
+    for name, path in sources.items():
+        command += ["--source", f"{name}={path}"]
+    if realtime:
+        command.append("--realtime")
+    settings = load_settings(config, {"bus": {"runtime_dir": runtime}})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log_path = runtime / "daemon.log"
+    results: list[protocol.Result] = []
+    received_at: list[float] = []
+    first = last = 0.0
+    ended: set[str] = set()
+    with Subscription(settings=settings, kinds=("result", "status")) as subscription:
+        started = time.monotonic()
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        sampler = ProcessSampler(process.pid)
+        sampler.start()
+        try:
+            while ended != set(sources):
+                messages = subscription.receive(RECEIVE_MS)
+                now_wall, now = time.time(), time.monotonic()
+                for message in messages:
+                    if isinstance(message, protocol.Status):
+                        if message.state == "eos":
+                            ended.add(message.camera)
+                    elif isinstance(message, protocol.Result):
+                        first = first or now
+                        last = now
+                        results.append(message)
+                        received_at.append(now_wall)
+                if messages:
+                    continue
+                if process.poll() is not None:
+                    if process.returncode == 2 and not results:
+                        raise UsageError(f"the daemon refused its settings: {_tail(log_path, 1)}")
+                    raise RunError(f"the daemon exited with status {process.returncode} before the end of "
+                                   f"{sorted(set(sources) - ended)}; its log ends:\n{_tail(log_path)}")
+                if now - started > timeout:
+                    raise RunError(f"no end of stream within {timeout:.0f} s; the daemon's log ends:\n"
+                                   f"{_tail(log_path)}")
+            process.wait(60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
+            sampler.stop()
+    roles = _roles(log_path.read_text(errors="replace"), process.pid)
+    steady = sampler.cpu_between(first, last)
+    return Run(results=results, received_at=received_at, startup_seconds=first - started if first else 0.0,
+               wall_seconds=last - started if last else 0.0, cpu_seconds=sum(steady.values()),
+               cpu_by_role=_by_role(steady, roles), peak_rss=_by_role(sampler.peak_rss, roles, peak=True))
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _roles(log_text: str, supervisor: int) -> dict[int, str]:
+    roles = {supervisor: "supervisor"}
+    for name, pid in re.findall(r"started (\S+) \(pid (\d+)\)", log_text):
+        roles[int(pid)] = "worker" if name.startswith("w") else name
+    return roles
+
+
+def _by_role(values: dict[int, float] | dict[int, int], roles: dict[int, str],
+             peak: bool = False) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid, value in values.items():
+        role = roles.get(pid, "other")
+        out[role] = max(out.get(role, 0), value) if peak else out.get(role, 0) + value
+    return out
+
