@@ -222,6 +222,7 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
 
             reply = await until_async(known_cam9, 10, "cam9 to be known")
             assert reply.status == 503 and "no frame" in (await reply.json())["error"]
+            monkeypatch.setattr(routes, "LATEST_WAIT_SECONDS", 5.0)  # frames come once the lease subscribes
 
             stop = asyncio.Event()
 
@@ -257,7 +258,7 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
                 stop.set()
                 await publisher
             # the lease runs out: frames are no longer wanted
-            await until(lambda: not fake_bus.wants(FRAME_TOPIC), 10, "the latest.jpg lease to end")
+            await until(lambda: not fake_bus.wants(FRAME_TOPIC), 20, "the latest.jpg lease to end")
     run(scenario)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 
-EARLY_FRACTION = 0.25  # a frame may come this fraction of an interval early (arrival jitter) and still count
+EARLY_FRACTION = 0.5  # a frame may come up to half an interval early (arrival jitter) and still count
 
 
 class Pacer:

@@ -39,6 +39,7 @@ DISCONNECT_CHECK_SECONDS = 1.0
 BOUNDARY = "frame"
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_MAX_WATCH = 64
+WS_HEARTBEAT_SECONDS = 10.0  # a browser that vanished without closing is noticed this fast
 STATS_CACHE_SECONDS = 1.0
 MIN_HEIGHT, MAX_HEIGHT = 16, 4096
 
@@ -230,7 +231,7 @@ async def latest_jpg(request: web.Request) -> web.Response:
     if bbox not in ("0", "1"):
         raise BadParameter("bbox must be 0 (raw frame) or 1 (annotated)")
     height = _integer(request, "height", None, MIN_HEIGHT, MAX_HEIGHT)
-    feed.lease(LEASE_SECONDS)
+    feed.lease(max(LEASE_SECONDS, LATEST_WAIT_SECONDS))  # frames keep coming at least while this request waits
     pair = await feed.fresh_pair(LATEST_WAIT_SECONDS)
     if pair is None:
         return json_error(503, f"no frame from camera {feed.name!r} yet (status: {feed.status})",
@@ -423,7 +424,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         hub.open_stream()
     except StreamLimitError as exc:
         return json_error(503, str(exc), headers={"Retry-After": "5"})
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=WS_MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECONDS, max_msg_size=WS_MAX_MESSAGE_BYTES)
     outbox = Outbox()
     session = _WsSession(hub, outbox)
     sender: asyncio.Task | None = None

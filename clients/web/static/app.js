@@ -88,10 +88,10 @@ async function loadHistory(camera) {
 }
 
 // ------------------------------------------------------------ events list
-function addEvent(event) {
+function addEvent(event, live) {
   const list = el("events");
   const li = document.createElement("li");
-  li.className = "event " + event.event;
+  li.className = `event ${event.event} ${live ? "live" : "history"}`;
   li.dataset.camera = event.camera;
   const kind = document.createElement("span");
   kind.className = "kind";
@@ -99,8 +99,15 @@ function addEvent(event) {
   const time = new Date(event.at * 1000).toLocaleTimeString();
   const what = event.previous ? `${event.previous} → ${event.emotion}` : event.emotion;
   li.append(kind, `${time} ${event.camera} #${event.track_id} ${what}`);
-  list.prepend(li);
+  if (live) list.prepend(li); else list.append(li);
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+}
+
+async function loadEvents() {
+  try {
+    const reply = await fetch(`/api/events?topic=event&limit=${MAX_EVENTS}`);
+    if (reply.ok) for (const item of (await reply.json()).events) addEvent(item.payload, false);
+  } catch (e) { /* the live socket brings new ones */ }
 }
 
 // ------------------------------------------------------------ the socket
@@ -120,11 +127,9 @@ function showFrame(data) {
   const url = URL.createObjectURL(new Blob([bytes.subarray(9 + length)], {type: "image/jpeg"}));
   const previous = t.url;
   t.url = url;
-  t.img.onload = () => {
-    t.img.dataset.seq = String(seq);
-    if (previous) URL.revokeObjectURL(previous);
-  };
+  t.img.onload = () => { if (previous) URL.revokeObjectURL(previous); };
   t.img.src = url;
+  t.img.dataset.seq = String(seq);  // the frame's seq, to find its result in /api/events
   t.frames += 1;
   t.root.dataset.frames = String(t.frames);
 }
@@ -139,7 +144,7 @@ function onMessage(item) {
       countResult(tile(p.camera), p);
       break;
     case "event":
-      addEvent(p);
+      addEvent(p, true);
       break;
     case "status":
       setStatus(p.camera, p.state, p.message);
@@ -170,10 +175,16 @@ function connect() {
   socket.onclose = () => {
     el("connection").textContent = "offline";
     el("connection").className = "badge down";
+    if (leaving) return;
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 10000);
   };
 }
+
+// Leaving the page closes the socket at once, so the console stops sending (and encoding) this page's frames.
+let leaving = false;
+window.addEventListener("pagehide", () => { leaving = true; if (socket) socket.close(); });
+window.addEventListener("pageshow", (e) => { if (e.persisted) { leaving = false; connect(); } });
 
 async function refreshCameras() {
   try {
@@ -220,6 +231,7 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape") for (const t of tiles.values()) t.root.classList.remove("enlarged");
 });
 refreshCameras();
+loadEvents();
 setInterval(refreshCameras, 3000);
 setInterval(() => { for (const t of tiles.values()) drawChart(t); }, 1000);
 connect();

@@ -1,0 +1,346 @@
+"""What the web console costs, and whether the daemon keeps up while it serves.
+
+Runs ``emotiond run`` on N demo cameras paced at F fps in live mode with ``[web] enabled``, then measures, phase
+by phase, the CPU of the web process (and of every other role), the daemon's live-mode drop rate (frames dropped
+as stale over frames captured, from /metrics) and the frame rate each viewer receives:
+
+* ``idle``: the console runs, nobody watches (no frame is subscribed, none is encoded);
+* ``one``: one MJPEG viewer of one camera at F fps (the cost of one watched camera);
+* ``http``: V viewers of every camera as MJPEG streams at F fps (browsers on other machines);
+* ``chromium``: V headless Chromium pages of the console on this machine, each showing every camera.
+
+    .venv/bin/python benchmarks/bench_web.py                          # 3 cameras x 10 fps, 3 viewers, 30 s phases
+    .venv/bin/python benchmarks/bench_web.py --seconds 60 --json web.json
+    .venv/bin/python benchmarks/bench_web.py --phases idle,one,http   # without Chromium
+
+Exit status 0 when every phase with viewers kept the drop rate at or below --max-drop (default 2%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from emotiond.daemon.core import procfs
+
+log = logging.getLogger("bench_web")
+PHASES = ("idle", "one", "http", "chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def titles(root: int) -> dict[int, str]:
+    """Process titles (``emotiond: web``...) of a process tree."""
+    found = {}
+    for pid in [root, *procfs.descendants(root)]:
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return found
+
+
+def role_of(title: str) -> str:
+    if title.startswith("emotiond: "):
+        return title[len("emotiond: "):].split(" ")[0]
+    return "chromium" if "chrom" in title else "other"
+
+
+def cpu_by_role(roots: list[int]) -> dict[str, float]:
+    seconds: Counter[str] = Counter()
+    for root in roots:
+        for pid, title in titles(root).items():
+            seconds[role_of(title)] += procfs.cpu_seconds(pid)
+    return dict(seconds)
+
+
+def scrape(port: int) -> dict[str, dict[str, float]]:
+    """frames captured and dropped as stale, per camera."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    figures: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            camera = sample.labels.get("camera")
+            if camera is None:
+                continue
+            entry = figures.setdefault(camera, {"captured": 0.0, "stale": 0.0, "processed": 0.0})
+            if sample.name == "emotiond_frames_captured_total":
+                entry["captured"] = sample.value
+            elif sample.name == "emotiond_frames_processed_total":
+                entry["processed"] = sample.value
+            elif sample.name == "emotiond_frames_dropped_total" and sample.labels.get("reason") == "stale":
+                entry["stale"] = sample.value
+    return figures
+
+
+class MjpegViewers:
+    """MJPEG streams read in a background event loop; counts the JPEG parts each one receives."""
+
+    def __init__(self, base: str, streams: list[tuple[str, float]]):
+        self.counts: Counter[int] = Counter()
+        self._base = base
+        self._streams = streams
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        import aiohttp
+
+        self._stop = asyncio.Event()
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(self._read(session, i, camera, fps))
+                     for i, (camera, fps) in enumerate(self._streams)]
+            await self._stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, session, index: int, camera: str, fps: float) -> None:
+        async with session.get(f"{self._base}/api/{camera}?fps={fps}") as response:
+            response.raise_for_status()
+            tail = b""
+            async for chunk in response.content.iter_any():
+                data = tail + chunk
+                self.counts[index] += data.count(b"--frame\r\n")
+                tail = data[-16:]
+                self.counts[index] -= tail.count(b"--frame\r\n")  # counted again with the next chunk
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+class ChromiumPages:
+    """Headless Chromium instances, each with the console's page open; counts the frames each tile shows."""
+
+    def __init__(self, url: str, count: int, folder: Path):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.drivers = []
+        for index in range(count):
+            options = webdriver.ChromeOptions()
+            options.binary_location = "/usr/bin/chromium"
+            for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--disable-extensions", "--mute-audio", "--window-size=1400,1000",
+                         f"--user-data-dir={folder / f'profile{index}'}"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+            driver.get(url)
+            self.drivers.append(driver)
+
+    def frames(self) -> list[dict[str, int]]:
+        script = ("return Object.fromEntries([...document.querySelectorAll('.tile')]"
+                  ".map(t => [t.dataset.camera, Number(t.dataset.frames)]));")
+        return [driver.execute_script(script) for driver in self.drivers]
+
+    def pids(self) -> list[int]:
+        return [driver.service.process.pid for driver in self.drivers]
+
+    def close(self) -> None:
+        for driver in self.drivers:
+            driver.quit()
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    viewers: int
+    streams: int
+    cpu_percent: dict[str, float]
+    web_cpu_percent: float
+    drop_rate: dict[str, float]
+    results_fps: dict[str, float]
+    delivered_fps: list[float] = field(default_factory=list)
+
+    @property
+    def worst_drop(self) -> float:
+        return max(self.drop_rate.values(), default=0.0)
+
+
+def measure(name: str, seconds: float, roots: list[int], metrics_port: int, viewers: int = 0, streams: int = 0,
+            counter=None) -> Phase:
+    time.sleep(2.0)  # let a new load settle (subscriptions, first encodes)
+    before_cpu, before = cpu_by_role(roots), scrape(metrics_port)
+    before_counts = counter() if counter else None
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    after_cpu, after = cpu_by_role(roots), scrape(metrics_port)
+    after_counts = counter() if counter else None
+    cpu = {role: round(100 * (after_cpu.get(role, 0.0) - before_cpu.get(role, 0.0)) / elapsed, 1)
+           for role in sorted(after_cpu)}
+    drops, fps = {}, {}
+    for camera in sorted(after):
+        captured = after[camera]["captured"] - before.get(camera, {}).get("captured", 0.0)
+        stale = after[camera]["stale"] - before.get(camera, {}).get("stale", 0.0)
+        drops[camera] = round(stale / captured, 4) if captured else 0.0
+        fps[camera] = round((after[camera]["processed"] - before.get(camera, {}).get("processed", 0.0)) / elapsed, 2)
+    delivered = []
+    if before_counts is not None and after_counts is not None:
+        delivered = [round((after_counts[key] - before_counts.get(key, 0)) / elapsed, 2) for key in after_counts]
+    return Phase(name, round(elapsed, 1), viewers, streams, cpu, cpu.get("web", 0.0), drops, fps, delivered)
+
+
+def write_config(folder: Path, cameras: int, fps: float, web_port: int) -> Path:
+    lines = []
+    for index in range(cameras):
+        lines += ["[[sources]]", f'name = "cam{index}"', 'url = "demo"', 'mode = "live"', "realtime = true",
+                  "loop = true", f"fps = {fps}", ""]
+    lines += ["[web]", "enabled = true", f"port = {web_port}", f"stream_fps = {fps}", ""]
+    path = folder / "bench_web.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def wait_ready(base: str, cameras: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/api/cameras", timeout=5) as response:
+                listed = json.loads(response.read())["cameras"]
+            if len(listed) >= cameras and all(c["fps"] > 0 for c in listed):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the daemon did not publish results for {cameras} cameras within {timeout:.0f}s")
+
+
+def run(args: argparse.Namespace) -> list[Phase]:
+    phases = [p for p in args.phases.split(",") if p]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phases {sorted(unknown)}; known: {', '.join(PHASES)}")
+    folder = Path(tempfile.mkdtemp(prefix="emotiond-bench-web-"))
+    web_port, metrics_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{web_port}"
+    config = write_config(folder, args.cameras, args.fps, web_port)
+    env = {**os.environ, "EMOTIOND_BUS__RUNTIME_DIR": str(folder / "run"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("EMOTIOND_CONFIG", None)
+    command = [sys.executable, "-m", "emotiond", "--log-level", "WARNING", "run", "--config", str(config),
+               "--metrics-port", str(metrics_port)]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    with (folder / "daemon.log").open("w") as log_file:
+        daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    results: list[Phase] = []
+    cameras = [f"cam{i}" for i in range(args.cameras)]
+    try:
+        wait_ready(base, args.cameras)
+        log.info("daemon up: %d cameras at %g fps; phases of %.0f s", args.cameras, args.fps, args.seconds)
+        roots = [daemon.pid]
+        for name in phases:
+            if name == "idle":
+                results.append(measure("idle", args.seconds, roots, metrics_port))
+            elif name == "one":
+                viewers = MjpegViewers(base, [(cameras[0], args.fps)])
+                try:
+                    results.append(measure("one", args.seconds, roots, metrics_port, 1, 1,
+                                           lambda v=viewers: dict(v.counts)))
+                finally:
+                    viewers.close()
+            elif name == "http":
+                streams = [(camera, args.fps) for _ in range(args.viewers) for camera in cameras]
+                viewers = MjpegViewers(base, streams)
+                try:
+                    results.append(measure("http", args.seconds, roots, metrics_port, args.viewers, len(streams),
+                                           lambda v=viewers: dict(v.counts)))
+                finally:
+                    viewers.close()
+            elif name == "chromium":
+                pages = ChromiumPages(f"{base}/", args.viewers, folder)
+                try:
+                    def counts(p=pages) -> dict[str, int]:
+                        return {f"{i}:{camera}": n for i, shown in enumerate(p.frames()) for camera, n in shown.items()}
+
+                    results.append(measure("chromium", args.seconds, [*roots, *pages.pids()], metrics_port,
+                                           args.viewers, args.viewers * args.cameras, counts))
+                finally:
+                    pages.close()
+            log.info("%s: %s", name, results[-1])
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+    return results
+
+
+def table(phases: list[Phase], args: argparse.Namespace) -> str:
+    idle = next((p for p in phases if p.name == "idle"), None)
+    one = next((p for p in phases if p.name == "one"), None)
+    lines = [f"Machine: {os.cpu_count()} cores. {args.cameras} demo cameras, live mode, paced at {args.fps:g} fps; "
+             f"streams at {args.fps:g} fps; {args.seconds:.0f} s per phase.", "",
+             "| phase | viewers | streams | web CPU % | CPU % by role | worst drop rate | results fps | "
+             "delivered fps per stream (min / mean) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for phase in phases:
+        roles = ", ".join(f"{role} {value:g}" for role, value in phase.cpu_percent.items() if value >= 0.5)
+        delivered = (f"{min(phase.delivered_fps):.1f} / {sum(phase.delivered_fps) / len(phase.delivered_fps):.1f}"
+                     if phase.delivered_fps else "-")
+        results = ", ".join(f"{camera} {value:g}" for camera, value in phase.results_fps.items())
+        lines.append(f"| {phase.name} | {phase.viewers} | {phase.streams} | {phase.web_cpu_percent:g} | {roles} | "
+                     f"{100 * phase.worst_drop:.2f}% | {results} | {delivered} |")
+    if idle and one:
+        lines += ["", f"CPU per watched camera at {args.fps:g} fps (web process, one viewer minus idle): "
+                      f"{one.web_cpu_percent - idle.web_cpu_percent:.1f}% of one core."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=3)
+    parser.add_argument("--fps", type=float, default=10.0, help="camera pacing and stream rate")
+    parser.add_argument("--viewers", type=int, default=3, help="browsers (HTTP viewers or Chromium pages)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--workers", type=int, default=0, help="inference workers (0: the daemon's default)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {', '.join(PHASES)}")
+    parser.add_argument("--max-drop", type=float, default=0.02, help="highest acceptable drop rate")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    phases = run(args)
+    sys.stdout.write(table(phases, args))
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                         "phases": [asdict(p) for p in phases]}, indent=2))
+    loaded = [p for p in phases if p.viewers]
+    return 0 if all(p.worst_drop <= args.max_drop for p in loaded) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
