@@ -16,10 +16,12 @@ from emotiond.daemon.core import protocol
 
 from support.web import (
     FACE_BOX,
+    LANDMARKS,
     FakeBus,
     box_drawn,
     console,
     decode_jpeg,
+    dots_drawn,
     face_result,
     run,
     scene_frame,
@@ -162,6 +164,7 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
                 assert image.shape == (480, 640, 3)
             for jpeg in parts_a:
                 assert box_drawn(decode_jpeg(jpeg), FACE_BOX, EMOTION_COLORS["happy"]), "no box in the stream"
+                assert dots_drawn(decode_jpeg(jpeg), LANDMARKS, EMOTION_COLORS["happy"]), "no landmarks"
             assert decode_jpeg(parts_a[0]).tobytes() != decode_jpeg(parts_a[-1]).tobytes(), "frames do not change"
             stats = await (await client.get("/api/stats")).json()
             web_figures = stats["cameras"]["cam0"]["web"]
@@ -244,6 +247,7 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
                 raw = decode_jpeg(await raw_reply.read())
                 seq = int(raw_reply.headers["X-Emotiond-Seq"])
                 assert not box_drawn(raw, FACE_BOX, EMOTION_COLORS["happy"]), "bbox=0 is the raw frame"
+                assert not dots_drawn(raw, LANDMARKS, EMOTION_COLORS["happy"]), "positive control for dots_drawn"
                 assert np.abs(raw.astype(int) - scene_frame(seq)).mean() < 4, "the raw frame is the published one"
                 small = decode_jpeg(await (await client.get("/api/cam0/latest.jpg?height=240")).read())
                 assert small.shape == (240, 320, 3)

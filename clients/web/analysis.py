@@ -63,7 +63,7 @@ class PhotoAnalysis:
         message = MessagePicker(self._messages).update(emotion)
         scale = min(1.0, ANNOTATED_MAX_SIDE / max(image.shape[:2]))
         shown = image if scale >= 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        annotated = draw_overlay(shown, result, message=message)
+        annotated = draw_overlay(shown, result, message=message, landmarks=True)
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")

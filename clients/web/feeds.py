@@ -47,7 +47,7 @@ def render_jpeg(pair: Pair, *, annotate: bool, hud: Hud | None, message: str, he
         width = max(1, round(pixels.shape[1] * height / pixels.shape[0]))
         interpolation = cv2.INTER_AREA if height < pixels.shape[0] else cv2.INTER_LINEAR
         pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
-    image = draw_overlay(pixels, pair.result, hud=hud, message=message) if annotate else pixels
+    image = draw_overlay(pixels, pair.result, hud=hud, message=message, landmarks=True) if annotate else pixels
     ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")

@@ -26,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FACE_BOX = (200, 140, 160, 160)
+LANDMARKS = ((250, 190), (310, 190))  # two keypoints inside FACE_BOX, as a landmark detector gives them
 
 
 def grace_hopper_jpeg() -> bytes:
@@ -47,6 +48,8 @@ def face_result(camera: str, seq: int, emotion: str = "happy", track: int | None
     extra: dict[str, Any] = {}
     if track is not None:
         extra = {"track_id": track, "smoothed_emotion": emotion, "smoothed_confidence": 0.9}
+    if box == FACE_BOX:
+        extra["landmarks"] = [list(point) for point in LANDMARKS]
     face = protocol.Face(box=box, emotion=emotion, confidence=0.94, scores=scores, extra=extra)
     now = time.time()
     return protocol.Result(camera=camera, seq=seq, captured_at=now - 0.02, published_at=now, frame_size=(640, 480),
@@ -187,6 +190,15 @@ def box_drawn(image: np.ndarray, box: tuple[int, int, int, int], color: tuple[in
     outside they are not."""
     on, beside = outline_distance(image, box, color), outline_distance(image, box, color, offset=6)
     return on < 70 and beside > 2 * on
+
+
+def dots_drawn(image: np.ndarray, points: tuple[tuple[int, int], ...], color: tuple[int, int, int]) -> bool:
+    """Landmark dots of ``color`` at ``points`` (3x3 pixels around each centre)."""
+    for x, y in points:
+        patch = image[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).astype(float)
+        if np.linalg.norm(patch - np.array(color, float), axis=1).mean() > 70:
+            return False
+    return True
 
 
 def split_mjpeg(buffer: bytes) -> tuple[list[bytes], bytes]:
