@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 100
 REBUILD_AFTER_SECONDS = 5.0  # bus silence after which the subscription is rebuilt (a restarted daemon's new socket)
 MAX_CAMERAS = 256
+MAX_LABELS = 64  # emotion labels with a topic of their own, per camera (a model has 7 or 8)
 STOP_FLUSH_SECONDS = 1.5
 
 
@@ -106,7 +107,7 @@ class Bridge:
         labels = self.cameras[camera]
         for face in result.faces:
             for label in face.scores:
-                if label not in labels and emotion_topic_ok(label):
+                if label not in labels and emotion_topic_ok(label) and len(labels) < MAX_LABELS:
                     labels.add(label)
 
     # ------------------------------------------------------------ handling the bus
