@@ -78,6 +78,7 @@ class AnalyzeOptions:
     progress: bool = False
     resume: bool = False
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    landmarks: bool = False  # draw keypoints on annotated outputs
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
 
@@ -149,7 +150,7 @@ class Analysis:
         self.options = options
         self.engine_factory = engine_factory
         self.folder = OutputFolder(options.out) if options.out is not None else None
-        self.fingerprint = results_fingerprint(settings, options.fmt, options.chunk_seconds)
+        self.fingerprint = results_fingerprint(settings, options.fmt, options.chunk_seconds, options.landmarks)
         self.summary = Summary()
         self.failures: list[str] = []
         self._images: list[tuple[int, list[Any]]] = []
@@ -216,7 +217,8 @@ class Analysis:
             if manifest is not None:
                 return Skipped(input_index, source, input_kind(source), manifest)
         parts = self.folder.tmp if self.folder is not None else None
-        plan = plan_input(input_index, source, key, self.options.fmt, parts, self.options.chunk_seconds)
+        plan = plan_input(input_index, source, key, self.options.fmt, parts, self.options.chunk_seconds,
+                          landmarks=self.options.landmarks)
         return Planned(plan, identity)
 
     def _drive(self, plans: list[Future]) -> None:

@@ -37,11 +37,13 @@ class OutputError(Exception):
     """An output that cannot be written (disk full, permissions): the input fails with this message."""
 
 
-def results_fingerprint(settings: Settings, fmt: str, chunk_seconds: float) -> str:
-    """What makes two runs' results comparable: the sections that shape rows and the segment length."""
+def results_fingerprint(settings: Settings, fmt: str, chunk_seconds: float, landmarks: bool = False) -> str:
+    """What makes two runs' results comparable: the sections that shape rows, the segment length, and what is
+    drawn on annotated outputs."""
     shaping = {"detection": settings.detection.model_dump(mode="json"),
                "tracking": settings.tracking.model_dump(mode="json"),
                "model": settings.classifier.model, "backend": settings.classifier.backend,
+               "align": settings.classifier.align, "landmarks": landmarks,
                "format": fmt, "chunk_seconds": chunk_seconds, "version": MANIFEST_VERSION}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -52,6 +52,7 @@ class WorkUnit:
     stop: int | None = None  # the frame after the segment; None: to the end of the file
     start_ms: float = 0.0  # the key frame's time, to check that seeking landed on it
     stop_ms: float | None = None  # the next segment's first frame time: where this one ends at the latest
+    landmarks: bool = False  # draw keypoints on the annotated output
 
     @property
     def label(self) -> str:
@@ -132,12 +133,12 @@ def input_kind(path: Path) -> str:
 
 
 def plan_input(input_index: int, source: Path, key: str, fmt: str, parts_dir: Path | None,
-               chunk_seconds: float, first_unit: int = 0) -> InputPlan:
+               chunk_seconds: float, first_unit: int = 0, landmarks: bool = False) -> InputPlan:
     """Units of one input, numbered from ``first_unit`` (the caller renumbers them in run order)."""
     kind = input_kind(source)
     common = {"input_index": input_index, "source": str(source), "path": str(source.resolve()),
               "camera": protocol.camera_name_from(source.stem), "fmt": fmt, "key": key,
-              "parts_dir": str(parts_dir) if parts_dir is not None else None}
+              "parts_dir": str(parts_dir) if parts_dir is not None else None, "landmarks": landmarks}
     if kind == IMAGE:
         return InputPlan(input_index, source, key, kind, 1 if source.suffix.lower() in IMAGE_SUFFIXES else None,
                          [WorkUnit(index=first_unit, kind=IMAGE, **common)])

