@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -168,3 +169,13 @@ def test_web_command_refuses_exposure_and_serves_with_a_token(tmp_path):
     assert "web console on http://0.0.0.0:" in text and "token required" in text
     assert "GET /api/cameras 400" in text, "positive control: the refused URL was logged"
     assert TOKEN not in text
+
+
+def test_web_command_on_a_busy_port_is_a_usage_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli("web", "--port", str(port), env=child_env(tmp_path / "rt"), timeout=60)
+    assert busy.returncode == 2, busy.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr

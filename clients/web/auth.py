@@ -119,8 +119,10 @@ class Guard:
 
 
 class PathAccessLogger(AbstractAccessLogger):
-    """One line per request with the path only: a query string is never logged."""
+    """One line per request with the path only: a query string is never logged. Successful reads (the page polls,
+    streams end) go at DEBUG so the daemon's log is not flooded; refusals, errors and changes at INFO."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %d %.1f ms", request.remote, request.method, request.path, response.status,
-                         time * 1000)
+        level = logging.DEBUG if request.method in ("GET", "HEAD") and response.status < 400 else logging.INFO
+        self.logger.log(level, "%s %s %s %d %.1f ms", request.remote, request.method, request.path, response.status,
+                        time * 1000)
