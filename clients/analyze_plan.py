@@ -89,7 +89,7 @@ def probe_video(path: Path) -> VideoIndex | None:
         time_base = Fraction(data["streams"][0]["time_base"])
         packets = [(int(p["pts"]), "K" in p.get("flags", "")) for p in data.get("packets", ())]
     except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, IndexError, ZeroDivisionError) as exc:
-        log.info("%s: no key frame index (%s); analysed as one unit", path, exc)
+        log.debug("%s: no key frame index (%s); analysed as one unit", path, exc)
         return None
     if not packets:
         return None

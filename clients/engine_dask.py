@@ -1,9 +1,12 @@
 """The Dask engine of ``emotiond analyze``: work units as dask.distributed tasks.
 
-Without ``--scheduler`` it starts a LocalCluster on this machine: one single-threaded worker process per core,
-listening on 127.0.0.1 only, with no dashboard. With ``--scheduler tcp://HOST:PORT`` it joins a running
-cluster (SLURM through dask-jobqueue, Kubernetes, a few workstations: see docs/analyze.md); those workers
-need emotiond and its model, and must see the inputs and ``--out`` at the same paths.
+Without ``--scheduler`` it starts a LocalCluster on this machine: one single-threaded worker process per core.
+Its scheduler, nannies and workers listen on 127.0.0.1 only, and the scheduler's small HTTP server (health and
+metrics; there is no dashboard without bokeh) on a free port rather than 8787, so runs never collide.
+
+With ``--scheduler tcp://HOST:PORT`` it joins a running cluster (SLURM through dask-jobqueue, Kubernetes, a few
+workstations: see docs/analyze.md); those workers need emotiond and its model, and must see the inputs and
+``--out`` at the same paths.
 
 When a worker dies the scheduler runs its tasks again on other workers (up to its ``allowed-failures``);
 the engine notices a unit starting on a second worker and says so. Workers send progress as Dask events.
@@ -84,7 +87,7 @@ class DaskEngine:
         logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
         if scheduler is None:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             self.description = f"dask LocalCluster, {workers} workers at {self._cluster.scheduler_address}"
             self._local_workers = workers
