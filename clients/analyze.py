@@ -133,6 +133,7 @@ class Summary:
     frames: int = 0
     faces: int = 0
     seconds: float = 0.0
+    warmup_seconds: float | None = None  # until the first frame was done (engine start-up, model loading)
     engine: str = "no engine started: nothing to analyse"
 
     def line(self) -> str:
@@ -198,6 +199,8 @@ class Analysis:
             if self.folder is not None:
                 self.folder.close()
             self.summary.seconds = time.monotonic() - started
+            first = self._progress.first_frame_at
+            self.summary.warmup_seconds = None if first is None else first - started
             self._progress.close()
         self.options.stderr.write(self.summary.line() + "\n")
         self.options.stderr.flush()

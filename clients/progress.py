@@ -19,25 +19,24 @@ class RunProgress:
         self.files_done = 0
         self.frames_done = 0
         self.frames_expected: int | None = None
-        self._first_frame_at: float | None = None
-        self._frames_at_first = 0
+        self.first_frame_at: float | None = None  # time.monotonic() when the first frame was done
         self._drawn_at = 0.0
         self._shown = False
 
     def update(self, files_done: int, frames_done: int, frames_expected: int | None) -> None:
         now = time.monotonic()
-        if self._first_frame_at is None and frames_done > 0:
-            self._first_frame_at, self._frames_at_first = now, 0
+        if self.first_frame_at is None and frames_done > 0:
+            self.first_frame_at = now
         self.files_done, self.frames_done, self.frames_expected = files_done, frames_done, frames_expected
         if self.enabled and now - self._drawn_at >= 0.1:
             self._draw(now)
 
     def rate(self, now: float | None = None) -> float:
         """Frames per second since the first frame was done (model loading does not count)."""
-        if self._first_frame_at is None:
+        if self.first_frame_at is None:
             return 0.0
-        elapsed = (now or time.monotonic()) - self._first_frame_at
-        return (self.frames_done - self._frames_at_first) / elapsed if elapsed > 0 else 0.0
+        elapsed = (now or time.monotonic()) - self.first_frame_at
+        return self.frames_done / elapsed if elapsed > 0 else 0.0
 
     def text(self, now: float | None = None) -> str:
         rate = self.rate(now)
