@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from emotiond.benchmarks.scoring import MATCH_IOU
 from emotiond.daemon.capture import synthetic
 from emotiond.workers.tracking import iou
 
 Box = tuple[int, int, int, int]
 WIDTH, HEIGHT = 640, 480
-MATCH_IOU = 0.4  # as in benchmarks/bench.py: a detection counts when it overlaps the true box this much
 ROTATIONS = (-30.0, -25.0, -20.0, 20.0, 25.0, 30.0)
 SMALL_WIDTHS = (50, 55, 60)
 FACE_FREE = ("coffee", "chelsea", "rocket", "brick", "grass", "gravel", "china", "flower", "coins", "moon")
@@ -35,6 +35,17 @@ class HardImage:
     pixels: np.ndarray  # BGR, HEIGHT x WIDTH
     boxes: tuple[Box, ...]
     rolls: tuple[float, ...]  # per face, degrees the face leans clockwise on screen
+    recipe: tuple | None = None  # place_face's arguments after the frame, for the upright twin
+
+
+def upright_twin(image: HardImage) -> np.ndarray:
+    """The same frame with its face upright (same photo, size and place): what the classifier should agree with."""
+    if image.recipe is None:
+        raise ValueError(f"{image.name} has no face to set upright")
+    photo, mirrored, face_px, centre, _angle, backdrop = image.recipe
+    frame = _backdrop(backdrop).copy()
+    place_face(frame, photo, mirrored, face_px, centre, 0.0)
+    return frame
 
 
 @functools.cache
@@ -102,7 +113,8 @@ def rotated_faces() -> Iterator[HardImage]:
                     centre = (WIDTH * (0.35 + 0.3 * ((index * 7) % 5) / 4), HEIGHT * (0.42 + 0.16 * (index % 3) / 2))
                     box, roll = place_face(frame, photo, mirrored, face_px, centre, angle)
                     name = f"rotated-{_photo_name(photo, mirrored)}-{angle:+.0f}-{face_px:.0f}px"
-                    yield HardImage(name, "rotated", frame, (box,), (roll,))
+                    yield HardImage(name, "rotated", frame, (box,), (roll,),
+                                    (photo, mirrored, face_px, centre, angle, index))
                     index += 1
 
 

@@ -135,10 +135,18 @@ def letterbox(pixels: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     inner_w, inner_h = max(1, round(width * scale)), max(1, round(height * scale))
     pad_x, pad_y = (size - inner_w) // 2, (size - inner_h) // 2
     square = np.zeros((size, size, *pixels.shape[2:]), np.uint8)
-    square[pad_y: pad_y + inner_h, pad_x: pad_x + inner_w] = cv2.resize(pixels, (inner_w, inner_h),
-                                                                        interpolation=cv2.INTER_AREA).reshape(
+    square[pad_y: pad_y + inner_h, pad_x: pad_x + inner_w] = shrink(pixels, (inner_w, inner_h)).reshape(
         inner_h, inner_w, *pixels.shape[2:])
     return square, Letterbox(scale, float(pad_x), float(pad_y))
+
+
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (w, h) without aliasing, cheaply: halved by pixel averaging (OpenCV's fast
+    path for whole factors) while at least twice too large, then interpolated the rest of the way. A direct
+    area resize by 3.3 costs seven times as much."""
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def zoom(pixels: np.ndarray, centre: np.ndarray, side: float, size: int) -> tuple[np.ndarray, Letterbox]:
@@ -269,9 +277,12 @@ class BlazeFaceDetector:
                     parts.append((view_boxes[inside[:1]], view_points[inside[:1]], view_scores[inside[:1]]))
                 elif sure[index]:  # a confident face stays even if the closer look misses it
                     parts.append((boxes[index: index + 1], points[index: index + 1], scores[index: index + 1]))
-        boxes, points, scores = (np.concatenate(part) for part in zip(*parts, strict=True))
-        order = np.argsort(-scores, kind="stable")
-        boxes, points, scores = weighted_nms(boxes[order], points[order], scores[order])
+        if len(parts) > 1:  # faces seen twice (in the whole frame and closer) are merged
+            boxes, points, scores = (np.concatenate(part) for part in zip(*parts, strict=True))
+            order = np.argsort(-scores, kind="stable")
+            boxes, points, scores = weighted_nms(boxes[order], points[order], scores[order])
+        else:
+            boxes, points, scores = parts[0]
         framed = to_haar_framing(boxes, self.model.haar_framing)
         keep = framed[:, 2] >= self._min_side
         points = points[keep].astype(np.float32)
