@@ -8,6 +8,8 @@
 4. Prints a Markdown table (throughput and ratio to fer, wall throughput with start-up, recall, agreement with
    fer, worker-side and subscriber-side latency, CPU per frame, peak RSS, drop rates, CPU breakdown), writes it
    with a JSON copy to --out, and checks the limits of benchmarks/checks.py: exit status 1 when one fails.
+5. Unless ``--quick``, runs both face detectors side by side on the same videos and fer figures
+   (benchmarks/bench_detectors.py) and adds their tables to the report.
 
 ``--quick`` (60 frames per video, file mode only, a minute or two) is the form the test suite runs.
 """
@@ -24,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from emotiond.benchmarks import checks, fer_runner, scoring
+from emotiond.benchmarks import bench_detectors, checks, fer_runner, scoring
 from emotiond.benchmarks.emotiond_run import DaemonSettings, Run, RunError, run_emotiond
 from emotiond.benchmarks.report import render
 from emotiond.daemon.capture import synthetic
@@ -171,6 +173,9 @@ def measure(args: argparse.Namespace, daemon: DaemonSettings, work: Path) -> dic
         three = run_emotiond({"cam0": videos["1 face"], "cam1": videos["4 faces"], "cam2": videos["1 face"]},
                              realtime=True, daemon=daemon, work=work)
         report["live"] = {"one_camera": live_entry(one), "three_cameras": live_entry(three)}
+    if not args.quick:  # both face detectors side by side, on the same videos and fer run (bench_detectors.py)
+        fer_by_label = {label: entry["fer_raw"] for label, entry in report["file_mode"].items()}
+        report["detectors"] = bench_detectors.compare(videos, fer_by_label, daemon, work)
     return report
 
 
@@ -189,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     report["checks"] = [{"video": c.video, "name": c.name, "value": c.value, "limit": c.limit,
                          "passed": c.passed} for c in found]
     markdown = render(report)
+    if "detectors" in report:
+        markdown += "\n" + bench_detectors.render(report["detectors"])
     print(markdown)
     if args.out is not None:
         stem = "quick" if args.quick else "latest"
