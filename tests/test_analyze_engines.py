@@ -23,6 +23,7 @@ import numpy as np
 import psutil
 import pytest
 
+from emotiond.clients.analyze_output import OutputFolder
 from emotiond.clients.analyze_plan import plan_input, probe_video
 from emotiond.clients.analyze_unit import BUSY_MARK, _frames, _seek, _Segment, open_video
 from emotiond.clients.engine_dask import check_scheduler_address
@@ -326,6 +327,19 @@ def test_segments_start_exactly_at_their_key_frames(video, tmp_path):
         segment.capture.release()
     assert len(pieces) == len(whole) == 75
     assert all(np.array_equal(a, b) for a, b in zip(pieces, whole, strict=True))
+
+
+def test_one_run_per_output_folder(tmp_path):
+    first = OutputFolder(tmp_path / "out")
+    first.open()
+    try:
+        with pytest.raises(UsageError, match="another emotiond analyze is writing there"):
+            OutputFolder(tmp_path / "out").open()
+    finally:
+        first.close()
+    second = OutputFolder(tmp_path / "out")
+    second.open()  # free again once the first run has ended
+    second.close()
 
 
 @pytest.mark.parametrize("address", ["localhost:8786", "tcp://", "tcp://host", "http://host:8786", "tcp://host:99999",
