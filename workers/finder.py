@@ -18,9 +18,11 @@ Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost (40-13
 
 Expensive scans therefore never stall a live camera's frames, and a second core does them when there is one.
 
-BlazeFace (``FrameFinder``). One pass over the whole frame costs about as much as a few Haar regions, finds
-new faces at once and gives landmarks, so every frame is detected whole and the tracker only associates
-boxes: no regions, no background scans, and every source gives the same answer whatever the timing.
+BlazeFace (``FrameFinder``). A pass over the whole frame costs about an eighth of a Haar full scan (benchmarks/
+bench_detectors.py), finds new and turned faces at once and gives landmarks. Its input is a fixed 192x192, so
+looking in a region would cost a whole model call per face, as much as the whole frame. Every frame is
+therefore detected whole and the tracker only associates boxes: no regions, no background scans, and every
+source gives the same answer whatever the timing.
 """
 
 from __future__ import annotations
