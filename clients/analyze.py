@@ -45,7 +45,6 @@ from emotiond.clients.analyze_unit import UnitResult
 from emotiond.clients.engine_base import Done, Engine, Progress, Retry
 from emotiond.clients.progress import RunProgress
 from emotiond.daemon.capture.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from emotiond.daemon.core import protocol
 from emotiond.daemon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,11 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SECONDS = 30.0
 PLANNING_THREADS = 2
 POLL_SECONDS = 0.1
-
-
-def camera_name(path: Path) -> str:
-    """A protocol-valid camera name from a file name (results must pass the same validation)."""
-    return protocol.camera_name_from(path.stem)
 
 
 def expand_inputs(paths: list[Path]) -> Iterator[Path]:
@@ -170,10 +164,6 @@ class Analysis:
         self._frames_known = 0  # frames expected in the inputs planned so far
         self._frames_dropped = 0  # of those, in inputs that failed
         self._inputs_known = 0
-
-    @property
-    def faces(self) -> int:
-        return self.summary.faces
 
     # ------------------------------------------------------------ the run
     def run(self, inputs: list[Path]) -> int:
