@@ -182,21 +182,30 @@ class Phase:
     drop_rate: dict[str, float]
     results_fps: dict[str, float]
     delivered_fps: list[float] = field(default_factory=list)
+    load_average: float = 0.0  # the machine's 1-minute load at the end: other work competes for the cores
+    encoded_fps: float = 0.0  # frames the console drew and encoded per second, all cameras
+    web_cpu_seconds: float = 0.0
 
     @property
     def worst_drop(self) -> float:
         return max(self.drop_rate.values(), default=0.0)
 
 
-def measure(name: str, seconds: float, roots: list[int], metrics_port: int, viewers: int = 0, streams: int = 0,
-            counter=None) -> Phase:
+def encoded_frames(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/api/stats", timeout=10) as response:
+        cameras = json.loads(response.read())["cameras"]
+    return sum(entry.get("web", {}).get("encoded_frames", 0) for entry in cameras.values())
+
+
+def measure(name: str, seconds: float, roots: list[int], metrics_port: int, base: str, viewers: int = 0,
+            streams: int = 0, counter=None) -> Phase:
     time.sleep(2.0)  # let a new load settle (subscriptions, first encodes)
-    before_cpu, before = cpu_by_role(roots), scrape(metrics_port)
+    before_cpu, before, before_encoded = cpu_by_role(roots), scrape(metrics_port), encoded_frames(base)
     before_counts = counter() if counter else None
     started = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - started
-    after_cpu, after = cpu_by_role(roots), scrape(metrics_port)
+    after_cpu, after, after_encoded = cpu_by_role(roots), scrape(metrics_port), encoded_frames(base)
     after_counts = counter() if counter else None
     cpu = {role: round(100 * (after_cpu.get(role, 0.0) - before_cpu.get(role, 0.0)) / elapsed, 1)
            for role in sorted(after_cpu)}
@@ -209,7 +218,9 @@ def measure(name: str, seconds: float, roots: list[int], metrics_port: int, view
     delivered = []
     if before_counts is not None and after_counts is not None:
         delivered = [round((after_counts[key] - before_counts.get(key, 0)) / elapsed, 2) for key in after_counts]
-    return Phase(name, round(elapsed, 1), viewers, streams, cpu, cpu.get("web", 0.0), drops, fps, delivered)
+    return Phase(name, round(elapsed, 1), viewers, streams, cpu, cpu.get("web", 0.0), drops, fps, delivered,
+                 os.getloadavg()[0], round((after_encoded - before_encoded) / elapsed, 2),
+                 after_cpu.get("web", 0.0) - before_cpu.get("web", 0.0))
 
 
 def write_config(folder: Path, cameras: int, fps: float, web_port: int) -> Path:
@@ -263,11 +274,11 @@ def run(args: argparse.Namespace) -> list[Phase]:
         roots = [daemon.pid]
         for name in phases:
             if name == "idle":
-                results.append(measure("idle", args.seconds, roots, metrics_port))
+                results.append(measure("idle", args.seconds, roots, metrics_port, base))
             elif name == "one":
                 viewers = MjpegViewers(base, [(cameras[0], args.fps)])
                 try:
-                    results.append(measure("one", args.seconds, roots, metrics_port, 1, 1,
+                    results.append(measure("one", args.seconds, roots, metrics_port, base, 1, 1,
                                            lambda v=viewers: dict(v.counts)))
                 finally:
                     viewers.close()
@@ -275,7 +286,7 @@ def run(args: argparse.Namespace) -> list[Phase]:
                 streams = [(camera, args.fps) for _ in range(args.viewers) for camera in cameras]
                 viewers = MjpegViewers(base, streams)
                 try:
-                    results.append(measure("http", args.seconds, roots, metrics_port, args.viewers, len(streams),
+                    results.append(measure("http", args.seconds, roots, metrics_port, base, args.viewers, len(streams),
                                            lambda v=viewers: dict(v.counts)))
                 finally:
                     viewers.close()
@@ -285,7 +296,7 @@ def run(args: argparse.Namespace) -> list[Phase]:
                     def counts(p=pages) -> dict[str, int]:
                         return {f"{i}:{camera}": n for i, shown in enumerate(p.frames()) for camera, n in shown.items()}
 
-                    results.append(measure("chromium", args.seconds, [*roots, *pages.pids()], metrics_port,
+                    results.append(measure("chromium", args.seconds, [*roots, *pages.pids()], metrics_port, base,
                                            args.viewers, args.viewers * args.cameras, counts))
                 finally:
                     pages.close()
@@ -302,22 +313,29 @@ def run(args: argparse.Namespace) -> list[Phase]:
 
 def table(phases: list[Phase], args: argparse.Namespace) -> str:
     idle = next((p for p in phases if p.name == "idle"), None)
-    one = next((p for p in phases if p.name == "one"), None)
     lines = [f"Machine: {os.cpu_count()} cores. {args.cameras} demo cameras, live mode, paced at {args.fps:g} fps; "
              f"streams at {args.fps:g} fps; {args.seconds:.0f} s per phase.", "",
              "| phase | viewers | streams | web CPU % | CPU % by role | worst drop rate | results fps | "
-             "delivered fps per stream (min / mean) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "encoded fps | delivered fps per stream (min / mean) | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for phase in phases:
         roles = ", ".join(f"{role} {value:g}" for role, value in phase.cpu_percent.items() if value >= 0.5)
         delivered = (f"{min(phase.delivered_fps):.1f} / {sum(phase.delivered_fps) / len(phase.delivered_fps):.1f}"
                      if phase.delivered_fps else "-")
         results = ", ".join(f"{camera} {value:g}" for camera, value in phase.results_fps.items())
         lines.append(f"| {phase.name} | {phase.viewers} | {phase.streams} | {phase.web_cpu_percent:g} | {roles} | "
-                     f"{100 * phase.worst_drop:.2f}% | {results} | {delivered} |")
-    if idle and one:
-        lines += ["", f"CPU per watched camera at {args.fps:g} fps (web process, one viewer minus idle): "
-                      f"{one.web_cpu_percent - idle.web_cpu_percent:.1f}% of one core."]
+                     f"{100 * phase.worst_drop:.2f}% | {results} | {phase.encoded_fps:g} | {delivered} | "
+                     f"{phase.load_average:.1f} |")
+    if idle:
+        idle_rate = idle.web_cpu_seconds / idle.seconds
+        lines.append("")
+        for phase in phases:
+            if phase.encoded_fps <= 0:
+                continue
+            per_frame = (phase.web_cpu_seconds - idle_rate * phase.seconds) / (phase.encoded_fps * phase.seconds)
+            lines.append(f"{phase.name}: the console encoded {phase.encoded_fps:.1f} frames/s at "
+                         f"{1000 * per_frame:.1f} ms of CPU each (beyond its idle cost): "
+                         f"{100 * per_frame * args.fps:.1f}% of one core per watched camera at {args.fps:g} fps.")
     return "\n".join(lines) + "\n"
 
 
