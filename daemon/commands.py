@@ -77,6 +77,7 @@ def _preflight(settings: Settings) -> None:
     from emotiond.daemon.capture.sources import SourceError, preflight
     from emotiond.daemon.core import bundle as bundles
     from emotiond.workers.classifier import LiteRTClassifier
+    from emotiond.workers.finder import open_detector
 
     if not settings.sources:
         raise UsageError("no source: give --source (for example --source demo) or [[sources]] in the config")
@@ -95,6 +96,7 @@ def _preflight(settings: Settings) -> None:
             log.info("exporting %s to TFLite (once)", bundle.name)
             bundle = bundles.add_tflite(bundle)
         LiteRTClassifier(bundle)  # raises BundleError when the model does not fit its bundle.json
+    open_detector(settings)  # raises DetectorError when the face detector's model is missing or altered
 
 
 def cmd_run(args: argparse.Namespace) -> int:

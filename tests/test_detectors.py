@@ -223,3 +223,14 @@ def test_the_backend_comes_from_toml_env_or_flag(tmp_path):
     bad = run_cli("config", "show", env={**env, "EMOTIOND_DETECTION__BACKEND": "yolo"})
     assert bad.returncode == 2 and "detection.backend" in bad.stderr and "Traceback" not in bad.stderr
     assert Settings().detection.backend == "haar"
+
+
+def test_the_daemon_refuses_to_start_blazeface_without_its_models(tmp_path, default_model):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / default_model.name).symlink_to(default_model)
+    env = child_env(tmp_path / "run", EMOTIOND_MODELS__DIR=str(models))
+    refused = run_cli("run", "--source", "demo", "--detector", "blazeface", env=env)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "run `emotiond models fetch`" in refused.stderr and "Traceback" not in refused.stderr
+    assert len([line for line in refused.stderr.splitlines() if "emotiond" in line and "models fetch" in line]) == 1
