@@ -171,3 +171,21 @@ def test_analyze_draws_landmarks_when_asked(tmp_path, default_model):
     for x, y in face["landmarks"][:4]:  # eyes, nose and mouth: inside the frame
         assert tuple(dotted[round(y), round(x)]) == color
         assert tuple(plain[round(y), round(x)]) != color
+
+
+def test_the_viewer_shows_landmarks():
+    import time
+
+    from emotiond.clients.messages import MessagePicker
+    from emotiond.clients.viewer import ViewerModel
+
+    model = ViewerModel(MessagePicker({}), waiting_after=5.0)
+    now = time.monotonic()
+    pixels = np.full((240, 320, 3), 40, np.uint8)
+    face = protocol.Face((100, 60, 90, 90), "sad", 0.8, {"sad": 0.8},
+                         extra={"landmarks": [[130.0, 95.0], [165.0, 95.0]]})
+    model.feed(protocol.Frame(protocol.FrameHeader("cam", 7, time.time(), (240, 320, 3)), pixels), now)
+    assert model.feed(protocol.Result("cam", 7, time.time(), time.time(), (320, 240), (face,), {}, "w1", "m"), now)
+    shown = model.compose(now)
+    for x, y in ((130, 95), (165, 95)):
+        assert tuple(shown[y, x]) == EMOTION_COLORS["sad"]
