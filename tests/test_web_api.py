@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotiond.clients.overlay import EMOTION_COLORS
-from emotiond.clients.web import routes
+from emotiond.clients.web import media
 from emotiond.daemon.core import protocol
 
 from support.web import (
@@ -210,8 +210,8 @@ def test_stream_bad_input_unknown_camera_and_stream_limit(tmp_path, fake_bus):
 
 
 def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypatch):
-    monkeypatch.setattr(routes, "LEASE_SECONDS", 1.0)
-    monkeypatch.setattr(routes, "LATEST_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(media, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(media, "LATEST_WAIT_SECONDS", 1.0)
 
     async def scenario():
         async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
@@ -225,7 +225,7 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
 
             reply = await until_async(known_cam9, 10, "cam9 to be known")
             assert reply.status == 503 and "no frame" in (await reply.json())["error"]
-            monkeypatch.setattr(routes, "LATEST_WAIT_SECONDS", 5.0)  # frames come once the lease subscribes
+            monkeypatch.setattr(media, "LATEST_WAIT_SECONDS", 5.0)  # frames come once the lease subscribes
 
             stop = asyncio.Event()
 

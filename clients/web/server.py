@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from emotiond.clients.web import routes
+from emotiond.clients.web import context, routes
 from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard, PathAccessLogger
 from emotiond.clients.web.hub import Hub
@@ -36,12 +36,12 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
     executor = ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="web-encode")
     hub = Hub(settings, endpoint or settings.endpoint("results"), messages, executor)
     analysis = PhotoAnalysis(settings, messages)
-    app[routes.HUB] = hub
-    app[routes.GUARD] = guard
-    app[routes.ANALYSIS] = analysis
-    app[routes.SETTINGS] = settings
-    app[routes.STATIC] = routes.load_static()
-    app[routes.STATS_CACHE] = {}
+    app[context.HUB] = hub
+    app[context.GUARD] = guard
+    app[context.ANALYSIS] = analysis
+    app[context.SETTINGS] = settings
+    app[context.STATIC] = routes.load_static()
+    app[context.STATS_CACHE] = {}
     routes.add_routes(app)
 
     async def bus_reader(app: web.Application):

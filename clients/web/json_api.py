@@ -1,0 +1,81 @@
+"""The JSON API: health, cameras, recent events from the ring, and per-camera stats (the daemon's /metrics
+figures read from its metric files, with the console's own)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from emotiond.clients.web import stats
+from emotiond.clients.web.context import ANALYSIS, CAMERA_RE, HUB, STATS_CACHE, BadParameter, integer, number
+from emotiond.clients.web.ring import TOPICS, Query
+
+EMOTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STATS_CACHE_SECONDS = 1.0
+
+
+async def health(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    return web.json_response({"status": "ok", "uptime_s": round(time.monotonic() - hub.started_at, 1),
+                              "cameras": len(hub.feeds), "results_received": hub.results_received})
+
+
+async def cameras(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    now = time.monotonic()
+    return web.json_response({"cameras": [hub.feeds[name].describe(now) for name in sorted(hub.feeds)]})
+
+
+async def events(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    camera = request.query.get("camera") or None
+    if camera is not None and not CAMERA_RE.match(camera):
+        raise BadParameter(f"bad camera name {camera[:70]!r}")
+    emotion = request.query.get("emotion") or None
+    if emotion is not None and not EMOTION_RE.match(emotion):
+        raise BadParameter(f"bad emotion {emotion[:70]!r}")
+    topic = request.query.get("topic") or None
+    if topic is not None and topic not in TOPICS:
+        raise BadParameter(f"topic must be one of {', '.join(TOPICS)}")
+    after = number(request, "after", None, 0, 1e11)
+    before = number(request, "before", None, 0, 1e11)
+    limit = integer(request, "limit", min(100, hub.settings.web.events_ring), 1, hub.settings.web.events_ring)
+    assert limit is not None
+    found = hub.ring.query(Query(camera=camera, emotion=emotion, topic=topic, after=after, before=before,
+                                 limit=limit))
+    return web.json_response({"events": found, "count": len(found)})
+
+
+async def stats_view(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    cache = request.app[STATS_CACHE]
+    now = time.monotonic()
+    if now - cache.get("at", -1e9) > STATS_CACHE_SECONDS:
+        folder = hub.settings.bus.runtime_dir / "metrics"
+        samples = await asyncio.get_running_loop().run_in_executor(None, stats.read_samples, folder)
+        cache.update(at=now, samples=samples)
+    samples = cache["samples"]
+    figures = stats.camera_figures(samples) if samples is not None else {}
+    cameras_out: dict[str, Any] = {}
+    for name in sorted(set(hub.feeds) | set(figures)):
+        feed = hub.feeds.get(name)
+        entry = {"fps": round(feed.fps(now), 2) if feed else 0.0, "status": feed.status if feed else "unknown"}
+        entry.update(figures.get(name, {}))
+        if feed is not None:
+            entry["web"] = {"viewers": feed.viewers(), "encoded_frames": feed.encoded,
+                            "encode_ms_mean": round(feed.encode_seconds / feed.encoded * 1000, 2)
+                            if feed.encoded else None}
+        cameras_out[name] = entry
+    return web.json_response({
+        "cameras": cameras_out,
+        "metrics": "daemon metric files" if samples is not None else None,
+        "web": {"streams": hub.streams, "max_streams": hub.settings.web.max_streams,
+                "frame_subscriptions": list(hub.frame_cameras), "results_received": hub.results_received,
+                "frames_received": hub.frames_received, "bad_messages": dict(hub.bad_messages),
+                "photos_analysed": request.app[ANALYSIS].analysed,
+                "uptime_s": round(now - hub.started_at, 1)},
+    })
