@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from test_layers import find_cycle, imported_names, layer_of
 
 from emotiond.clients.web.outbox import Outbox
 from emotiond.clients.web.pacing import Pacer, RateMeter
+from emotiond.clients.web.routes import load_static
 from emotiond.clients.web.stats import histogram_quantile
 
 from support.daemon import REPO
@@ -88,3 +90,15 @@ def test_the_web_package_stays_in_the_clients_layer():
     role = imported_names(folder / "role.py", "emotiond.clients.web.role")
     assert not {n for n in role if n.startswith("emotiond.clients.web.") and "server" not in n}, \
         "role.py stays light: the command line imports it to list the role"
+
+
+def test_the_page_ships_with_the_package_and_loads_nothing_from_elsewhere():
+    static = load_static()
+    assert {"index.html", "app.js", "style.css", "login.html"} <= set(static)
+    for name, body in static.items():
+        text = body.decode("utf-8")
+        assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", text), f"{name} loads from another host"
+        assert "import(" not in text and "@import" not in text, name
+    page = static["index.html"].decode()
+    for local in ("/static/app.js", "/static/style.css"):
+        assert local in page, "positive control: the page's own files are referenced"
