@@ -112,6 +112,9 @@ def test_without_token_only_loopback_names_and_same_origin(tmp_path, fake_bus):
             ws = await client.ws_connect("/ws", headers={"Origin": f"http://127.0.0.1:{port}"})
             await ws.close()
             assert (await client.get("/login", allow_redirects=False)).status == 303  # no login without a token
+            policy = (await client.get("/")).headers["Content-Security-Policy"]
+            assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+            assert "Content-Security-Policy" not in (await client.get("/static/app.js")).headers
 
     run(scenario)
 

@@ -153,7 +153,8 @@ class Hub:
                 if feed is not None and feed.watched(now):
                     self.frames_received += 1
                     feed.on_frame(frame, now)
-        if any(feed.expire(now) for feed in list(self.feeds.values())):
+        expired = [feed.name for feed in list(self.feeds.values()) if feed.expire(now)]
+        if expired:
             self.update_watch()
         return bool(messages or frames)
 

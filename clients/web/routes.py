@@ -15,6 +15,10 @@ from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import GUARD, STATIC
 
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# The page runs only its own script, shows frames from blob: URLs and uploads as data: URLs, talks only to this
+# server, and may not be framed by another site.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+               "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
 def load_static() -> dict[str, bytes]:
@@ -29,8 +33,10 @@ def _static(request: web.Request, name: str) -> web.Response:
     if body is None:
         return json_error(404, f"no static file {name!r}")
     suffix = name[name.rfind("."):]
-    return web.Response(body=body, content_type=STATIC_TYPES[suffix], charset="utf-8",
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if suffix == ".html":
+        headers["Content-Security-Policy"] = PAGE_POLICY
+    return web.Response(body=body, content_type=STATIC_TYPES[suffix], charset="utf-8", headers=headers)
 
 
 async def index(request: web.Request) -> web.Response:

@@ -139,6 +139,7 @@ function onMessage(item) {
   switch (item.topic) {
     case "hello":
       colors = p.emotion_colors;
+      for (const camera of p.cameras) tile(camera);
       break;
     case "result":
       countResult(tile(p.camera), p);
