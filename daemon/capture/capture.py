@@ -52,6 +52,7 @@ class CaptureService:
                          for i, s in enumerate(settings.sources)}
         self._index = {s.name: i for i, s in enumerate(settings.sources)}
         self._finished: dict[str, float] = {}  # camera -> when its end-of-stream is due
+        self._last_dispatched: dict[str, int] = {}  # camera -> seq of the newest frame handed to a worker
         self._announced: set[str] = set()
 
     def _start_seq(self, index: int) -> int:
@@ -61,6 +62,8 @@ class CaptureService:
         if self._readers[camera].live:
             self._m.frames_dropped.labels(camera, "worker_lost").inc()
         else:
+            log.info("camera %s: frame %d of a lost worker is sent again", camera, seq)
+            self._m.frames_requeued.labels(camera).inc()
             self._dispatcher.requeue(camera, seq, frame)
 
     def run(self) -> int:
@@ -94,7 +97,9 @@ class CaptureService:
                 self._announce_finished(now)
                 self._publish_statuses(publisher)
                 if drain_deadline is not None:
-                    if not any(s.inflight for s in self._dispatcher.workers.values()) or now > drain_deadline:
+                    unfinished = sum(len(s.inflight) for s in self._dispatcher.workers.values())
+                    if not unfinished or now > drain_deadline:
+                        log.info("capture stopped; frames in flight unfinished: %d", unfinished)
                         break
                 elif len(self._announced) == len(self._readers):
                     break
@@ -110,7 +115,8 @@ class CaptureService:
         return 0
 
     def _begin_drain(self) -> float:
-        log.info("stopping capture; finishing frames in flight")
+        last = ", ".join(f"{camera} {seq}" for camera, seq in sorted(self._last_dispatched.items())) or "none"
+        log.info("stopping capture; finishing frames in flight (last frame dispatched: %s)", last)
         self._stopping.set()
         for name, reader in self._readers.items():
             dropped = reader.slot.clear()
@@ -167,6 +173,7 @@ class CaptureService:
                 self._lost(camera, frame.header.seq, frame)
                 continue
             self._dispatcher.assign(worker, camera, frame.header.seq, frame)
+            self._last_dispatched[camera] = max(self._last_dispatched.get(camera, -1), frame.header.seq)
             if self._progress is not None and not retry:
                 index = self._index[camera]
                 self._progress[index] = max(self._progress[index], frame.header.seq + 1)

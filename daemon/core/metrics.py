@@ -66,6 +66,7 @@ class Metrics:
     source_errors: Any
     bad_messages: Any
     detections: Any
+    frames_requeued: Any
 
 
 @functools.cache
@@ -96,6 +97,9 @@ def metrics() -> Metrics:
                              ["socket", "reason"]),
         detections=Counter("emotiond_detections_total", "Face detection passes, by kind (full scan or tracked "
                            "re-detection).", ["kind"]),
+        frames_requeued=Counter("emotiond_frames_requeued_total", "Frames of a lost worker sent again to another "
+                                "(file sources; live sources count them as dropped, reason worker_lost).",
+                                ["camera"]),
     )
 
 
@@ -108,7 +112,7 @@ def initialize(cameras: Iterable[str], emotions: Iterable[str], roles: Iterable[
     m = metrics()
     cameras, emotions, roles = tuple(cameras), tuple(emotions), tuple(roles)
     for camera in cameras:
-        for counter in (m.frames_captured, m.frames_processed, m.faces_detected):
+        for counter in (m.frames_captured, m.frames_processed, m.faces_detected, m.frames_requeued):
             counter.labels(camera)
         m.capture_to_publish.labels(camera)
         m.source_up.labels(camera).set(0)
