@@ -236,11 +236,16 @@ def _topic_camera(camera_bytes: bytes) -> str:
     return camera
 
 
+def _refuse_extension(code: int, data: bytes) -> Any:
+    """msgpack extension types have no place in the protocol: refused at any depth, never turned into objects."""
+    raise ValueError(f"msgpack extension type {code}")
+
+
 def _unpack_header(raw: bytes | memoryview) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("oversized", f"header of {len(raw)} bytes")
     try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_extension)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError("bad_msgpack", type(exc).__name__) from None
     if not isinstance(header, dict):
