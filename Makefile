@@ -44,8 +44,10 @@ deps: venv apt model node
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# -rs lists every skipped test with its reason; tests/conftest.py fails the run on any skip unless
+# EMOTIOND_ALLOW_SKIPS=1.
 test: deps lint
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
 
 demo: venv model
 	@$(EMOTIOND) run --source demo & pid=$$!; \

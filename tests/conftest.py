@@ -1,4 +1,56 @@
-"""Fixtures for every test module; they live in tests/support."""
+"""Fixtures for every test module (they live in tests/support), a check that no test leaves a ZeroMQ context
+open, and a check that fails the run when any test was skipped.
+
+Skips: a tool the suite needs is installed by ``make deps``, and a missing one fails its test with the package to
+install. A skip therefore means something is wrong, and fails the run, unless ``EMOTIOND_ALLOW_SKIPS=1`` is set
+(for a machine that knowingly lacks a tool).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
 
 from support.clients import node_example, xvfb  # noqa: F401
 from support.daemon import default_model, events, start_daemon, videos, watch  # noqa: F401
+from support.zmq_contexts import ContextTracker
+
+ALLOW_SKIPS = "EMOTIOND_ALLOW_SKIPS"
+_skipped: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def zmq_contexts_closed() -> Iterator[None]:
+    """Fails the test (at teardown) if it left a ZeroMQ context, or a socket on the singleton context, open."""
+    tracker = ContextTracker()
+    tracker.start()
+    yield
+    leaks = tracker.stop()
+    if leaks:
+        pytest.fail("ZeroMQ resources left open by this test: " + "; ".join(leaks), pytrace=False)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and os.environ.get(ALLOW_SKIPS) != "1" and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _skipped:
+        return
+    allowed = os.environ.get(ALLOW_SKIPS) == "1"
+    terminalreporter.section("skipped tests", red=not allowed)
+    for nodeid in _skipped:
+        terminalreporter.write_line(nodeid)
+    if allowed:
+        terminalreporter.write_line(f"{len(_skipped)} skipped, allowed by {ALLOW_SKIPS}=1")
+    else:
+        terminalreporter.write_line(f"{len(_skipped)} test(s) skipped: the run fails. Install what they need "
+                                    f"(`make deps`), or set {ALLOW_SKIPS}=1 to accept skips knowingly.", red=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -18,11 +17,13 @@ import numpy as np
 import pytest
 import zmq
 
-from emotiond.clients.overlay import EMOTION_COLORS
+from emotiond.clients.overlay import EMOTION_COLORS, draw_banner
+from emotiond.clients.viewer import WAITING_TEXT
 from emotiond.daemon.core import protocol
 from emotiond.workers.tracking import iou
 
-from support.daemon import REPO, wait_for  # noqa: F401  (used by the client tests)
+from support.daemon import REPO
+from support.tools import require_tool
 
 NODE_EXAMPLE = REPO / "examples" / "node"
 
@@ -95,8 +96,9 @@ def parse_xwd(data: bytes) -> np.ndarray:
 
 @pytest.fixture
 def xvfb() -> Iterator[Display]:
-    if not shutil.which("Xvfb"):
-        pytest.fail("Xvfb is not installed (Debian package xvfb; `make apt` installs it)")
+    require_tool("Xvfb", "xvfb", "the viewer tests' virtual display")
+    require_tool("xwd", "x11-apps", "the viewer tests' screenshots")
+    require_tool("xdotool", "xdotool", "the viewer tests' key presses")
     # -displayfd: Xvfb picks a free display itself and writes its number once it accepts connections, so there
     # is no race with other servers or with a half-started one. -noreset: by default Xvfb resets whenever its
     # last client leaves (each xdotool call is one) and refuses connections meanwhile.
@@ -172,6 +174,16 @@ def best_iou(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return max((iou(found, box) for found in drawn_boxes(mask)), default=0.0)
 
 
+def waiting_banner_shown(image: np.ndarray) -> bool:
+    """True when the viewer's "waiting for daemon" banner is on ``image``: every pixel the banner sets, whatever is
+    under it, has the banner's value (found by drawing it on a black and on a white canvas)."""
+    on_black, on_white = np.zeros_like(image), np.full_like(image, 255)
+    draw_banner(on_black, WAITING_TEXT)
+    draw_banner(on_white, WAITING_TEXT)
+    banner = np.all(on_black == on_white, axis=2)
+    return bool(np.all(image[banner] == on_black[banner], axis=1).mean() > 0.99)
+
+
 # ---------------------------------------------------------------- crafted results
 
 def crafted_result(camera: str, seq: int, emotion: str = "happy") -> protocol.Result:
@@ -220,20 +232,13 @@ def jsonl_records(folder: Path) -> list[dict]:
     return out
 
 
-def metric_value(text: str, name: str, labels: str = "") -> float | None:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}} " if labels else f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 # ---------------------------------------------------------------- node
 
 @pytest.fixture(scope="session")
 def node_example() -> Path:
     """examples/node with its npm dependencies installed (``npm ci`` from the lock file if missing)."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.fail("node and npm are required for the Node.js example test")
+    require_tool("node", "nodejs", "the Node.js subscriber example")
+    require_tool("npm", "npm", "installing the Node.js example's packages")
     if not (NODE_EXAMPLE / "node_modules" / "zeromq" / "package.json").is_file():
         done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_EXAMPLE, capture_output=True,
                               text=True, timeout=300)

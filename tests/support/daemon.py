@@ -1,4 +1,7 @@
-"""Fixtures that start the real thing: daemon processes, ZeroMQ sockets, test videos from real face photos."""
+"""Fixtures that start the real thing: daemon processes, ZeroMQ sockets, test videos from real face photos.
+
+Readiness is always read from the bus (a result or a status message arriving), never from log text or a sleep.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zmq
 
+from emotiond.clients.subscribe import Subscription
 from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.procfs import descendants, fd_count, rss_kb  # noqa: F401  (shared with test modules)
+from emotiond.daemon.core import protocol
+from emotiond.daemon.core.lifecycle import TITLE_PREFIX
+from emotiond.daemon.core.procfs import descendants
 from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME, default_models_dir
 from emotiond.workers import blazeface
 
@@ -39,6 +49,44 @@ def child_env(runtime_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """``emotiond ARGS`` to completion. ``env`` is required: it carries the test's own runtime folder."""
+    return subprocess.run([*EMOTIOND, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---------------------------------------------------------------- metrics
+
+def metric_samples(text: str, name: str, **labels: str) -> list[float]:
+    """Values of the samples called ``name`` whose labels include ``labels`` (empty when there is none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels`` (0 when there are none)."""
+    return sum(metric_samples(text, name, **labels))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+# ---------------------------------------------------------------- the daemon
+
 @dataclass
 class DaemonHandle:
     process: subprocess.Popen
@@ -55,21 +103,43 @@ class DaemonHandle:
         return self.log_path.read_text(errors="replace")
 
     def metrics_text(self) -> str:
-        import urllib.request
+        return scrape(self.metrics_port)
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return response.read().decode()
+    def metric(self, name: str, **labels: str) -> float:
+        """``metric_value`` on a fresh scrape; 0 while the endpoint does not answer yet (the daemon is starting)."""
+        try:
+            return metric_value(self.metrics_text(), name, **labels)
+        except (OSError, ConnectionError):
+            return 0.0
 
-    def wait_ready(self, workers: int, timeout: float = 60.0) -> None:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
+        """``wait_for`` that fails at once, with the log's tail, if the daemon exits before ``predicate`` holds."""
+        def check() -> Any:
+            exited = self.process.poll() is not None
+            value = predicate()
+            if not value and exited:
+                raise AssertionError(f"daemon exited ({self.process.returncode}) while waiting for {what}:\n"
+                                     f"{self.log()[-3000:]}")
+            return value
+
+        return wait_for(check, timeout, what)
+
+    def wait_ready(self, workers: int = 1, timeout: float = 90.0) -> protocol.Result:
+        """Block until the pipeline works end to end: a result arrives on the bus, and ``workers`` worker processes
+        run. Returns that first result. Fails at once if the daemon exits.
+
+        Only for sources that keep publishing (live or looping): a finite file may end before this subscribes;
+        for those, start a ``watch`` on the results endpoint before anything else.
+        """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log()
-            if text.count("ready (model") >= workers:
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"daemon exited early ({self.process.returncode}):\n{text[-3000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"daemon not ready in {timeout}s:\n{self.log()[-3000:]}")
+        with zmq.Context() as ctx, Subscription(self.results_endpoint, kinds=("result",), ctx=ctx) as subscription:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"daemon exited early ({self.process.returncode}):\n{self.log()[-3000:]}")
+                results = subscription.receive(200)
+                if results and sum(role.startswith("worker ") for role in child_roles(self).values()) >= workers:
+                    return results[0]
+        raise AssertionError(f"no result on the bus within {timeout}s:\n{self.log()[-3000:]}")
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
@@ -111,6 +181,34 @@ def start_daemon(tmp_path: Path) -> Iterator:
                 handle.process.wait(5)
 
 
+def child_roles(handle: DaemonHandle) -> dict[int, str]:
+    """The live children of a daemon and the role in their process title (``worker w1``, ``capture``, ``proxy``).
+    A child just spawned shows up once it has named itself."""
+    found = {}
+    for pid in descendants(handle.process.pid):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith(TITLE_PREFIX) and _alive(pid):
+            found[pid] = title[len(TITLE_PREFIX):]
+    return found
+
+
+def child_pids(handle: DaemonHandle) -> dict[str, int]:
+    """The pid of each live child by name: ``w1``, ``capture``, ``proxy`` (see ``child_roles``)."""
+    return {role.split(" ")[-1]: pid for pid, role in child_roles(handle).items()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# ---------------------------------------------------------------- subscribers
+
 @dataclass
 class EventsReader:
     process: subprocess.Popen
@@ -126,7 +224,12 @@ class EventsReader:
 
 @pytest.fixture
 def events(tmp_path: Path) -> Iterator:
-    """Run ``emotiond events`` as a subprocess against a daemon; returns a reader of its JSON lines."""
+    """Run ``emotiond events`` as a subprocess against a daemon; returns a reader of its JSON lines.
+
+    Start it right after the daemon: the first results come only once a worker has loaded its model, which
+    takes far longer than this client needs to subscribe. A late subscription cannot pass unnoticed: every test
+    that reads a finite file checks that each seq number arrived.
+    """
     readers: list[EventsReader] = []
 
     def start(daemon: DaemonHandle, *args: str) -> EventsReader:
@@ -136,7 +239,6 @@ def events(tmp_path: Path) -> Iterator:
                                        stderr=subprocess.DEVNULL)
         reader = EventsReader(process, out)
         readers.append(reader)
-        time.sleep(0.3)  # the subscription reaches the proxy before the first results
         return reader
 
     yield start
@@ -146,105 +248,45 @@ def events(tmp_path: Path) -> Iterator:
             reader.process.wait(5)
 
 
-@pytest.fixture(scope="session")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Short MP4s of real face photos moving over a background, with their true boxes beside them."""
-    root = tmp_path_factory.mktemp("videos")
-    return {
-        "one_face": synthetic.write_video(root / "one_face.mp4", synthetic.SceneSpec(faces=1, frames=60)),
-        "two_faces": synthetic.write_video(root / "two_faces.mp4", synthetic.SceneSpec(faces=2, frames=45)),
-    }
-
-
-@pytest.fixture(scope="session")
-def default_model() -> Path:
-    if not (DEFAULT_MODEL / "bundle.json").is_file() or not all(path.is_file() for path in BLAZEFACE_MODELS):
-        subprocess.run([*EMOTIOND, "models", "fetch"], cwd=REPO, check=True)
-    return DEFAULT_MODEL
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    return subprocess.run([*EMOTIOND, *args], cwd=REPO, env=env or child_env(Path("/tmp/emotiond-cli-test")),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-# ---------------------------------------------------------------- reliability helpers (processes, metrics, bus)
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels`` (0 when there are none)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def child_pids(handle: DaemonHandle) -> dict[str, int]:
-    """The newest pid of each child, from the supervisor's ``started NAME (pid N)`` log lines."""
-    import re
-
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (\S+) \(pid (\d+)\)", handle.log())}
-
-
-def wait_for(predicate, timeout: float, what: str = "condition", interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy (returned), or fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 class BusWatcher:
     """Subscribes to a daemon's results and status events in a thread, stamping each with its arrival time."""
 
     def __init__(self, endpoint: str, kinds: tuple[str, ...] = ("result", "status"), cameras: tuple[str, ...] = ()):
-        import threading
-
         self.endpoint = endpoint
         self.kinds = kinds
         self.cameras = cameras
         self.received: list[tuple[float, object]] = []  # (monotonic arrival, decoded message)
+        self.bad_messages: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        import zmq
-
-        from emotiond.clients.subscribe import Subscription
-
         with zmq.Context() as ctx, Subscription(self.endpoint, self.cameras, kinds=self.kinds, ctx=ctx) as subscription:
-            self.subscription = subscription
+            self.bad_messages = subscription.bad_messages
             while not self._stop.is_set():
                 for message in subscription.receive(100):
                     self.received.append((time.monotonic(), message))
 
     @property
     def invalid(self) -> int:
-        return sum(self.subscription.bad_messages.values())
+        return sum(self.bad_messages.values())
 
-    def results_after(self, moment_wall: float) -> list:
+    def results(self) -> list[protocol.Result]:
+        return [m for _, m in list(self.received) if isinstance(m, protocol.Result)]
+
+    def results_after(self, moment_wall: float) -> list[protocol.Result]:
         """Results of frames captured after a wall-clock moment."""
-        from emotiond.daemon.core import protocol
+        return [m for m in self.results() if m.captured_at > moment_wall]
 
-        return [m for _, m in list(self.received)
-                if isinstance(m, protocol.Result) and m.captured_at > moment_wall]
-
-    def statuses(self, state: str | None = None) -> list:
-        from emotiond.daemon.core import protocol
-
+    def statuses(self, state: str | None = None) -> list[protocol.Status]:
         return [m for _, m in list(self.received)
                 if isinstance(m, protocol.Status) and (state is None or m.state == state)]
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        self._thread.join(5)
+        assert not self._thread.is_alive(), "the bus watcher did not stop"
 
 
 @pytest.fixture
@@ -261,3 +303,23 @@ def watch() -> Iterator:
     yield start
     for watcher in watchers:
         watcher.close()
+
+
+# ---------------------------------------------------------------- inputs
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Short MP4s of real face photos moving over a background, with their true boxes beside them."""
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        "one_face": synthetic.write_video(root / "one_face.mp4", synthetic.SceneSpec(faces=1, frames=60)),
+        "two_faces": synthetic.write_video(root / "two_faces.mp4", synthetic.SceneSpec(faces=2, frames=45)),
+    }
+
+
+@pytest.fixture(scope="session")
+def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DEFAULT_MODEL / "bundle.json").is_file() or not all(path.is_file() for path in BLAZEFACE_MODELS):
+        fetched = run_cli("models", "fetch", env=child_env(tmp_path_factory.mktemp("fetch")), timeout=900)
+        assert fetched.returncode == 0, fetched.stderr[-3000:]
+    return DEFAULT_MODEL
