@@ -14,8 +14,9 @@ import pytest
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.bundle import FER2013_LABELS
 from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
+from emotiond.workers.tracking import iou
 
-from support.clients import best_iou, iou, palette_mask
+from support.clients import best_iou, palette_mask
 from support.daemon import EMOTIOND, REPO
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.clients import node_example  # noqa: F401
 from support.daemon import REPO
 
 
@@ -21,7 +20,7 @@ def lines(path: Path) -> dict[int, dict]:
     return {r["seq"]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
 
 
-def test_python_and_node_examples_match_emotiond_events(start_daemon, events, videos, default_model, node_example,  # noqa: F811
+def test_python_and_node_examples_match_emotiond_events(start_daemon, events, videos, default_model, node_example,
                                                         tmp_path):
     python_example = REPO / "examples" / "subscriber.py"
     source = python_example.read_text()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
-from support.clients import CraftedPublisher, crafted_result, jsonl_records, metric_value, wait_for
-from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli
+from support.clients import CraftedPublisher, crafted_result, jsonl_records
+from support.daemon import EMOTIOND, REPO, child_env, free_port, metric_samples, metric_value, run_cli, scrape, wait_for
 
 
 def start_logger(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, Path]:
@@ -26,12 +24,14 @@ def test_sigterm_mid_stream_keeps_everything_received(start_daemon, events, vide
     reference = events(daemon, "--camera", "tv")
     out = tmp_path / "log"
     logger, err = start_logger(tmp_path, daemon.env, "--out", str(out))
-    daemon.wait_ready(2)
-    wait_for(lambda: out.is_dir() and len(jsonl_records(out)) >= 40, 60, "logger wrote nothing", interval=0.2)
+    daemon.wait_for(lambda: out.is_dir() and len(jsonl_records(out)) >= 40, 90, "the logger writing results")
 
     logger.send_signal(signal.SIGTERM)  # the daemon keeps publishing
     assert logger.wait(15) == 0, err.read_text()[-2000:]
-    time.sleep(0.5)
+    last_logged = max(r["seq"] for r in jsonl_records(out) if "kind" not in r)
+    # the reference client keeps printing: once it is past the logger's last result, it has everything to compare
+    wait_for(lambda: any(r["seq"] > last_logged for r in reference.lines()), 30,
+             "the reference client to pass the logger's last result")
     reference.process.terminate()
     reference.process.wait(10)
 
@@ -76,16 +76,13 @@ def test_gaps_are_recorded_and_counted_in_metrics(tmp_path):
         for seq in range(0, 20):
             publisher.publish(crafted_result("steady", seq))
 
-        def scrape() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                return response.read().decode()
-
-        wait_for(lambda: metric_value(scrape(), "emotiond_log_gaps_total", 'camera="gappy"') == 2.0, 15,
+        wait_for(lambda: metric_value(scrape(port), "emotiond_log_gaps_total", camera="gappy") == 2.0, 15,
                  "gaps not counted")  # 10..14 at once, 20..39 after the reorder wait
-        text = scrape()
-        assert metric_value(text, "emotiond_log_missed_results_total", 'camera="gappy"') == 25.0
-        assert metric_value(text, "emotiond_log_gaps_total", 'camera="steady"') is None
-        assert metric_value(text, "emotiond_log_results_total", 'camera="gappy"') == len(sent)
+        text = scrape(port)
+        assert metric_value(text, "emotiond_log_missed_results_total", camera="gappy") == 25.0
+        assert metric_samples(text, "emotiond_log_results_total", camera="steady") == [20.0]
+        assert metric_samples(text, "emotiond_log_gaps_total", camera="steady") == []
+        assert metric_value(text, "emotiond_log_results_total", camera="gappy") == len(sent)
         logger.send_signal(signal.SIGTERM)
         assert logger.wait(15) == 0, err.read_text()[-2000:]
     finally:
@@ -105,7 +102,8 @@ def test_gaps_are_recorded_and_counted_in_metrics(tmp_path):
 
 
 def test_log_needs_an_output_folder(tmp_path):
-    done = run_cli("log", "--runtime-dir", str(tmp_path))
+    env = child_env(tmp_path / "run")
+    done = run_cli("log", "--runtime-dir", str(tmp_path), env=env)
     assert done.returncode == 2 and "--out" in done.stderr
-    done = run_cli("log", "summary", str(tmp_path))
+    done = run_cli("log", "summary", str(tmp_path), env=env)
     assert done.returncode == 2 and "no .jsonl or .csv" in done.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -15,8 +14,8 @@ import numpy as np
 from emotiond.clients.viewer import WINDOW_TITLE
 from emotiond.daemon.capture import synthetic
 
-from support.clients import best_iou, drawn_boxes, palette_mask, wait_for, xvfb  # noqa: F401
-from support.daemon import EMOTIOND, REPO
+from support.clients import best_iou, drawn_boxes, palette_mask, waiting_banner_shown
+from support.daemon import EMOTIOND, REPO, wait_for
 
 
 def window_image(display, window: str) -> np.ndarray:
@@ -32,35 +31,66 @@ def overlay_on_screen(display, window: str) -> bool:
     return palette_mask(image).sum() > 500
 
 
-def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon, videos, default_model, xvfb,  # noqa: F811
+def screen_when(display, window: str, condition, timeout: float, what: str) -> np.ndarray:
+    """The window's image once ``condition(image)`` holds."""
+    def check() -> list[np.ndarray] | None:
+        image = window_image(display, window)
+        return [image] if condition(image) else None
+
+    return wait_for(check, timeout, what, interval=0.2)[0]
+
+
+def snapshot(display, window: str, printed: Path, taken: set[Path]) -> Path:
+    """Press ``s`` and return the new snapshot file once the viewer has printed ``snapshot PATH`` (it prints after
+    the file is written)."""
+    display.key(window, "s")
+
+    def written() -> Path | None:
+        paths = {Path(line.split(" ", 1)[1]) for line in printed.read_text().splitlines()
+                 if line.startswith("snapshot ")}
+        return next(iter(paths - taken), None)
+
+    path = wait_for(written, 10, "no snapshot written")
+    taken.add(path)
+    return path
+
+
+def snapshot_seq(path: Path) -> int:
+    return int(re.match(r"tv-(\d+)-", path.name).group(1))
+
+
+OLD_DAEMON_SEQ = 300  # how far the first daemon counts before it stops
+NEW_DAEMON_FPS = 5  # the second daemon's pace: its seq numbers stay far below the first one's for a minute
+
+
+def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon, watch, videos, default_model, xvfb,
                                                                     tmp_path):
     video = videos["one_face"]
     truth = synthetic.load_truth(video)
-    daemon = start_daemon("--source", f"tv={video}", "--realtime", "--loop")
+    daemon = start_daemon("--source", f"tv={video}", "--loop")  # file mode: it counts seq numbers fast
+    old_results = watch(daemon.results_endpoint, ("result",))
     snapshots = tmp_path / "snaps"
-    err_path = tmp_path / "viewer.err"
-    with (tmp_path / "viewer.out").open("w") as out, err_path.open("w") as err:
+    taken: set[Path] = set()
+    err_path, out_path = tmp_path / "viewer.err", tmp_path / "viewer.out"
+    with out_path.open("w") as out, err_path.open("w") as err:
         viewer = subprocess.Popen([*EMOTIOND, "view", "--snapshots", str(snapshots), "--waiting-after", "1"],
                                   cwd=REPO, env=xvfb.env(daemon.env), stdout=out, stderr=err)
     try:
         window = wait_for(lambda: (xvfb.windows(WINDOW_TITLE) or [None])[0], 30, "no viewer window")
-        daemon.wait_ready(2)
         # live: overlay colours appear on screen once frames flow
-        wait_for(lambda: overlay_on_screen(xvfb, window), 30,
+        wait_for(lambda: overlay_on_screen(xvfb, window), 60,
                  f"no overlay on screen:\n{err_path.read_text()[-2000:]}", interval=0.5)
 
         # pause, snapshot: the snapshot names the seq shown, the screen shows exactly the snapshot
         xvfb.key(window, "p")
-        time.sleep(0.3)
-        xvfb.key(window, "s")
-        shot_path = wait_for(lambda: next(iter(snapshots.glob("tv-*.png")), None), 10, "no snapshot written")
-        time.sleep(0.3)
-        screen = window_image(xvfb, window)
-        snapshot = cv2.imread(str(shot_path))
-        assert screen.shape == snapshot.shape == (480, 640, 3)
-        assert np.abs(screen.astype(int) - snapshot).mean() < 1.0, "the window shows what the snapshot saved"
+        shot_path = snapshot(xvfb, window, out_path, taken)
+        snapshot_image = cv2.imread(str(shot_path))
+        screen = screen_when(xvfb, window, lambda image: image.shape == snapshot_image.shape
+                             and np.abs(image.astype(int) - snapshot_image).mean() < 1.0, 10,
+                             "the paused window to show what the snapshot saved")
+        assert screen.shape == (480, 640, 3)
 
-        seq = int(re.match(r"tv-(\d+)-", shot_path.name).group(1))
+        seq = snapshot_seq(shot_path)
         true_box = truth[seq % len(truth)][0]
         mask = palette_mask(screen)
         assert best_iou(mask, true_box) >= 0.5, (seq, true_box, drawn_boxes(mask))
@@ -69,16 +99,31 @@ def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon,
         far[max(0, y - 60):y + h + 60, max(0, x - 130):x + w + 130] = False  # box, label and score bars
         assert far.sum() < 50, "overlay colours away from the face"
 
-        # daemon restart: the viewer waits, then shows the new daemon's frames (seq from 0 again)
+        # the daemon stops: the window keeps the old daemon's last frame under the "waiting for daemon" banner
         xvfb.key(window, "p")
+        assert not waiting_banner_shown(window_image(xvfb, window)), "positive control: no banner while live"
+        daemon.wait_for(lambda: any(r.seq >= OLD_DAEMON_SEQ for r in old_results.results()), 120,
+                        what=f"the first daemon to reach seq {OLD_DAEMON_SEQ}")
         daemon.stop()
-        wait_for(lambda: "waiting for daemon" in err_path.read_text(), 10, "viewer did not notice the daemon left")
-        start_daemon("--source", f"tv={video}", "--realtime", "--loop",
-                     env={"EMOTIOND_BUS__RUNTIME_DIR": str(daemon.runtime_dir)})
-        wait_for(lambda: err_path.read_text().count("showing camera tv") >= 2, 60,
-                 f"viewer did not resume:\n{err_path.read_text()[-2000:]}", interval=0.3)
-        wait_for(lambda: overlay_on_screen(xvfb, window), 20, "no overlay after restart",
-                 interval=0.5)
+        waiting = screen_when(xvfb, window, waiting_banner_shown, 15, "the waiting banner after the daemon left")
+        last_old = snapshot(xvfb, window, out_path, taken)
+        last_old_seq = snapshot_seq(last_old)
+        assert last_old_seq >= seq
+
+        # a new daemon on the same runtime folder: the screen changes to its frames, banner gone, seq from 0 again
+        config = tmp_path / "paced.toml"
+        config.write_text(f'[[sources]]\nname = "tv"\nurl = "{video}"\nrealtime = true\nloop = true\n'
+                          f"fps = {NEW_DAEMON_FPS}\n")
+        start_daemon("--config", str(config), env={"EMOTIOND_BUS__RUNTIME_DIR": str(daemon.runtime_dir)})
+        resumed = screen_when(xvfb, window, lambda image: not waiting_banner_shown(image)
+                              and np.abs(image.astype(int) - waiting).mean() > 1.0
+                              and palette_mask(image).sum() > 500, 90, "the new daemon's frames on screen")
+        assert resumed.shape == waiting.shape
+        first_new = snapshot(xvfb, window, out_path, taken)
+        new_seq = snapshot_seq(first_new)
+        assert new_seq < last_old_seq, (f"the frame shown after the restart (seq {new_seq}) must come from the new "
+                                        f"daemon, which counts from 0 (the old one had reached {last_old_seq})")
+        assert not waiting_banner_shown(cv2.imread(str(first_new)))
 
         xvfb.key(window, "q")
         assert viewer.wait(15) == 0

@@ -21,15 +21,16 @@ from hypothesis import strategies as st
 
 from emotiond.daemon.core import protocol
 
-from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
+from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, scrape, wait_for
 
 MAX_MESSAGE_BYTES = 1_500_000  # above one raw 640x480 frame, far below the default
 FUZZ_ENV = {"EMOTIOND_BUS__MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES)}
 CASES = {"decoder": 3000, "capture": 1500, "worker": 800, "proxy": 1000}
+MIN_SHARE_RUN = 0.95  # of CASES each target must actually have generated (hypothesis may stop a little early)
 RUN = settings(deadline=None, database=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.function_scoped_fixture])
-TOTALS: Counter = Counter()
+TOTALS: Counter = Counter()  # cases generated per target, checked by the last test of this module
 
 # ---------------------------------------------------------------- strategies
 
@@ -127,24 +128,26 @@ def test_decoder_refuses_with_a_reason_and_never_raises_anything_else():
 
 # ---------------------------------------------------------------- sockets of a running daemon
 
-def _fuzz(sock: zmq.Socket, cases: int, prefix: list[bytes] | None = None, keep=lambda v: True,
+def _fuzz(target: str, sock: zmq.Socket, prefix: list[bytes] | None = None, keep=lambda v: True,
           pause_every: int = 0) -> Counter:
-    """Send ``cases`` generated messages; returns the decoder's verdict per message actually sent.
+    """Send the target's generated messages; returns the decoder's verdict per message actually sent, and counts
+    the cases generated in TOTALS.
 
     ``pause_every`` paces the burst so a high-water mark downstream does not drop what the test wants to see.
     """
     sent: Counter = Counter()
 
-    @settings(RUN, max_examples=cases)
+    @settings(RUN, max_examples=CASES[target])
     @given(messages)
     def send(parts):
+        TOTALS[target] += 1
         outcome = verdict(parts)
         if not keep(outcome):
             return
         sock.send_multipart([*(prefix or []), *parts])
         sent[outcome] += 1
         if pause_every and sum(sent.values()) % pause_every == 0:
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing the sender, not waiting for anything
 
     send()
     return sent
@@ -174,7 +177,7 @@ def test_capture_router_survives_a_hostile_worker(start_daemon, videos, default_
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(f"ipc://{daemon.runtime_dir / 'frames'}.sock")
         # valid control messages would enrol the fuzzer as a worker; everything else must be refused and counted
-        sent = _fuzz(sock, CASES["capture"], keep=lambda v: v != "control")
+        sent = _fuzz("capture", sock, keep=lambda v: v != "control")
         expected = _as_counted(sent, unexpected=("frame", "result", "status"))
         wait_for(lambda: _counted(daemon.metrics_text(), "frames", expected) == dict(expected), 20,
                  what=f"capture to count {dict(expected)}")
@@ -182,7 +185,6 @@ def test_capture_router_survives_a_hostile_worker(start_daemon, videos, default_
         ctx.destroy(linger=0)
     assert child_pids(daemon) == pids, "a child was restarted"
     assert metric_value(daemon.metrics_text(), "emotiond_process_restarts_total") == 0
-    TOTALS["capture"] = sum(sent.values())
     print(f"capture ROUTER: {sum(sent.values())} hostile messages, counted by reason: {dict(expected)}")
     assert daemon.stop() == 0
 
@@ -199,19 +201,23 @@ def test_proxy_forwards_only_what_decoders_can_judge(start_daemon, watch, videos
         publisher.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
         hostile_subscriber = ctx.socket(zmq.XSUB)
         hostile_subscriber.connect(daemon.results_endpoint)
-        time.sleep(0.5)
-        sent = _fuzz(publisher, CASES["proxy"], pause_every=16)
+        ping = protocol.Status("fuzzer", "up", "subscribed", 1.0, 0)
+        wait_for(lambda: publisher.send_multipart(protocol.encode_status(ping))
+                 or [s for s in watcher.statuses() if s.camera == "fuzzer"], 10, interval=0.1,
+                 what="the fake publisher's valid message to reach the subscriber")
+        sent = _fuzz("proxy", publisher, pause_every=16)
         for parts in ([b"\x01"], [b"\x00garbage"], [b"\x02\xff" * 100], [b"\x01" + b"x" * 5000]):
             hostile_subscriber.send_multipart(parts)  # subscription frames that are not subscriptions
-        time.sleep(1.0)
+        refused = sum(n for v, n in sent.items() if v not in ("frame", "result", "status", "control"))
+        # each refused message reaches the subscriber's decoder and is counted there (the socket stays open
+        # until then: closing it with linger 0 would discard what is still queued)
+        wait_for(lambda: watcher.invalid >= refused, 20, what=f"the subscriber to refuse {refused} messages")
     finally:
         ctx.destroy(linger=0)
     since = time.time()
     wait_for(lambda: watcher.results_after(since), 10, what="real results after the fuzzing")
     assert child_pids(daemon) == pids, "a child was restarted"
-    refused = sum(n for v, n in sent.items() if v not in ("frame", "result", "status", "control"))
-    assert watcher.invalid == refused, (watcher.invalid, refused)  # each reaches the subscriber's decoder, refused
-    TOTALS["proxy"] = sum(sent.values())
+    assert watcher.invalid == refused, (watcher.invalid, refused)
     print(f"proxy XSUB: {sum(sent.values())} messages from a fake publisher; subscriber decoder refused "
           f"{watcher.invalid} ({refused} expected)")
     assert daemon.stop() == 0
@@ -264,16 +270,11 @@ def test_worker_dealer_survives_a_hostile_capture(lone_worker):
     assert identity == b"fz" and verdict(ready) == "control"
     xsub.send(b"\x01")  # subscribe to everything the worker publishes
     _wait_until_results_flow(router, xsub, identity)
-    sent = _fuzz(router, CASES["worker"], prefix=[identity])
+    sent = _fuzz("worker", router, prefix=[identity])
     expected = _as_counted(sent, unexpected=("result", "status", "control"), accepted=("frame",))
 
-    def counted() -> dict[str, float]:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return _counted(response.read().decode(), "worker", expected)
-
-    wait_for(lambda: counted() == dict(expected), 30, what=f"worker to count {dict(expected)}")
+    wait_for(lambda: _counted(scrape(port), "worker", expected) == dict(expected), 30,
+             what=f"worker to count {dict(expected)}")
     assert process.poll() is None, Path(log_path).read_text()[-2000:]
     published = 0
     deadline = time.monotonic() + 30  # the counters above can be complete before the last frames are answered
@@ -281,35 +282,72 @@ def test_worker_dealer_survives_a_hostile_capture(lone_worker):
         if xsub.poll(200):
             published += verdict(xsub.recv_multipart()) == "result"
     assert published == sent["frame"], (published, sent["frame"])  # odd-shaped valid frames are still processed
-    TOTALS["worker"] = sum(sent.values())
     print(f"worker DEALER: {sum(sent.values())} messages ({sent['frame']} valid frames of odd shapes, all "
           f"answered); refused by reason: {dict(expected)}")
 
 
+def _monitor_events(monitor: zmq.Socket, timeout_ms: int) -> list[int]:
+    """The socket events reported on a monitor socket within ``timeout_ms`` of the first."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    found = []
+    while monitor.poll(timeout_ms):
+        found.append(recv_monitor_message(monitor)["event"])
+        timeout_ms = 100
+    return found
+
+
 def test_oversized_message_is_refused_by_zeromq(start_daemon, watch, videos, default_model):
+    """A message over bus.max_message_bytes makes ZeroMQ drop the sender's connection before the proxy reads it.
+
+    Positive control first: the same publisher's small message arrives. Then the oversized one never does, the
+    publisher is disconnected (its monitor says so), and small messages pass again after it reconnects.
+    """
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=FUZZ_ENV)
     daemon.wait_ready(1)
     watcher = watch(daemon.results_endpoint, ("status",), ("huge",))
+    results_in = f"ipc://{daemon.runtime_dir / 'results_in'}.sock"
+
+    def delivered(text: str) -> list[protocol.Status]:
+        return [s for s in watcher.statuses() if s.message == text]
+
+    def send_until_delivered(sock: zmq.Socket, text: str) -> None:
+        status = protocol.encode_status(protocol.Status("huge", "up", text, 1.0, 0))
+        wait_for(lambda: sock.send_multipart(status) or delivered(text), 10, interval=0.2,
+                 what=f"the small message {text!r} to arrive")
+
     ctx = zmq.Context()
     try:
         publisher = ctx.socket(zmq.PUB)
-        publisher.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
-        time.sleep(0.5)
-        status = protocol.Status("huge", "up", "x" * 100, 1.0, 0)
-        big = protocol.encode_status(status)
+        publisher.setsockopt(zmq.LINGER, 0)
+        monitor = publisher.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        publisher.connect(results_in)
+        send_until_delivered(publisher, "small, before")
+        assert zmq.EVENT_CONNECTED in _monitor_events(monitor, 1000)
+
+        big = protocol.encode_status(protocol.Status("huge", "up", "oversized", 1.0, 0))
         big[2] = b"\x00" * (MAX_MESSAGE_BYTES + 1)
         publisher.send_multipart(big)
-        time.sleep(1.0)
-        assert not watcher.received and not watcher.invalid, "an oversized message went through the proxy"
-        small = ctx.socket(zmq.PUB)  # the oversized sender was disconnected; a fresh, well-behaved one gets through
-        small.connect(f"ipc://{daemon.runtime_dir / 'results_in'}.sock")
-        wait_for(lambda: small.send_multipart(protocol.encode_status(status)) or watcher.statuses(), 10,
-                 interval=0.2, what="a normal message after the oversized one")
+        events = _monitor_events(monitor, 10_000)
+        assert events[:1] == [zmq.EVENT_DISCONNECTED], f"the oversized sender was not disconnected: {events}"
+
+        send_until_delivered(publisher, "small, after reconnecting")  # the same publisher, reconnected
+        fresh = ctx.socket(zmq.PUB)
+        fresh.setsockopt(zmq.LINGER, 0)
+        fresh.connect(results_in)
+        send_until_delivered(fresh, "small, from a fresh publisher")
+        publisher.disable_monitor()
     finally:
         ctx.destroy(linger=0)
+    assert not delivered("oversized"), "an oversized message went through the proxy"
+    assert watcher.invalid == 0, watcher.bad_messages
     assert daemon.stop() == 0
 
 
-def test_zz_report_fuzz_totals():
-    """Prints the number of cases run in this module (for docs/reliability.md)."""
+def test_zz_every_fuzz_target_ran_its_cases():
+    """Runs last in this module: every target above ran (none skipped or deselected) and generated its cases."""
     print(f"fuzz cases: {dict(TOTALS)}, total {sum(TOTALS.values())}")
+    missing = set(CASES) - set(TOTALS)
+    assert not missing, f"fuzz targets that did not run: {sorted(missing)} (run this module whole)"
+    for target, cases in CASES.items():
+        assert TOTALS[target] >= MIN_SHARE_RUN * cases, f"{target}: {TOTALS[target]} of {cases} cases generated"

@@ -14,7 +14,7 @@ from emotiond.daemon.core.bundle import FER2013_LABELS
 from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
 from emotiond.workers.tracking import iou
 
-from support.daemon import run_cli
+from support.daemon import child_env, run_cli
 
 
 def recall(results: list[dict], truth: list[list[tuple]], threshold: float = 0.4) -> float:
@@ -71,7 +71,6 @@ def test_image_folder_skips_non_images_and_counts_them(start_daemon, events, tmp
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     daemon = start_daemon("--source", f"stills={folder}", "--workers", "1")
     reader = events(daemon, "--until-eos", "--timeout", "60")
-    daemon.wait_ready(1)
     deadline_results = reader.wait(90)
     assert sorted(r["seq"] for r in deadline_results) == [0, 1, 2]
     assert all(len(r["faces"]) == 1 for r in deadline_results)
@@ -80,19 +79,20 @@ def test_image_folder_skips_non_images_and_counts_them(start_daemon, events, tmp
 
 
 def test_bad_sources_and_models_fail_fast_with_one_line(tmp_path, default_model):
-    missing = run_cli("run", "--source", str(tmp_path / "nope.mp4"))
+    env = child_env(tmp_path / "run")
+    missing = run_cli("run", "--source", str(tmp_path / "nope.mp4"), env=env)
     assert missing.returncode == 2
     assert "no such file" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
-    unsupported = run_cli("run", "--source", "gopher://example/x")
+    unsupported = run_cli("run", "--source", "gopher://example/x", env=env)
     assert unsupported.returncode == 2 and "unsupported URL scheme" in unsupported.stderr
 
     not_video = tmp_path / "clip.mp4"
     not_video.write_bytes(b"definitely not a video" * 100)
-    corrupt = run_cli("run", "--source", str(not_video))
+    corrupt = run_cli("run", "--source", str(not_video), env=env)
     assert corrupt.returncode == 2 and "cannot decode" in corrupt.stderr.replace("OpenCV can", "cannot")
 
-    no_model = run_cli("run", "--source", "demo", "--model", "no-such-model")
+    no_model = run_cli("run", "--source", "demo", "--model", "no-such-model", env=env)
     assert no_model.returncode == 2 and "emotiond models fetch" in no_model.stderr
 
     wrong = tmp_path / "wrong-shape"
@@ -100,14 +100,14 @@ def test_bad_sources_and_models_fail_fast_with_one_line(tmp_path, default_model)
     spec = json.loads((wrong / "bundle.json").read_text())
     spec["input"]["height"] = spec["input"]["width"] = 48
     (wrong / "bundle.json").write_text(json.dumps(spec))
-    wrong_shape = run_cli("run", "--source", "demo", "--model", str(wrong))
+    wrong_shape = run_cli("run", "--source", "demo", "--model", str(wrong), env=env)
     assert wrong_shape.returncode == 2 and "does not match bundle input" in wrong_shape.stderr
 
     tampered = tmp_path / "tampered"
     shutil.copytree(default_model, tampered)
     with (tampered / "model.tflite").open("ab") as fh:
         fh.write(b"\0")
-    bad_hash = run_cli("run", "--source", "demo", "--model", str(tampered))
+    bad_hash = run_cli("run", "--source", "demo", "--model", str(tampered), env=env)
     assert bad_hash.returncode == 2 and "sha256" in bad_hash.stderr
 
 

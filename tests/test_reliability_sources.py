@@ -4,7 +4,6 @@ that does not exist, and video files cut short or damaged."""
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -16,8 +15,8 @@ import pytest
 from emotiond.daemon.core import protocol
 
 from support.daemon import free_port, metric_value, wait_for
+from support.tools import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
 FAST_BACKOFF = {"EMOTIOND_CAPTURE__RECONNECT_INITIAL_SECONDS": "0.2",
                 "EMOTIOND_CAPTURE__RECONNECT_MAX_SECONDS": "1.6"}
 
@@ -25,14 +24,15 @@ FAST_BACKOFF = {"EMOTIOND_CAPTURE__RECONNECT_INITIAL_SECONDS": "0.2",
 class StreamServer:
     """``ffmpeg -listen 1`` serving a looping video as MPEG-TS over HTTP, restartable on the same port."""
 
-    def __init__(self, video: Path, port: int):
+    def __init__(self, ffmpeg: str, video: Path, port: int):
+        self.ffmpeg = ffmpeg
         self.video = video
         self.url = f"http://127.0.0.1:{port}/live.ts"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
+            [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
              "-an", "-c:v", "mpeg1video", "-q:v", "4", "-f", "mpegts", "-listen", "1", self.url],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -45,7 +45,8 @@ class StreamServer:
 
 @pytest.fixture
 def stream_server(videos) -> Iterator[StreamServer]:
-    server = StreamServer(videos["one_face"], free_port())
+    ffmpeg = require_tool("ffmpeg", "ffmpeg", "serving a network stream")
+    server = StreamServer(ffmpeg, videos["one_face"], free_port())
     server.start()
     yield server
     server.kill()
@@ -61,7 +62,7 @@ def _up(daemon, camera: str) -> float:
 
 def test_network_stream_that_dies_and_returns_is_reconnected(start_daemon, watch, stream_server, default_model):
     daemon = start_daemon("--source", f"net={stream_server.url}", env=FAST_BACKOFF)
-    daemon.wait_ready(2)
+    daemon.wait_ready()
     watcher = watch(daemon.results_endpoint)
     wait_for(lambda: watcher.results_after(0), 20, what="results from the stream")
     assert _up(daemon, "net") == 1
@@ -71,7 +72,9 @@ def test_network_stream_that_dies_and_returns_is_reconnected(start_daemon, watch
     stream_server.kill()
     wait_for(lambda: _statuses_after(watcher, "down", killed), 10, what="down status")
     wait_for(lambda: _up(daemon, "net") == 0, 5, what="source_up 0")
-    time.sleep(2.5)
+    # the fifth failure is counted after the fourth retry delay was logged
+    wait_for(lambda: daemon.metric("emotiond_source_errors_total", camera="net", reason="open_failed") >= 5, 20,
+             what="five failed reopening attempts")
     delays = [float(d) for d in re.findall(r"source net: .*; retrying in ([\d.]+)s", daemon.log())]
     assert delays[:4] == [0.2, 0.4, 0.8, 1.6], delays
 
@@ -102,7 +105,9 @@ def test_network_stream_that_dies_and_returns_is_reconnected(start_daemon, watch
 def test_missing_webcam_is_reported_and_retried(start_daemon, watch, default_model):
     daemon = start_daemon("--source", "cam=9", env=FAST_BACKOFF)
     watcher = watch(daemon.results_endpoint)
-    wait_for(lambda: len(re.findall(r"source cam: .*retrying", daemon.log())) >= 3, 20, what="three retries")
+    daemon.wait_for(lambda: daemon.metric("emotiond_source_errors_total", camera="cam", reason="open_failed") >= 4,
+                    20, what="four failed attempts to open")
+    assert len(re.findall(r"source cam: .*retrying", daemon.log())) >= 3
     assert "cannot open camera 9" in daemon.log()
     assert daemon.process.poll() is None
     downs = watcher.statuses("down")
@@ -116,9 +121,10 @@ def test_missing_webcam_is_reported_and_retried(start_daemon, watch, default_mod
 @pytest.fixture(scope="module")
 def damaged_videos(tmp_path_factory, videos) -> dict[str, Path]:
     """An MJPEG AVI of the test scene, cut in half, and one with a run of zeroed bytes in the middle."""
+    ffmpeg = require_tool("ffmpeg", "ffmpeg", "making damaged video files")
     root = tmp_path_factory.mktemp("damaged")
     whole = root / "whole.avi"
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(videos["one_face"]),
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(videos["one_face"]),
                     "-c:v", "mjpeg", "-q:v", "5", str(whole)], check=True)
     data = whole.read_bytes()
     truncated = root / "truncated.avi"
