@@ -33,14 +33,14 @@ def test_sigterm_finishes_in_flight_frames_and_leaves_nothing(start_daemon, watc
     last = re.search(r"last frame dispatched: tv (\d+)", daemon.log())
     assert last, daemon.log()[-2000:]
     last_dispatched = int(last.group(1))
-    assert "frames in flight unfinished: 0" in daemon.log(), daemon.log()[-2000:]
     wait_for(lambda: any(r.seq == last_dispatched for r in watcher.results()), 5,
              what=f"the result of frame {last_dispatched}, the last one dispatched")
     seqs = sorted(r.seq for r in watcher.results())
     first = seqs[0]
     assert seqs == list(range(first, last_dispatched + 1)), "a frame handed to a worker was never published"
-    leftovers = [pid for pid in children if _alive(pid)]
-    assert not leftovers, f"orphans: {leftovers}"
+    assert "frames in flight unfinished: 0" in daemon.log(), daemon.log()[-2000:]
+    # Python's resource tracker (started by the spawn context) exits on its own once the supervisor has gone
+    wait_for(lambda: not [pid for pid in children if _alive(pid)], 5, what="every child to exit (orphans left)")
     assert not list(daemon.runtime_dir.glob("*.sock")), list(daemon.runtime_dir.iterdir())
     assert not (daemon.runtime_dir / "daemon.lock").exists()
 
