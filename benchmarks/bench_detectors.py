@@ -194,14 +194,14 @@ def render(report: dict[str, Any]) -> str:
     videos, hard = report["videos"], report["hard_set"]
     labels = list(report["fer"])
     lines = ["Face detectors side by side (file mode, the daemon end to end; fer from the same run):", "",
-             "| video | detector | fps | ratio to fer | recall (fer / ours) | agreement with fer | "
+             "| video | detector | fps (fer / ours) | ratio to fer | recall (fer / ours) | agreement with fer | "
              "CPU ms/frame (fer / ours) | detect ms/frame |",
              "|---|---|---|---|---|---|---|---|"]
     for label in labels:
         fer = report["fer"][label]
         for backend in BACKENDS:
             v = videos[backend][label]
-            lines.append(f"| {label} | {backend} | {v['fps']:.1f} | **{v['ratio']:.2f}x** | "
+            lines.append(f"| {label} | {backend} | {fer['fps']:.1f} / {v['fps']:.1f} | **{v['ratio']:.2f}x** | "
                          f"{fer['recall']:.3f} / {v['recall']:.3f} | {v['agreement_with_fer']:.3f} | "
                          f"{fer['cpu_per_frame_ms']:.1f} / {v['cpu_per_frame_ms']:.1f} | {v['detect_ms']:.2f} |")
     lines += ["", "Hard set (benchmarks/hardset.py), whole-frame detection without tracking:", "",
