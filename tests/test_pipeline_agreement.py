@@ -42,6 +42,7 @@ def daemon(video, env, start_daemon, events) -> dict[int, list[tuple]]:
     return frame_faces(records)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("tracking", "detector"), [("true", "haar"), ("false", "haar"), ("true", "blazeface")])
 def test_analyze_and_the_daemon_agree_frame_by_frame(tracking, detector, four_faces, start_daemon, events, tmp_path,
                                                       default_model):

@@ -7,9 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from support.daemon import REPO
 
 
+@pytest.mark.slow
 def test_short_soak_loses_no_frame_and_stays_flat(tmp_path, default_model):
     out = tmp_path / "soak.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "soak.py"), "--duration", "150",

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import zmq
 
 from emotiond.daemon.core.procfs import rss_kb
@@ -25,6 +26,7 @@ def logged_seqs(folder) -> set[int]:
     return {r["seq"] for r in records if "kind" not in r}
 
 
+@pytest.mark.slow
 def test_stalled_subscribers_do_not_hurt_others_and_memory_stays_bounded(start_daemon, watch, videos,
                                                                         default_model, tmp_path):
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop")
