@@ -68,10 +68,6 @@ class BlazeFaceModel:
     min_score: float
     haar_framing: tuple[float, float]  # side scale, centre shift down (fraction of the side) to Haar's framing
 
-    @property
-    def anchor_count(self) -> int:
-        return len(ssd_anchors(self))
-
 
 MODELS = {
     "full": BlazeFaceModel("full", "face_detection_full_range.tflite",
