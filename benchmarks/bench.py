@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(check.line())
     failed = [c for c in found if not c.passed]
     if failed:
-        print("emotiond bench: FAIL: " + "; ".join(f"{c.video} {c.name} {c.value:.3f}" for c in failed),
+        print("emotiond bench: FAIL: " + "; ".join(f"{c.video} {c.name} {c.figure()}" for c in failed),
               file=sys.stderr)
         return 1
     print("emotiond bench: all checks passed")

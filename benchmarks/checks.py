@@ -19,14 +19,17 @@ MAX_LOST = 0
 class Check:
     video: str
     name: str
-    value: float
+    value: float | int
     limit: float
     passed: bool
     bound: str  # "at least" or "at most"
 
     def line(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return f"{verdict} {self.video}: {self.name} {self.value:.3f} (must be {self.bound} {self.limit:g})"
+        return f"{verdict} {self.video}: {self.name} {self.figure()} (must be {self.bound} {self.limit:g})"
+
+    def figure(self) -> str:
+        return f"{self.value:.3f}" if isinstance(self.value, float) else str(self.value)
 
 
 def _at_least(video: str, name: str, value: float, limit: float) -> Check:
