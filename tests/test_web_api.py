@@ -270,7 +270,8 @@ def test_websocket_topics_frames_and_bad_messages(tmp_path, fake_bus):
     async def scenario():
         async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
             await wait_seen(client, fake_bus, "cam0")
-            ws = await client.ws_connect("/ws")
+            ws = await client.ws_connect("/ws", compress=15)
+            assert ws.compress == 0, "frames are JPEG: the server declines permessage-deflate"
             hello = json.loads((await ws.receive(timeout=10)).data)
             assert hello["topic"] == "hello" and hello["payload"]["emotion_colors"]["angry"] == "#ff0000"
             assert "cam0" in hello["payload"]["cameras"]

@@ -110,7 +110,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         hub.open_stream()
     except StreamLimitError as exc:
         return json_error(503, str(exc), headers={"Retry-After": "5"})
-    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECONDS, max_msg_size=WS_MAX_MESSAGE_BYTES)
+    # No permessage-deflate: the frames are JPEG already, deflating them costs CPU for nothing.
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECONDS, max_msg_size=WS_MAX_MESSAGE_BYTES, compress=False)
     outbox = Outbox()
     session = _WsSession(hub, outbox)
     sender: asyncio.Task | None = None
