@@ -245,7 +245,8 @@ def _unpack_header(raw: bytes | memoryview) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("oversized", f"header of {len(raw)} bytes")
     try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_extension)
+        # timestamp=1: the one extension msgpack decodes itself (Timestamp, bypassing ext_hook) becomes a plain float
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_extension, timestamp=1)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError("bad_msgpack", type(exc).__name__) from None
     if not isinstance(header, dict):
