@@ -209,3 +209,52 @@ def test_training_pipeline_yields_weights_and_mixed_labels(small: Path) -> None:
     assert x.shape == (6, 24, 24, 1) and y.shape == (6, 3) and w.shape == (6,)
     assert np.allclose(w.numpy(), (y.numpy() * [1, 2, 3]).sum(axis=1))
     assert any((b[1].numpy() % 1 != 0).any() for b in batches)
+
+
+def test_cached_and_streamed_pipelines_give_the_daemons_pixels(small: Path) -> None:
+    """The in-memory cache and per-epoch decoding yield identical batches, and a colour file of another size
+    becomes the grey the daemon computes (OpenCV BT.601, then an area resize)."""
+    import cv2
+    from PIL import Image
+
+    from emotiond.workers.preprocess import to_gray
+
+    colour = small / "train" / "happy" / "zz_colour.png"
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(colour)
+    data = load_dataset(small, "auto", val_fraction=0.0)
+    split = data.splits["train"]
+    batches = {}
+    for cache in (True, False):
+        ds = make_pipeline(split, image_size=24, channels=1, num_classes=3, batch_size=5, training=False, cache=cache)
+        assert int(ds.cardinality()) == 5  # 25 images; Keras needs to know where an epoch ends
+        batches[cache] = np.concatenate([x.numpy() for x, _ in ds])
+    assert batches[True].shape == (25, 24, 24, 1)
+    np.testing.assert_array_equal(batches[True], batches[False])
+    expected = cv2.resize(to_gray(cv2.imread(str(colour))), (24, 24), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(batches[True][split.paths.index(str(colour)), :, :, 0], expected)
+    rgb = make_pipeline(split, image_size=24, channels=3, num_classes=3, batch_size=25, training=False)
+    pixels = next(iter(rgb))[0].numpy()[split.paths.index(str(colour))]
+    expected_rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(colour)), cv2.COLOR_BGR2RGB), (24, 24),
+                              interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(pixels, expected_rgb)
+
+
+def test_noise_and_the_folded_flip_are_what_they_claim() -> None:
+    """Noise has the configured spread; with geometry on, the flip is folded into the resample and still
+    mirrors exactly (a near-zero rotation leaves each image either unchanged or mirrored)."""
+    import tensorflow as tf
+
+    from emotiond.training.augment import pixel_augment
+    from emotiond.training.config import AugmentConfig
+
+    x = tf.fill([32, 16, 16, 1], 128.0)
+    noisy = pixel_augment(x, AugmentConfig(noise_stddev=6.0), 1, 0).numpy() - 128.0
+    assert 5.5 < noisy.std() < 6.5 and abs(noisy.mean()) < 0.5
+    assert not np.allclose(noisy[0], noisy[1])  # images get different fields
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (16, 12, 12, 1)).astype(np.float32))
+    out = pixel_augment(images, AugmentConfig(rotation=1e-6, flip=True), 3, 5).numpy()
+    same = [np.allclose(o, i, atol=1e-2) for o, i in zip(out, images.numpy(), strict=True)]
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-2) for o, i in zip(out, images.numpy(), strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert 0 < sum(mirrored) < 16
