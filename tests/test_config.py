@@ -97,3 +97,13 @@ def test_cli_config_commands(tmp_path):
     assert any("metrics.port" in line for line in lines)
     bad_env = run_cli("config", "show", env={**env, "EMOTIOND_WORKERS__COUNT": "many"})
     assert bad_env.returncode == 2 and "workers.count" in bad_env.stderr
+
+
+def test_config_show_masks_the_web_token_that_child_processes_still_receive(tmp_path):
+    secret = "s3cret-token-of-24-chars"
+    settings = load_settings(None, {"web": {"token": secret}})
+    assert Settings.model_validate_json(settings.model_dump_json()).web.token.get_secret_value() == secret
+    env = child_env(tmp_path / "rt", EMOTIOND_WEB__TOKEN=secret)
+    shown = run_cli("config", "show", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert secret not in shown.stdout and tomllib.loads(shown.stdout)["web"]["token"] == "**********"

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializationInfo,
     ValidationError,
     field_serializer,
     field_validator,
@@ -34,6 +35,7 @@ from emotiond.daemon.core.errors import UsageError, format_validation_error
 from emotiond.daemon.core.protocol import CAMERA_NAME_PATTERN
 
 DEFAULT_MODEL_NAME = "fer-mini-xception"
+MASK_SECRETS = "mask_secrets"  # serialization context key: print secrets as ********** (config show)
 
 
 def shipped_config(*parts: str) -> Path:
@@ -273,10 +275,12 @@ class WebSettings(_Section):
         return token
 
     @field_serializer("token", when_used="json")
-    def _token_for_child_processes(self, token: SecretStr | None) -> str | None:
+    def _token_for_child_processes(self, token: SecretStr | None, info: SerializationInfo) -> str | None:
         """``emotiond run`` hands its settings to the web process as JSON data; the token must survive that.
-        Printing a Settings object still shows it masked."""
-        return token.get_secret_value() if token is not None else None
+        Printing a Settings object, or ``to_toml`` (``config show``), still shows it masked."""
+        if token is None:
+            return None
+        return str(token) if (info.context or {}).get(MASK_SECRETS) else token.get_secret_value()
 
     @model_validator(mode="after")
     def _exposed_host_needs_token(self) -> WebSettings:
@@ -489,7 +493,7 @@ def _check_toml_syntax(path: Path) -> None:
 def to_toml(settings: Settings) -> str:
     import tomli_w
 
-    data = settings.model_dump(mode="json")
+    data = settings.model_dump(mode="json", context={MASK_SECRETS: True})
     return tomli_w.dumps(_drop_none(data))
 
 
