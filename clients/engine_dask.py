@@ -33,6 +33,12 @@ EVENT_TOPIC = "emotiond-analyze"
 SCHEDULER_SCHEMES = ("tcp", "tls")
 MAX_ADDRESS_LENGTH = 255
 PROGRESS_EVERY_S = 0.25
+# What this engine's LocalCluster changes from Dask's defaults, measured on 2 cores (see docs/analyze.md):
+# * Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which also turns off glibc's adaptive mmap threshold, so
+#   every decoded frame (about 1 MB) was mapped and unmapped again: a tenth of the run's CPU went to the kernel;
+# * the statistical profiler sampling the task's stack every 10 ms feeds a dashboard nobody opens here.
+LOCAL_CLUSTER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                        "distributed.worker.profile.enabled": False}
 
 
 def check_scheduler_address(address: str) -> None:
@@ -73,6 +79,7 @@ def run_dask_unit(unit: WorkUnit, payload: str, run_id: str) -> UnitResult:
 class DaskEngine:
     def __init__(self, payload: str, scheduler: str | None, workers: int, connect_timeout: float):
         try:
+            from dask import config as dask_config
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--engine dask needs dask.distributed: pip install 'emotiond[dask]'") from None
@@ -86,8 +93,10 @@ class DaskEngine:
         # the client's own scheduler and nannies log every connection at INFO: keep them to warnings
         logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
         if scheduler is None:
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+            with dask_config.set(LOCAL_CLUSTER_CONFIG):
+                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                             silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             self.description = f"dask LocalCluster, {workers} workers at {self._cluster.scheduler_address}"
             self._local_workers = workers
