@@ -31,6 +31,7 @@ from emotiond.benchmarks.emotiond_run import DaemonSettings, Run, RunError, run_
 from emotiond.benchmarks.report import render
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core.errors import UsageError
+from emotiond.daemon.core.lifecycle import exit_on_sigterm
 from emotiond.daemon.core.settings import load_settings
 
 FULL_FRAMES = 300
@@ -181,6 +182,7 @@ def measure(args: argparse.Namespace, daemon: DaemonSettings, work: Path) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_on_sigterm()
     daemon = daemon_settings(args)
     work = Path(tempfile.mkdtemp(prefix="emotiond-bench-"))
     try:

@@ -35,6 +35,7 @@ from emotiond.clients.analyze_unit import settings_payload
 from emotiond.clients.engine_base import cpu_count
 from emotiond.clients.engines import make_engine
 from emotiond.daemon.capture import synthetic
+from emotiond.daemon.core.lifecycle import exit_on_sigterm
 from emotiond.daemon.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-seconds", type=float, default=5.0, help="segment length (default: 5)")
     parser.add_argument("--json", type=Path, default=None, help="also write the runs as JSON here")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = load_settings()

@@ -38,6 +38,7 @@ from typing import Any
 from emotiond.benchmarks.scoring import percentile
 from emotiond.daemon.capture import synthetic
 from emotiond.daemon.core import procfs, protocol
+from emotiond.daemon.core.lifecycle import exit_on_sigterm
 
 FACES = (1, 4, 1, 2, 3, 1)  # faces per camera, in order
 
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                              "30 fps per camera (the bridge alone, whatever the workers manage); default both")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     rows = []
     feeds = ("daemon", "paced") if args.feed == "both" else (args.feed,)
     for feed in feeds:

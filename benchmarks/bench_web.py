@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from emotiond.daemon.core import procfs
+from emotiond.daemon.core.lifecycle import exit_on_sigterm
 
 log = logging.getLogger("bench_web")
 PHASES = ("idle", "one", "http", "chromium")
@@ -365,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the benchmark, the daemon and the browsers at this niceness (negative needs root): "
                              "on a machine shared with other jobs, this stands in for a machine of their own")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.nice:
         os.nice(args.nice)  # inherited by the daemon, its children and the browsers

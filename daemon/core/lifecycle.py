@@ -69,3 +69,13 @@ def configure_threads(opencv_threads: int) -> None:
     import cv2
 
     cv2.setNumThreads(max(1, opencv_threads))
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, ``kill``) raises SystemExit in the main thread, so ``finally`` blocks still stop the
+    daemons, brokers and browsers a benchmark started instead of leaving them running."""
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
