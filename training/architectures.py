@@ -19,6 +19,7 @@ class ModelConfig(Protocol):
     lenet: Any
     cnn4: Any
     mini_xception: Any
+    vit: Any
     transfer: Any
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -34,6 +35,7 @@ class ArchSpec:
     min_size: int
     description: str
     in_model: str
+    base_min_input: int = 0  # transfer models: the pretrained base's smallest input; smaller faces are upsampled
 
 
 def _l2(value: float) -> Any:
@@ -120,6 +122,54 @@ def build_mini_xception(shape: tuple[int, int, int], classes: int, cfg: ModelCon
     return keras.Model(inputs, outputs, name="mini_xception")
 
 
+def build_vit_small(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+    """A small Vision Transformer for face crops, from stock Keras layers only.
+
+    Non-overlapping patches (a strided convolution) become tokens; pre-norm encoder blocks (multi-head
+    self-attention and a GELU MLP, each residual); position comes from a 3x3 depthwise convolution over the
+    token grid after the first block (the positional encoding generator of Chu et al., 2021, "Conditional
+    Positional Encodings for Vision Transformers"), which needs no custom layer and no fixed token count; the
+    tokens are averaged (no class token) for the softmax head.
+    """
+    import keras
+    from keras import layers
+
+    from emotiond.training.errors import TrainingConfigError
+
+    c = cfg.vit
+    side = shape[0]
+    grid = c.patches_per_side
+    if side % grid:
+        raise TrainingConfigError(f"vit_small: image_size {side} is not a multiple of model.vit.patches_per_side "
+                                  f"{grid} (use e.g. 48, 64 or 96 with 8)")
+    if c.dim % c.heads:
+        raise TrainingConfigError(f"vit_small: model.vit.dim {c.dim} is not a multiple of model.vit.heads {c.heads}")
+    patch, tokens = side // grid, grid * grid
+    inputs = keras.Input(shape, name="pixels")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    x = layers.Conv2D(c.dim, patch, strides=patch, name="patch_embedding")(x)
+    x = layers.Reshape((tokens, c.dim), name="tokens")(x)
+    for i in range(1, c.depth + 1):
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(x)
+        y = layers.MultiHeadAttention(c.heads, c.dim // c.heads, dropout=c.attention_dropout,
+                                      name=f"block{i}_attention")(y, y)
+        x = layers.Add(name=f"block{i}_add1")([x, layers.Dropout(c.dropout)(y)])
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(x)
+        y = layers.Dense(int(c.dim * c.mlp_ratio), activation="gelu", name=f"block{i}_mlp1")(y)
+        y = layers.Dense(c.dim, name=f"block{i}_mlp2")(layers.Dropout(c.dropout)(y))
+        x = layers.Add(name=f"block{i}_add2")([x, layers.Dropout(c.dropout)(y)])
+        if i == 1:
+            grid_tokens = layers.Reshape((grid, grid, c.dim), name="token_grid")(x)
+            position = layers.DepthwiseConv2D(3, padding="same", name="position_encoding")(grid_tokens)
+            x = layers.Add(name="add_position")([x, layers.Reshape((tokens, c.dim))(position)])
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="token_mean")(x)
+    if c.head_dropout:
+        x = layers.Dropout(c.head_dropout)(x)
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="vit_small")
+
+
 def _caffe_preprocess(x: Any) -> Any:
     """RGB → BGR and ImageNet mean subtraction as a frozen Dense(3): a stock layer, so no custom objects."""
     import keras
@@ -133,7 +183,13 @@ def _caffe_preprocess(x: Any) -> Any:
     return out
 
 
-def _transfer(app: str) -> Callable[[tuple[int, int, int], int, ModelConfig], Any]:
+def base_input_side(face_side: int, min_input: int, requested: int) -> int:
+    """The side the pretrained base sees: ``requested`` if set, else the base's minimum when faces are smaller,
+    else the faces' own size (never smaller than the faces)."""
+    return max(face_side, requested or min_input)
+
+
+def _transfer(app: str, min_input: int) -> Callable[[tuple[int, int, int], int, ModelConfig], Any]:
     def build(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
         import keras
         from keras import applications, layers
@@ -142,7 +198,11 @@ def _transfer(app: str) -> Callable[[tuple[int, int, int], int, ModelConfig], An
         weights = t.weights_path or None
         inputs = keras.Input(shape, name="pixels")
         x = inputs if shape[-1] == 3 else layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
-        base_shape = (shape[0], shape[1], 3)
+        side = base_input_side(shape[0], min_input, t.base_input_size)
+        if side != shape[0]:
+            # Small faces are upsampled inside the graph, so bundles still take the face size the daemon crops.
+            x = layers.Resizing(side, side, interpolation="bilinear", name="upsample")(x)
+        base_shape = (side, side, 3)
         if app == "vgg16":
             x = _caffe_preprocess(x)
             base = applications.VGG16(include_top=False, weights=weights, input_shape=base_shape)
@@ -151,6 +211,11 @@ def _transfer(app: str) -> Callable[[tuple[int, int, int], int, ModelConfig], An
             base = applications.ResNet50(include_top=False, weights=weights, input_shape=base_shape)
         elif app == "efficientnet_b0":
             base = applications.EfficientNetB0(include_top=False, weights=weights, input_shape=base_shape)
+        elif app == "efficientnet_b4":
+            base = applications.EfficientNetB4(include_top=False, weights=weights, input_shape=base_shape)
+        elif app == "inception_v3":
+            x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="inception_preprocess")(x)
+            base = applications.InceptionV3(include_top=False, weights=weights, input_shape=base_shape)
         else:
             base = applications.MobileNetV3Small(include_top=False, weights=weights, input_shape=base_shape,
                                                  include_preprocessing=True)
@@ -167,6 +232,9 @@ def _transfer(app: str) -> Callable[[tuple[int, int, int], int, ModelConfig], An
     return build
 
 
+_IMAGENET_CAFFE = "RGB→BGR and ImageNet mean subtraction"
+_UPSAMPLE = "upsampled in the graph to the model's minimum input ({} px) when smaller"
+
 REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("lenet", build_lenet, "gray", False, 8, "LeNet-style CNN from a configuration dict",
              "Rescaling(1/255)"),
@@ -174,15 +242,24 @@ REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in (
              "Rescaling(1/255)"),
     ArchSpec("mini_xception", build_mini_xception, "gray", False, 24, "mini-Xception (Arriaga et al. 2017)",
              "Rescaling(1/255)"),
-    ArchSpec("vgg16", _transfer("vgg16"), "rgb", True, 32, "VGG16 transfer, two-stage fine-tuning",
-             "grey→RGB if 1 channel; RGB→BGR and ImageNet mean subtraction"),
-    ArchSpec("resnet50", _transfer("resnet50"), "rgb", True, 32, "ResNet50 transfer, two-stage fine-tuning",
-             "grey→RGB if 1 channel; RGB→BGR and ImageNet mean subtraction"),
-    ArchSpec("efficientnet_b0", _transfer("efficientnet_b0"), "rgb", True, 32,
+    ArchSpec("vit_small", build_vit_small, "gray", False, 16,
+             "small Vision Transformer (patch tokens, conv position encoding) for 48-96 px faces",
+             "Rescaling to -1..1"),
+    ArchSpec("vgg16", _transfer("vgg16", 32), "rgb", True, 32, "VGG16 transfer, two-stage fine-tuning",
+             f"grey→RGB if 1 channel; {_IMAGENET_CAFFE}", 32),
+    ArchSpec("resnet50", _transfer("resnet50", 32), "rgb", True, 32, "ResNet50 transfer, two-stage fine-tuning",
+             f"grey→RGB if 1 channel; {_IMAGENET_CAFFE}", 32),
+    ArchSpec("efficientnet_b0", _transfer("efficientnet_b0", 32), "rgb", True, 32,
              "EfficientNetB0 transfer, two-stage fine-tuning", "grey→RGB if 1 channel; EfficientNet's own "
-             "Rescaling and Normalization"),
-    ArchSpec("mobilenet_v3_small", _transfer("mobilenet_v3_small"), "rgb", True, 32,
-             "MobileNetV3Small transfer, two-stage fine-tuning", "grey→RGB if 1 channel; Rescaling to -1..1"),
+             "Rescaling and Normalization", 32),
+    ArchSpec("efficientnet_b4", _transfer("efficientnet_b4", 32), "rgb", True, 16,
+             "EfficientNetB4 transfer, two-stage fine-tuning", "grey→RGB if 1 channel; "
+             f"{_UPSAMPLE.format(32)}; EfficientNet's own Rescaling and Normalization", 32),
+    ArchSpec("inception_v3", _transfer("inception_v3", 75), "rgb", True, 16,
+             "InceptionV3 transfer, two-stage fine-tuning", "grey→RGB if 1 channel; "
+             f"{_UPSAMPLE.format(75)}; Rescaling to -1..1", 75),
+    ArchSpec("mobilenet_v3_small", _transfer("mobilenet_v3_small", 32), "rgb", True, 32,
+             "MobileNetV3Small transfer, two-stage fine-tuning", "grey→RGB if 1 channel; Rescaling to -1..1", 32),
 )}
 
 

@@ -1,4 +1,4 @@
-"""``emotiond`` subcommands provided by the training package: datasets, train, evaluate, export.
+"""``emotiond`` subcommands provided by the training package: datasets, train, tune, evaluate, export.
 
 Handlers import TensorFlow and matplotlib only when they run, so ``emotiond --help`` stays instant. Data and
 config mistakes (TrainingError) become one-line usage errors with exit status 2.
@@ -22,6 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the emotiond parser."""
     _register_datasets(commands)
     _register_train(commands)
+    _register_tune(commands)
     _register_evaluate(commands)
     _register_export(commands)
 
@@ -74,6 +75,23 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.keras")
     p.add_argument("--list-architectures", action="store_true", help="print the registered architectures and exit")
     p.set_defaults(handler=cmd_train)
+
+
+def _register_tune(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("tune", help="search hyperparameters with KerasTuner; write the best config as a preset",
+                            description="Search the [tune.space] of a training config (learning rate, batch size, "
+                                        "optimizer, dropout, width, augmentation, ...) with Hyperband or Bayesian "
+                                        "optimisation; write results.csv, results.md and best.toml, a preset "
+                                        "'emotiond train --config' accepts.")
+    p.add_argument("--config", "-c", required=True, help="TOML file or preset name with a [tune.space] table")
+    p.add_argument("--data", help="dataset folder or FER2013 CSV (data.path)")
+    p.add_argument("--trials", type=int, default=10, help="most trials to run (default 10)")
+    p.add_argument("--out", type=Path, default=Path("runs/tune"), help="results folder (default runs/tune)")
+    p.add_argument("--algorithm", choices=["hyperband", "bayesian"], help="tune.algorithm")
+    p.add_argument("--max-epochs", type=int, help="tune.max_epochs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set tune.objective=val_loss (repeatable)")
+    p.set_defaults(handler=cmd_tune)
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -157,6 +175,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     result = train(cfg, resume=args.resume)
     print(json.dumps({"run_dir": str(result.run_dir), "bundle": str(result.bundle_path), **result.metrics}))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from emotiond.training.config import load_config, parse_override
+    from emotiond.training.tune import tune
+
+    flags = nest_dotted({"data.path": args.data, "tune.algorithm": args.algorithm,
+                         "tune.max_epochs": args.max_epochs})
+    cfg = load_config(args.config, [parse_override(text) for text in args.overrides] + [flags])
+    result = tune(cfg, args.out, args.trials)
+    print(json.dumps({"out": str(result.out), "trials": result.trials, cfg.tune.objective: result.best_score,
+                      "best": result.best_values, "preset": str(result.preset),
+                      "results": str(result.out / "results.md")}))
     return 0
 
 

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emotiond.daemon.core.errors import format_validation_error
 from emotiond.daemon.core.settings import nest_dotted, shipped_config
@@ -89,6 +89,20 @@ class MiniXceptionConfig(_Section):
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0, description="Lower (0.9) suits short runs.")] = 0.99
 
 
+class VitConfig(_Section):
+    """vit_small: a small Vision Transformer sized for 48-96 px faces (about 0.8 M parameters by default)."""
+
+    patches_per_side: Annotated[int, Field(ge=2, le=32, description="Patch grid side; image_size must be a "
+                                           "multiple (48 px and 8 give 6 px patches, 64 tokens).")] = 8
+    dim: Annotated[int, Field(ge=8, le=1024, description="Token width.")] = 128
+    depth: Annotated[int, Field(ge=1, le=24, description="Encoder blocks.")] = 6
+    heads: Annotated[int, Field(ge=1, le=16, description="Attention heads; dim must be a multiple.")] = 4
+    mlp_ratio: Annotated[float, Field(gt=0.0, le=8.0, description="MLP hidden width as a multiple of dim.")] = 2.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    attention_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    head_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+
 class TransferConfig(_Section):
     weights_path: Annotated[str, Field(description="Local ImageNet 'notop' weights file (.h5 or "
                                        ".weights.h5); empty trains from scratch (weights=None).")] = ""
@@ -99,6 +113,11 @@ class TransferConfig(_Section):
                                                 "this.")] = 0.1
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
     dense: Annotated[int, Field(ge=0, le=8192, description="Hidden dense units on top; 0 for none.")] = 0
+    base_input_size: Annotated[int, Field(ge=0, le=1024, description="Side the faces are resized to inside "
+                                          "the graph before the pretrained base; 0 = the base's minimum input "
+                                          "(75 for InceptionV3, 32 for the others) when the faces are smaller, "
+                                          "else unchanged. Larger sides suit ImageNet weights better and cost "
+                                          "more.")] = 0
 
 
 class ModelConfig(_Section):
@@ -107,6 +126,7 @@ class ModelConfig(_Section):
     lenet: LeNetConfig = LeNetConfig()
     cnn4: Cnn4Config = Cnn4Config()
     mini_xception: MiniXceptionConfig = MiniXceptionConfig()
+    vit: VitConfig = VitConfig()
     transfer: TransferConfig = TransferConfig()
 
     @field_validator("arch")
@@ -136,10 +156,61 @@ class TrainConfig(_Section):
     class_weights: Annotated[bool, Field(description="Weight the loss by inverse class frequency.")] = True
     top_k: Annotated[int, Field(ge=1, le=20)] = 2
     mixed_precision: bool = False
+    jit_compile: Annotated[bool | Literal["auto"], Field(description="XLA-compile the train step. 'auto' is "
+                                                         "Keras' choice (on when every layer supports it); false "
+                                                         "saves the XLA compile, minutes for InceptionV3 or "
+                                                         "EfficientNetB4 on a CPU.")] = "auto"
     deterministic_ops: Annotated[bool, Field(description="tf.config.experimental.enable_op_determinism "
                                              "(bit-identical reruns, slower).")] = False
     verbose: Annotated[int, Field(ge=0, le=2, description="Keras progress: 0 silent, 1 bars, 2 one line.")] = 1
     tensorboard: bool = True
+
+
+class SearchDimension(_Section):
+    """One searched key: a list of ``values`` to choose from, or a ``min``..``max`` range (integers when both
+    ends are integers), optionally with a ``step`` or log ``sampling``."""
+
+    values: Annotated[list[Any] | None, Field(min_length=1, description="Choices (numbers, strings, booleans or "
+                                              "lists, e.g. filter widths).")] = None
+    min: int | float | None = None
+    max: int | float | None = None
+    step: Annotated[int | float | None, Field(gt=0)] = None
+    sampling: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchDimension:
+        ranged = self.min is not None or self.max is not None
+        if (self.values is None) == (not ranged):
+            raise ValueError("give either values = [...] or min and max")
+        if ranged and (self.min is None or self.max is None or self.min >= self.max):
+            raise ValueError("a range needs min < max")
+        if self.sampling == "log" and ranged and self.min is not None and self.min <= 0:
+            raise ValueError("log sampling needs min > 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.min, self.max, self.step)
+                   if v is not None)
+
+
+class TuneConfig(_Section):
+    """``emotiond tune``: which keys to search and how (KerasTuner)."""
+
+    algorithm: Annotated[Literal["hyperband", "bayesian"], Field(description="Hyperband (many short trials, the "
+                                                                 "best trained longer) or Bayesian optimisation "
+                                                                 "(a Gaussian process picks each next trial).")
+                         ] = "hyperband"
+    objective: Annotated[Literal["val_accuracy", "val_loss"], Field(description="What trials are ranked by.")
+                         ] = "val_accuracy"
+    max_epochs: Annotated[int, Field(ge=1, le=10000, description="Hyperband: the most epochs a trial trains; "
+                                     "Bayesian: epochs per trial.")] = 20
+    factor: Annotated[int, Field(ge=2, le=10, description="Hyperband reduction factor.")] = 3
+    early_stopping_patience: Annotated[int, Field(ge=0, description="Stop a trial after this many epochs "
+                                                  "without improvement; 0 disables.")] = 3
+    space: Annotated[dict[str, SearchDimension], Field(description="Dotted config key to its search range, "
+                                                       "e.g. \"train.learning_rate\" = {min = 1e-4, max = 1e-2, "
+                                                       "sampling = \"log\"}.")] = {}
 
 
 class ExportConfig(_Section):
@@ -155,6 +226,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+    tune: TuneConfig = TuneConfig()
 
 
 

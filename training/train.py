@@ -69,6 +69,7 @@ def compile_model(model: Any, cfg: Config, learning_rate: float, total_steps: in
         optimizer=make_optimizer(cfg, learning_rate, total_steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
         metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=cfg.train.top_k, name="top_k")],
+        jit_compile=cfg.train.jit_compile,
     )
 
 

@@ -6,6 +6,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from emotiond.daemon.core.bundle import FER2013_LABELS
 from emotiond.training.config import load_config
 from emotiond.training.digits import write_digits
@@ -61,5 +63,30 @@ def trained_lenet(base: Path) -> Any:
                        model={"arch": "lenet", "lenet": {"dropout": 0.25}},
                        augment={"rotation": 8.0, "translation": 0.05, "flip": True},
                        train={"tensorboard": True},
+                       export={"with_tflite": True})
+    return train(cfg)
+
+
+NEW_ARCHITECTURES = ("inception_v3", "efficientnet_b4", "vit_small")
+# InceptionV3 and EfficientNetB4 take minutes on 2 cores (mostly the TFLite conversion): slow, with room.
+HEAVY_PARAMS = [pytest.param(arch, marks=[pytest.mark.slow, pytest.mark.timeout(1200)]) if arch != "vit_small"
+                else arch for arch in NEW_ARCHITECTURES]
+TINY_VIT = {"patches_per_side": 4, "dim": 32, "depth": 2, "heads": 2}
+
+
+@functools.cache
+def trained_architecture(base: Path, arch: str) -> Any:
+    """One of the newer architectures trained on the tiny faces (grey, 32 px) and exported with model.tflite:
+    the ViT for two epochs, the transfer models for one step with the base frozen (their fine-tuning stage is
+    the same code the older transfer models test). XLA is off: compiling these graphs costs far more than the
+    steps themselves."""
+    from emotiond.training.train import train
+
+    cfg = quick_config(tiny_dir(base), base / f"run-{arch}", arch,
+                       data={"color": "gray", "val_fraction": 0.2},
+                       model={"arch": arch, "transfer": {"frozen_epochs": 1, "fine_tune_layers": 0},
+                              "vit": TINY_VIT},
+                       train={"epochs": 2, "batch_size": 64, "early_stopping_patience": 0, "jit_compile": False},
+                       augment={"flip": True, "rotation": 5.0, "mixup_alpha": 0.2},
                        export={"with_tflite": True})
     return train(cfg)
