@@ -21,16 +21,9 @@ from support.web import box_drawn, chromium, grace_hopper_jpeg  # noqa: F401
 
 FRAME_JS = """
 const done = arguments[arguments.length - 1];
-const img = document.querySelector('.tile[data-camera="cam0"] img.video');
-if (!img || !img.dataset.seq) { done(null); return; }
-const seq = img.dataset.seq, src = img.src;
-img.decode().then(() => {
-  if (img.src !== src) { done(null); return; }
-  const canvas = document.createElement("canvas");
-  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-  canvas.getContext("2d").drawImage(img, 0, 0);
-  done([seq, canvas.toDataURL("image/png")]);
-}).catch(() => done(null));
+const canvas = document.querySelector('.tile[data-camera="cam0"] canvas.video');
+if (!canvas || !canvas.dataset.seq) { done(null); return; }
+done([canvas.dataset.seq, canvas.toDataURL("image/png")]);
 """
 
 
