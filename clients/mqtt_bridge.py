@@ -151,9 +151,6 @@ class Bridge:
         if failure is not None and self.fail_on_refusal:
             raise MqttError(f"TLS with broker {self.link.broker} failed: {failure} (check [mqtt] tls_ca_file and "
                             "the host name in the URL)")
-        if self.link.connections != self._connections_seen:
-            self._connections_seen = self.link.connections
-            self.outbox.resend_retained()
         if now >= self._next_expiry:
             self._next_expiry = now + 1.0
             expired = list(self.events.expire(now))
@@ -184,6 +181,13 @@ class Bridge:
         self.metrics.queued.set(len(self.outbox))
 
     def _drain(self) -> None:
+        """Send what the link takes. A new connection is noticed here, the only place that sends, before anything
+        goes out on it: otherwise a value sent on it first (``online``) went out twice."""
+        if self.link.connected.is_set():
+            connections = self.link.connections  # read after connected is set: the current connection's number
+            if connections != self._connections_seen:
+                self._connections_seen = connections
+                self.outbox.resend_retained()
         while self.link.has_room():
             message = self.outbox.pop()
             if message is None:
