@@ -40,6 +40,18 @@ class _Photo:
     alpha: np.ndarray  # float32 feathered ellipse, same HxW
     face: Box  # face box inside the sprite
 
+    @functools.cached_property
+    def half(self) -> np.ndarray:
+        """The sprite at half size: shrinking from it by less than half costs a quarter of shrinking the whole."""
+        return cv2.resize(self.image, (self.image.shape[1] // 2, self.image.shape[0] // 2),
+                          interpolation=cv2.INTER_AREA)
+
+    def scaled(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sprite and alpha at ``width`` x ``height``."""
+        source = self.half if 2 * width < self.image.shape[1] else self.image
+        sprite = cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA)
+        return sprite, cv2.resize(self.alpha, (width, height))
+
 
 def _cut(image: np.ndarray, face: Box, pad: float) -> _Photo:
     x, y, w, h = face
@@ -103,12 +115,11 @@ def render(spec: SceneSpec, index: int) -> tuple[np.ndarray, list[Box]]:
         cy = fy0 * spec.height + max(0.0, region_h) * (0.5 + 0.45 * math.cos(2 * math.pi * t / 7.0 + 0.9 * i))
         x0, y0 = round(cx), round(cy)
         w, h = max(1, round(sprite_w)), max(1, round(sprite_h))
-        sprite = cv2.resize(photo.image, (w, h), interpolation=cv2.INTER_AREA)
-        alpha = cv2.resize(photo.alpha, (w, h))[..., None]
+        sprite, alpha = photo.scaled(w, h)
         x1, y1 = min(spec.width, x0 + w), min(spec.height, y0 + h)
         target = frame[y0:y1, x0:x1]
-        blend = alpha[: y1 - y0, : x1 - x0]
-        target[:] = (sprite[: y1 - y0, : x1 - x0] * blend + target * (1.0 - blend)).astype(np.uint8)
+        blend = np.ascontiguousarray(alpha[: y1 - y0, : x1 - x0])
+        target[:] = cv2.blendLinear(np.ascontiguousarray(sprite[: y1 - y0, : x1 - x0]), target, blend, 1.0 - blend)
         fx, fy, fw, fh = photo.face
         boxes.append((x0 + round(fx * scale), y0 + round(fy * scale), round(fw * scale), round(fh * scale)))
     return frame, boxes
