@@ -69,9 +69,15 @@ def titles(root: int) -> dict[int, str]:
 
 
 def role_of(title: str) -> str:
+    """``web``, ``worker``...; Chromium's processes by their ``--type`` (``chromium-renderer``, ``-gpu-process``...)."""
     if title.startswith("emotiond: "):
         return title[len("emotiond: "):].split(" ")[0]
-    return "chromium" if "chrom" in title else "other"
+    if "chromedriver" in title:
+        return "chromedriver"
+    if "chrom" not in title:
+        return "other"
+    kind = next((part[len("--type="):] for part in title.split() if part.startswith("--type=")), "browser")
+    return f"chromium-{kind}"
 
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:

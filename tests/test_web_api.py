@@ -144,6 +144,9 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
             await until(lambda: fake_bus.wants(FRAME_TOPIC), 10, "frame subscription")
             second = await client.get("/api/cam0?fps=30")
             assert second.status == 200
+            # two smaller viewers whose heights round to the same 240 px share a third encoder
+            small = [await client.get(f"/api/cam0?fps=30&height={height}") for height in (235, 245)]
+            assert all(reply.status == 200 for reply in small)
 
             seq = 0
 
@@ -156,9 +159,15 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
 
             publisher = asyncio.create_task(publish())
             try:
-                parts_a, parts_b = await asyncio.gather(_read_parts(first, 6), _read_parts(second, 6))
+                parts_a, parts_b, *parts_small = await asyncio.gather(
+                    _read_parts(first, 6), _read_parts(second, 6), *(_read_parts(reply, 6) for reply in small))
             finally:
                 publisher.cancel()
+            for jpeg in parts_small[0] + parts_small[1]:
+                image = decode_jpeg(jpeg)
+                assert image.shape == (240, 320, 3)
+                half_box = tuple(v // 2 for v in FACE_BOX)
+                assert box_drawn(image, half_box, EMOTION_COLORS["happy"]), "no box in the small stream"
             for jpeg in parts_a + parts_b:
                 image = decode_jpeg(jpeg)
                 assert image.shape == (480, 640, 3)
@@ -168,12 +177,13 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
             assert decode_jpeg(parts_a[0]).tobytes() != decode_jpeg(parts_a[-1]).tobytes(), "frames do not change"
             stats = await (await client.get("/api/stats")).json()
             web_figures = stats["cameras"]["cam0"]["web"]
-            assert web_figures["viewers"] == 2 and stats["web"]["streams"] == 2
-            assert web_figures["encoded_frames"] <= seq, "each frame is encoded once for both viewers"
+            assert web_figures["viewers"] == 4 and stats["web"]["streams"] == 4
+            assert sorted(web_figures["encoded_heights"], key=str) == [240, None]
+            assert web_figures["encoded_frames"] <= 2 * seq, "each frame is encoded once per size, not per viewer"
             assert stats["web"]["frame_subscriptions"] == ["cam0"]
 
-            first.close()
-            second.close()
+            for reply in (first, second, *small):
+                reply.close()
             await until(lambda: not fake_bus.wants(FRAME_TOPIC), 10, "frames unsubscribed after the last viewer")
             stats = await (await client.get("/api/stats")).json()
             assert stats["web"]["streams"] == 0 and stats["web"]["frame_subscriptions"] == []
@@ -187,6 +197,9 @@ def test_stream_bad_input_unknown_camera_and_stream_limit(tmp_path, fake_bus):
             for query in ("?fps=0", "?fps=-1", "?fps=21", "?fps=fast", "?fps=inf"):
                 reply = await client.get("/api/cam0" + query)
                 assert reply.status == 400 and "fps" in (await reply.json())["error"], query
+            for query in ("?height=8", "?height=5000", "?height=tall", "?height=1.5"):
+                reply = await client.get("/api/cam0" + query)
+                assert reply.status == 400 and "height" in (await reply.json())["error"], query
             assert (await client.get("/api/nosuchcamera")).status == 404
             assert (await client.get("/api/bad%20name")).status == 400
             held = await client.get("/api/cam0")
@@ -275,7 +288,7 @@ def test_websocket_topics_frames_and_bad_messages(tmp_path, fake_bus):
             hello = json.loads((await ws.receive(timeout=10)).data)
             assert hello["topic"] == "hello" and hello["payload"]["emotion_colors"]["angry"] == "#ff0000"
             assert "cam0" in hello["payload"]["cameras"]
-            await ws.send_str(json.dumps({"watch": ["cam0", "nosuch"], "fps": 30}))
+            await ws.send_str(json.dumps({"watch": ["cam0", "nosuch"], "fps": 30, "heights": {"cam0": 242}}))
             await until(lambda: fake_bus.wants(FRAME_TOPIC), 10, "frame subscription from the socket")
             fake_bus.status("cam0", "up", "opened")
             texts: dict[str, list] = {}
@@ -301,7 +314,8 @@ def test_websocket_topics_frames_and_bad_messages(tmp_path, fake_bus):
             assert 1 <= frame_seq <= seq
             image = decode_jpeg(frames[0][13:])
             emotion = "happy" if frame_seq < 5 else "sad"
-            assert image.shape == (480, 640, 3) and box_drawn(image, FACE_BOX, EMOTION_COLORS[emotion])
+            half_box = tuple(v // 2 for v in FACE_BOX)  # the tile asked for 242 px: frames come at 240
+            assert image.shape == (240, 320, 3) and box_drawn(image, half_box, EMOTION_COLORS[emotion])
             assert texts["status"][0]["state"] == "up"
             assert texts["event"][0] == {**texts["event"][0], "event": "changed", "previous": "happy", "emotion": "sad"}
             assert texts["message"][-1]["emotion"] == "sad" and texts["message"][-1]["text"]
@@ -314,6 +328,9 @@ def test_websocket_topics_frames_and_bad_messages(tmp_path, fake_bus):
                         return item["payload"]
 
             for bad in ("not json", "[1, 2]", json.dumps({"watch": "cam0"}), json.dumps({"watch": [], "fps": 0}),
+                        json.dumps({"watch": ["cam0"], "heights": {"cam0": 8}}),
+                        json.dumps({"watch": ["cam0"], "heights": {"cam0": "tall"}}),
+                        json.dumps({"watch": ["cam0"], "heights": [240]}),
                         json.dumps({"topics": ["secrets"]}), json.dumps({"unknown": 1})):
                 await ws.send_str(bad)
                 assert (await next_item("error"))["error"], bad

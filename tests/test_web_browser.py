@@ -27,6 +27,12 @@ done([canvas.dataset.seq, canvas.toDataURL("image/png")]);
 """
 
 
+TILE_HEIGHT_JS = """
+const frame = document.querySelector('.tile[data-camera="cam0"] .frame');
+return frame.clientHeight * (window.devicePixelRatio || 1);
+"""
+
+
 def page_frame(driver) -> tuple[int, np.ndarray] | None:
     """The frame the page shows for cam0, at its full resolution, with its seq."""
     found = driver.execute_async_script(FRAME_JS)
@@ -76,7 +82,11 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
     first = wait_for(lambda: page_frame(driver), 30, "a frame on the page", interval=0.2)
     second = wait_for(lambda: (f := page_frame(driver)) and f[0] > first[0] and f, 30, "a newer frame",
                       interval=0.2)
-    assert first[1].shape == second[1].shape == (480, 640, 3)
+    # ...at the height the tile shows them at (the demo is 640x480; the tile is smaller), rounded to 40 px
+    tile_height = driver.execute_script(TILE_HEIGHT_JS)
+    height = round(tile_height / 40) * 40
+    assert 120 <= height < 480, tile_height
+    assert first[1].shape == second[1].shape == (height, round(640 * height / 480), 3)
     assert np.abs(first[1].astype(int) - second[1].astype(int)).mean() > 1.0, "the frames do not change"
 
     # boxes are drawn where that frame's result says, in its emotion's colour
@@ -92,8 +102,10 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
         return seq, image, result
 
     seq, image, result = wait_for(boxed_frame, 30, "a shown frame whose result has faces", interval=0.2)
+    scale = image.shape[0] / 480
     for face in result["faces"]:
-        assert box_drawn(image, tuple(face["box"]), EMOTION_COLORS[face["emotion"]]), (seq, face)
+        box = tuple(round(v * scale) for v in face["box"])
+        assert box_drawn(image, box, EMOTION_COLORS[face["emotion"]]), (seq, face, scale)
     cv2.imwrite(str(tmp_path / "frame.png"), image)
 
     # /api/stats gives the figures /metrics gives (read between two scrapes, they fall between them)
@@ -120,12 +132,17 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
     time.sleep(2.5)  # the chart draws once a second; let it gather a few buckets for the screenshot
     driver.save_screenshot(str(tmp_path / "grid.png"))
 
-    # a click enlarges the camera
+    # a click enlarges the camera, and its frames come at the frame's full size (the tile is now taller)
     tile = driver.find_element(By.CSS_SELECTOR, '.tile[data-camera="cam0"]')
     width = tile.size["width"]
     tile.click()
     assert "enlarged" in tile.get_attribute("class") and tile.size["width"] > width
+    assert driver.execute_script(TILE_HEIGHT_JS) > 480
+    wait_for(lambda: (f := page_frame(driver)) and f[1].shape == (480, 640, 3), 15, "full-size frames",
+             interval=0.2)
     tile.click()
+    wait_for(lambda: (f := page_frame(driver)) and f[1].shape[0] == height, 15, "tile-size frames again",
+             interval=0.2)
 
     # upload a photo: its emotion, message and annotated image appear
     photo = tmp_path / "grace_hopper.jpg"

@@ -1,10 +1,8 @@
 """One camera as the console sees it: source status, the newest frame joined with its result, the dominant
-emotion's message, and one JPEG encoder shared by everyone who watches it.
+emotion's message, and the JPEG encoders shared by everyone who watches it (one per size asked for).
 
 Frames reach the console only while someone watches the camera (the hub subscribes to ``frame.<camera>``
-then, and workers encode frames only for subscribed topics). The encoder runs at the highest rate any of its
-viewers asked for and hands each new JPEG to every viewer, which takes it if its own rate allows: a camera is
-encoded once, however many browsers watch it, and not at all when nobody does.
+then, and workers encode frames only for subscribed topics).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,7 +20,8 @@ import numpy as np
 from emotiond.clients.join import FrameResultJoiner, Pair, SeqCounter
 from emotiond.clients.messages import MessagePicker, dominant_emotion
 from emotiond.clients.overlay import Hud, draw_overlay
-from emotiond.clients.web.pacing import Pacer, RateMeter
+from emotiond.clients.web.encoder import FrameSink, SharedEncoder, encoder_height
+from emotiond.clients.web.pacing import RateMeter
 from emotiond.daemon.core import protocol
 
 log = logging.getLogger(__name__)
@@ -31,21 +30,18 @@ FRESH_SECONDS = 1.0  # a joined frame younger than this answers latest.jpg at on
 UNKNOWN = "unknown"
 
 
-class FrameSink(Protocol):
-    """A viewer: takes the JPEGs it has time for."""
-
-    def offer_frame(self, camera: str, seq: int, jpeg: bytes, now: float) -> None: ...
-
-
 def render_jpeg(pair: Pair, *, annotate: bool, hud: Hud | None, message: str, height: int | None,
                 quality: int) -> bytes:
-    """The frame (scaled to ``height`` first, so labels stay legible) with boxes, labels, HUD and message."""
+    """The frame (scaled to ``height`` first, so labels stay legible) with boxes, labels, HUD and message.
+
+    Downscaling by less than half is bilinear: area averaging at such ratios costs several times more and looks
+    the same once the browser shows the image at that size."""
     pixels = pair.frame.pixels
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if height and height != pixels.shape[0]:
         width = max(1, round(pixels.shape[1] * height / pixels.shape[0]))
-        interpolation = cv2.INTER_AREA if height < pixels.shape[0] else cv2.INTER_LINEAR
+        interpolation = cv2.INTER_AREA if 2 * height < pixels.shape[0] else cv2.INTER_LINEAR
         pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
     image = draw_overlay(pixels, pair.result, hud=hud, message=message, landmarks=True) if annotate else pixels
     ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -66,9 +62,6 @@ class CameraFeed:
         self.emotion: str | None = None
         self.pair: Pair | None = None
         self.pair_at: float | None = None
-        self.jpeg: bytes | None = None
-        self.encoded = 0
-        self.encode_seconds = 0.0
         self.last_result_at: float | None = None
         self._quality = quality
         self._executor = executor
@@ -79,12 +72,10 @@ class CameraFeed:
         self._results = RateMeter()
         self._pairs = RateMeter()
         self._latency_ms: float | None = None
-        self._viewers: dict[FrameSink, float] = {}
+        self._encoders: dict[int | None, SharedEncoder] = {}
+        self._encoder_of: dict[FrameSink, SharedEncoder] = {}
+        self._retired_encoded = (0, 0.0)  # frames and seconds of encoders no longer in use
         self._lease_until = 0.0
-        self._pacer = Pacer(10.0)
-        self._encoding = False
-        self._encoded_pair: Pair | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[Pair]] = []
 
     # ------------------------------------------------------------ what the bus says
@@ -123,7 +114,8 @@ class CameraFeed:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(pair)
-        self._maybe_encode()
+        for encoder in self._encoders.values():
+            encoder.offer(pair)
 
     # ------------------------------------------------------------ figures
     def fps(self, now: float) -> float:
@@ -137,37 +129,72 @@ class CameraFeed:
     def describe(self, now: float) -> dict[str, Any]:
         return {"name": self.name, "frame_size": list(self.frame_size) if self.frame_size else None,
                 "fps": round(self.fps(now), 2), "status": self.status, "status_message": self.status_message,
-                "viewers": len(self._viewers), "watched": self.watched(now), "emotion": self.emotion,
+                "viewers": self.viewers(), "watched": self.watched(now), "emotion": self.emotion,
                 "message": self.message}
 
     # ------------------------------------------------------------ who watches
+    @property
+    def encoded(self) -> int:
+        """JPEGs the shared encoders made, all sizes, since the console started."""
+        return self._retired_encoded[0] + sum(e.encoded for e in self._encoders.values())
+
+    @property
+    def encode_seconds(self) -> float:
+        return self._retired_encoded[1] + sum(e.encode_seconds for e in self._encoders.values())
+
     def watched(self, now: float) -> bool:
-        return bool(self._viewers) or now < self._lease_until
+        return bool(self._encoder_of) or now < self._lease_until
 
     def lease_until(self) -> float:
         return self._lease_until
 
     def viewers(self) -> int:
-        return len(self._viewers)
+        return len(self._encoder_of)
 
-    def add_viewer(self, viewer: FrameSink, fps: float) -> None:
-        was_watched = self.watched(time.monotonic())
-        self._viewers[viewer] = fps
-        self._pacer.set_fps(max(self._viewers.values()))
-        if self.jpeg is not None and self._encoded_pair is not None and self.pair_at is not None \
-                and time.monotonic() - self.pair_at < FRESH_SECONDS:
-            viewer.offer_frame(self.name, self._encoded_pair.result.seq, self.jpeg, time.monotonic())
+    def sizes(self) -> list[int | None]:
+        """The heights being encoded (None: the frame's own)."""
+        return list(self._encoders)
+
+    def add_viewer(self, viewer: FrameSink, fps: float, height: int | None = None) -> None:
+        """Send ``viewer`` this camera's frames at up to ``fps``, scaled to about ``height`` pixels (never up)."""
+        now = time.monotonic()
+        was_watched = self.watched(now)
+        size = encoder_height(height)
+        current = self._encoder_of.get(viewer)
+        if current is not None and current.height == size:
+            current.add(viewer, fps)  # a new rate only
+            return
+        self._leave_encoder(viewer)
+        encoder = self._encoders.get(size)
+        if encoder is None:
+            encoder = self._encoders[size] = SharedEncoder(self.name, size, self._render_shared, self._in_executor)
+        encoder.add(viewer, fps)
+        self._encoder_of[viewer] = encoder
+        if encoder.jpeg is not None and encoder.jpeg_seq is not None and self.pair_at is not None \
+                and now - self.pair_at < FRESH_SECONDS:
+            viewer.offer_frame(self.name, encoder.jpeg_seq, encoder.jpeg, now)
+        elif self.pair is not None:
+            encoder.offer(self.pair)
         if not was_watched:
             self._on_watch_change()
 
     def remove_viewer(self, viewer: FrameSink) -> None:
-        if self._viewers.pop(viewer, None) is None:
+        if not self._leave_encoder(viewer):
             return
-        if self._viewers:
-            self._pacer.set_fps(max(self._viewers.values()))
-        elif not self.watched(time.monotonic()):
+        if not self.watched(time.monotonic()):
             self._forget_frames()
             self._on_watch_change()
+
+    def _leave_encoder(self, viewer: FrameSink) -> bool:
+        encoder = self._encoder_of.pop(viewer, None)
+        if encoder is None:
+            return False
+        encoder.remove(viewer)
+        if not encoder.viewers:
+            del self._encoders[encoder.height]
+            frames, seconds = self._retired_encoded
+            self._retired_encoded = (frames + encoder.encoded, seconds + encoder.encode_seconds)
+        return True
 
     def lease(self, seconds: float) -> None:
         """Keep frames coming for a while without a viewer (``latest.jpg`` callers poll)."""
@@ -179,7 +206,7 @@ class CameraFeed:
 
     def expire(self, now: float) -> bool:
         """Called periodically: True if an expired lease just left the camera unwatched."""
-        if self._lease_until and now >= self._lease_until and not self._viewers:
+        if self._lease_until and now >= self._lease_until and not self._encoder_of:
             self._lease_until = 0.0
             self._forget_frames()
             return True
@@ -188,9 +215,6 @@ class CameraFeed:
     def _forget_frames(self) -> None:
         self._joiner.reset()
         self._seqs.forget()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     async def fresh_pair(self, timeout: float) -> Pair | None:
         """A recent frame with its result: the current one if fresh, else the next one (or the last known)."""
@@ -207,41 +231,16 @@ class CameraFeed:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    # ------------------------------------------------------------ the shared encoder
-    def _maybe_encode(self) -> None:
-        if not self._viewers or self._encoding or self.pair is None or self.pair is self._encoded_pair:
-            return
+    # ------------------------------------------------------------ the shared encoders
+    def _render_shared(self, pair: Pair, height: int | None) -> bytes:
         now = time.monotonic()
-        if not self._pacer.ready(now):
-            if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._pacer.wait(now), self._on_timer)
-            return
-        self._encoding = True
-        asyncio.get_running_loop().create_task(self._encode(self.pair, now))
+        if height is not None and height >= pair.frame.pixels.shape[0]:
+            height = None  # a tile larger than the frame gets the frame as it is: the browser scales up for free
+        return render_jpeg(pair, annotate=True, hud=self.hud(now), message=self.message, height=height,
+                           quality=self._quality)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._maybe_encode()
-
-    async def _encode(self, pair: Pair, now: float) -> None:
-        started = time.monotonic()
-        try:
-            jpeg = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: render_jpeg(pair, annotate=True, hud=self.hud(now), message=self.message,
-                                                    height=None, quality=self._quality))
-        except Exception:
-            log.exception("encoding a frame of %s failed", self.name)
-            return
-        finally:
-            self._encoding = False
-        self._encoded_pair = pair
-        self.jpeg = jpeg
-        self.encoded += 1
-        self.encode_seconds += time.monotonic() - started
-        done = time.monotonic()
-        for viewer in list(self._viewers):
-            viewer.offer_frame(self.name, pair.result.seq, jpeg, done)
-        self._maybe_encode()
+    def _in_executor(self, work: Callable[[], bytes]) -> asyncio.Future[bytes]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def render(self, pair: Pair, *, annotate: bool, height: int | None) -> bytes:
         """One JPEG on demand (latest.jpg): its own size and overlay choice, outside the shared encoder."""

@@ -66,7 +66,7 @@ async def stats_view(request: web.Request) -> web.Response:
         entry = {"fps": round(feed.fps(now), 2) if feed else 0.0, "status": feed.status if feed else "unknown"}
         entry.update(figures.get(name, {}))
         if feed is not None:
-            entry["web"] = {"viewers": feed.viewers(), "encoded_frames": feed.encoded,
+            entry["web"] = {"viewers": feed.viewers(), "encoded_heights": feed.sizes(), "encoded_frames": feed.encoded,
                             "encode_ms_mean": round(feed.encode_seconds / feed.encoded * 1000, 2)
                             if feed.encoded else None}
         cameras_out[name] = entry

@@ -39,6 +39,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     web_settings = hub.settings.web
     fps = number(request, "fps", web_settings.stream_fps, 0.1, web_settings.max_stream_fps)
     assert fps is not None
+    height = integer(request, "height", None, MIN_HEIGHT, MAX_HEIGHT)
     try:
         hub.open_stream()
     except StreamLimitError as exc:
@@ -50,7 +51,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         outbox.watch(feed.name, fps)
-        feed.add_viewer(outbox, fps)
+        feed.add_viewer(outbox, fps, height)
         while not outbox.closed:
             _texts, frames = await outbox.take(DISCONNECT_CHECK_SECONDS)
             if request.transport is None or request.transport.is_closing():

@@ -14,6 +14,7 @@ from emotiond.clients.overlay import EMOTION_COLORS
 from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import HUB
 from emotiond.clients.web.hub import WS_TOPICS, Hub, StreamLimitError
+from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
 from emotiond.clients.web.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ class _WsSession:
         except json.JSONDecodeError:
             self.error("messages must be JSON objects")
             return
-        if not isinstance(request, dict) or not set(request) <= {"watch", "fps", "topics"}:
-            self.error("send {\"watch\": [camera, ...], \"fps\": N} and/or {\"topics\": [...]}")
+        if not isinstance(request, dict) or not set(request) <= {"watch", "fps", "heights", "topics"}:
+            self.error("send {\"watch\": [camera, ...], \"fps\": N, \"heights\": {camera: pixels}} and/or "
+                       "{\"topics\": [...]}")
             return
         if "topics" in request:
             topics = request["topics"]
@@ -47,9 +49,12 @@ class _WsSession:
             else:
                 self.hub.set_client_topics(self.outbox, frozenset(topics))
         if "watch" in request:
-            self.watch(request["watch"], request.get("fps", self.hub.settings.web.stream_fps))
+            self.watch(request["watch"], request.get("fps", self.hub.settings.web.stream_fps),
+                       request.get("heights", {}))
 
-    def watch(self, cameras: Any, fps: Any) -> None:
+    def watch(self, cameras: Any, fps: Any, heights: Any) -> None:
+        """Frames of ``cameras`` from now on, at ``fps``, each camera at the height its tile shows it at
+        (``heights``, device pixels; a camera left out comes at its own size)."""
         web_settings = self.hub.settings.web
         if not isinstance(cameras, list) or len(cameras) > WS_MAX_WATCH or not all(
                 isinstance(c, str) for c in cameras):
@@ -57,6 +62,11 @@ class _WsSession:
             return
         if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0.1 <= fps <= web_settings.max_stream_fps:
             self.error(f"fps must be a number from 0.1 to {web_settings.max_stream_fps:g}")
+            return
+        if not isinstance(heights, dict) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and MIN_HEIGHT <= h <= MAX_HEIGHT
+                for h in heights.values()):
+            self.error(f"heights must map camera names to whole pixels from {MIN_HEIGHT} to {MAX_HEIGHT}")
             return
         unknown = [c for c in cameras if self.hub.feed(c) is None]
         if unknown:
@@ -68,7 +78,7 @@ class _WsSession:
             feed = self.hub.feed(camera)
             assert feed is not None
             self.outbox.watch(camera, float(fps))
-            feed.add_viewer(self.outbox, float(fps))
+            feed.add_viewer(self.outbox, float(fps), heights.get(camera))
         self.watching = wanted
 
     def unwatch(self, camera: str) -> None:

@@ -21,6 +21,7 @@ function tile(camera) {
   root.dataset.frames = "0";
   root.querySelector(".name").textContent = camera;
   root.addEventListener("click", () => root.classList.toggle("enlarged"));
+  resized.observe(root);
   t = {root, video: root.querySelector(".video"), status: root.querySelector(".status"),
        fps: root.querySelector(".fps"), message: root.querySelector(".message"),
        chart: root.querySelector(".chart"), buckets: new Map(), frames: 0, seq: null};
@@ -111,9 +112,42 @@ async function loadEvents() {
 }
 
 // ------------------------------------------------------------ the socket
+// Frames come at the height each tile shows them at (device pixels): the console encodes less, and the browser
+// decodes less and does not scale them again.
+function tileHeight(t) {
+  const shown = t.video.parentElement.clientHeight;
+  return shown > 0 ? Math.min(4096, Math.max(16, Math.round(shown * (window.devicePixelRatio || 1)))) : undefined;
+}
+
+let sentWatch = "";
 function watchAll() {
-  if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify({watch: [...tiles.keys()], fps: FPS}));
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  const heights = {};
+  for (const [camera, t] of tiles) {
+    const height = tileHeight(t);
+    if (height) heights[camera] = height;
+  }
+  const request = JSON.stringify({watch: [...tiles.keys()], fps: FPS, heights});
+  if (request !== sentWatch) socket.send(request);
+  sentWatch = request;
+}
+
+let resizeTimer = null;
+const resized = new ResizeObserver(() => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(watchAll, 300);
+});
+
+// ImageDecoder (WebCodecs) decodes straight from the message's bytes; elsewhere a Blob goes through
+// createImageBitmap. Both decode off the main thread.
+async function decodeJpeg(bytes) {
+  if (typeof ImageDecoder === "undefined") return createImageBitmap(new Blob([bytes], {type: "image/jpeg"}));
+  const decoder = new ImageDecoder({data: bytes, type: "image/jpeg"});
+  try {
+    const {image} = await decoder.decode();
+    try { return await createImageBitmap(image); } finally { image.close(); }
+  } finally {
+    decoder.close();
   }
 }
 
@@ -126,7 +160,7 @@ function showFrame(data) {
   const seq = new DataView(data, 1 + length, 8).getBigUint64(0);
   // Decoded off the main thread and handed to the canvas without a copy: far cheaper for the browser than a new
   // blob URL in an <img> ten times a second per camera.
-  createImageBitmap(new Blob([bytes.subarray(9 + length)], {type: "image/jpeg"})).then((bitmap) => {
+  decodeJpeg(bytes.subarray(9 + length)).then((bitmap) => {
     if (t.seq !== null && seq <= t.seq) { bitmap.close(); return; }  // a newer frame is already shown
     t.seq = seq;
     if (t.video.width !== bitmap.width || t.video.height !== bitmap.height) {
@@ -171,6 +205,7 @@ function connect() {
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
     retryDelay = 500;
+    sentWatch = "";
     el("connection").textContent = "live";
     el("connection").className = "badge up";
     watchAll();
