@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 EMOTIOND := $(VENV)/bin/emotiond
 PYTEST_ARGS ?=
 
-.PHONY: venv deps apt model node test lint demo bench clean
+.PHONY: venv deps apt model node test test-heavy lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: venv
 # EMOTIOND_ALLOW_SKIPS=1.
 test: deps lint
 	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+
+# The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served: about 4 minutes).
+test-heavy: deps
+	$(VENV)/bin/pytest -q -rs -m heavy $(PYTEST_ARGS)
 
 demo: venv model
 	@$(EMOTIOND) run --source demo & pid=$$!; \

@@ -58,6 +58,20 @@ def test_trains_and_exports_a_bundle_with_matching_tflite(arch: str, base: Path)
     assert np.allclose(served.sum(axis=1), 1.0, atol=1e-3)
 
 
+@pytest.mark.parametrize(("arch", "upsampled"), [("inception_v3", (None, 75, 75, 3)), ("efficientnet_b4", None)])
+def test_large_bases_take_small_grey_faces(arch: str, upsampled: tuple | None, base: Path) -> None:
+    """What `make test` keeps of the heavy cases (trained, exported and served under `make test-heavy`): both
+    bases build for 32 px grey faces, upsampling inside the graph where the base needs more, and give one score
+    per emotion."""
+    cfg = load_config(None, [{"model": {"arch": arch}}])
+    model = build_model(arch, SIZE, 1, 7, cfg.model)
+    layers = {layer.name: layer for layer in model.layers}
+    assert model.input_shape == (None, SIZE, SIZE, 1)
+    assert (layers["upsample"].output.shape if "upsample" in layers else None) == upsampled
+    scores = np.asarray(model(_test_faces(base), training=False))
+    assert scores.shape == (6, 7) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_imagenet_weights_come_from_a_local_file(tmp_path: Path) -> None:
     """weights_path is read from disk (here: a file written from another InceptionV3), never downloaded; a

@@ -68,9 +68,10 @@ def trained_lenet(base: Path) -> Any:
 
 
 NEW_ARCHITECTURES = ("inception_v3", "efficientnet_b4", "vit_small")
-# InceptionV3 and EfficientNetB4 take minutes on 2 cores (mostly the TFLite conversion): slow, with room.
-HEAVY_PARAMS = [pytest.param(arch, marks=[pytest.mark.slow, pytest.mark.timeout(1200)]) if arch != "vit_small"
-                else arch for arch in NEW_ARCHITECTURES]
+# InceptionV3 and EfficientNetB4 take minutes on 2 cores (EfficientNetB4's TFLite conversion alone 78 s):
+# opt-in (`make test-heavy`), with room. `make test` builds both and runs them (test_training_architectures).
+_HEAVY = [pytest.mark.heavy, pytest.mark.slow, pytest.mark.timeout(1200)]
+HEAVY_PARAMS = [pytest.param(arch, marks=_HEAVY) if arch != "vit_small" else arch for arch in NEW_ARCHITECTURES]
 TINY_VIT = {"patches_per_side": 4, "dim": 32, "depth": 2, "heads": 2}
 
 
