@@ -159,6 +159,14 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
     driver.execute_script("document.getElementById('upload-panel').scrollIntoView()")
     driver.save_screenshot(str(tmp_path / "upload.png"))
 
+    # a browser without ImageDecoder (WebCodecs) decodes through createImageBitmap: the video still moves
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.ImageDecoder;"})
+    driver.get(f"{base}/")
+    assert driver.execute_script("return typeof ImageDecoder") == "undefined"
+    first = wait_for(lambda: page_frame(driver), 30, "a frame without ImageDecoder", interval=0.2)
+    wait_for(lambda: (f := page_frame(driver)) and f[0] > first[0], 30, "a newer frame without ImageDecoder",
+             interval=0.2)
+
     # the page's socket watched the camera; once the page is gone, nobody does
     assert get_json(f"{base}/api/stats")["web"]["frame_subscriptions"] == ["cam0"]
     driver.get("about:blank")
