@@ -144,9 +144,11 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
             await until(lambda: fake_bus.wants(FRAME_TOPIC), 10, "frame subscription")
             second = await client.get("/api/cam0?fps=30")
             assert second.status == 200
-            # two smaller viewers whose heights round to the same 240 px share a third encoder
+            # two smaller viewers whose heights round to the same 240 px share a third encoder; one asking for
+            # more than the frame's 480 px shares the full-size one
             small = [await client.get(f"/api/cam0?fps=30&height={height}") for height in (235, 245)]
-            assert all(reply.status == 200 for reply in small)
+            large = await client.get("/api/cam0?fps=30&height=600")
+            assert all(reply.status == 200 for reply in (*small, large))
 
             seq = 0
 
@@ -159,8 +161,9 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
 
             publisher = asyncio.create_task(publish())
             try:
-                parts_a, parts_b, *parts_small = await asyncio.gather(
-                    _read_parts(first, 6), _read_parts(second, 6), *(_read_parts(reply, 6) for reply in small))
+                parts_a, parts_b, parts_large, *parts_small = await asyncio.gather(
+                    _read_parts(first, 6), _read_parts(second, 6), _read_parts(large, 6),
+                    *(_read_parts(reply, 6) for reply in small))
             finally:
                 publisher.cancel()
             for jpeg in parts_small[0] + parts_small[1]:
@@ -168,7 +171,7 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
                 assert image.shape == (240, 320, 3)
                 half_box = tuple(v // 2 for v in FACE_BOX)
                 assert box_drawn(image, half_box, EMOTION_COLORS["happy"]), "no box in the small stream"
-            for jpeg in parts_a + parts_b:
+            for jpeg in parts_a + parts_b + parts_large:
                 image = decode_jpeg(jpeg)
                 assert image.shape == (480, 640, 3)
             for jpeg in parts_a:
@@ -177,12 +180,12 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
             assert decode_jpeg(parts_a[0]).tobytes() != decode_jpeg(parts_a[-1]).tobytes(), "frames do not change"
             stats = await (await client.get("/api/stats")).json()
             web_figures = stats["cameras"]["cam0"]["web"]
-            assert web_figures["viewers"] == 4 and stats["web"]["streams"] == 4
+            assert web_figures["viewers"] == 5 and stats["web"]["streams"] == 5
             assert sorted(web_figures["encoded_heights"], key=str) == [240, None]
             assert web_figures["encoded_frames"] <= 2 * seq, "each frame is encoded once per size, not per viewer"
             assert stats["web"]["frame_subscriptions"] == ["cam0"]
 
-            for reply in (first, second, *small):
+            for reply in (first, second, large, *small):
                 reply.close()
             await until(lambda: not fake_bus.wants(FRAME_TOPIC), 10, "frames unsubscribed after the last viewer")
             stats = await (await client.get("/api/stats")).json()

@@ -38,8 +38,7 @@ class SharedEncoder:
                  encode: Callable[[Callable[[], bytes]], asyncio.Future[bytes]]):
         self.camera = camera
         self.height = height
-        self.jpeg: bytes | None = None
-        self.jpeg_seq: int | None = None
+        self.latest: tuple[int, bytes] | None = None  # the newest JPEG and its frame's seq
         self.encoded = 0
         self.encode_seconds = 0.0
         self._render = render
@@ -101,7 +100,7 @@ class SharedEncoder:
         finally:
             self._encoding = False
         self._encoded_pair = pair
-        self.jpeg, self.jpeg_seq = jpeg, pair.result.seq
+        self.latest = (pair.result.seq, jpeg)
         self.encoded += 1
         done = time.monotonic()
         self.encode_seconds += done - started

@@ -159,7 +159,7 @@ class CameraFeed:
         """Send ``viewer`` this camera's frames at up to ``fps``, scaled to about ``height`` pixels (never up)."""
         now = time.monotonic()
         was_watched = self.watched(now)
-        size = encoder_height(height)
+        size = self._encoder_size(height)
         current = self._encoder_of.get(viewer)
         if current is not None and current.height == size:
             current.add(viewer, fps)  # a new rate only
@@ -170,9 +170,8 @@ class CameraFeed:
             encoder = self._encoders[size] = SharedEncoder(self.name, size, self._render_shared, self._in_executor)
         encoder.add(viewer, fps)
         self._encoder_of[viewer] = encoder
-        if encoder.jpeg is not None and encoder.jpeg_seq is not None and self.pair_at is not None \
-                and now - self.pair_at < FRESH_SECONDS:
-            viewer.offer_frame(self.name, encoder.jpeg_seq, encoder.jpeg, now)
+        if encoder.latest is not None and self.pair_at is not None and now - self.pair_at < FRESH_SECONDS:
+            viewer.offer_frame(self.name, *encoder.latest, now)
         elif self.pair is not None:
             encoder.offer(self.pair)
         if not was_watched:
@@ -184,6 +183,14 @@ class CameraFeed:
         if not self.watched(time.monotonic()):
             self._forget_frames()
             self._on_watch_change()
+
+    def _encoder_size(self, height: int | None) -> int | None:
+        """The encoder a viewer asking for ``height`` shares: heights at or above the frame's get the frame's own
+        (None), so a large tile and a full-size stream are encoded once."""
+        size = encoder_height(height)
+        if size is not None and self.frame_size is not None and size >= self.frame_size[1]:
+            return None
+        return size
 
     def _leave_encoder(self, viewer: FrameSink) -> bool:
         encoder = self._encoder_of.pop(viewer, None)
@@ -235,7 +242,7 @@ class CameraFeed:
     def _render_shared(self, pair: Pair, height: int | None) -> bytes:
         now = time.monotonic()
         if height is not None and height >= pair.frame.pixels.shape[0]:
-            height = None  # a tile larger than the frame gets the frame as it is: the browser scales up for free
+            height = None  # the viewer came before the frame size was known: never scale up
         return render_jpeg(pair, annotate=True, hud=self.hud(now), message=self.message, height=height,
                            quality=self._quality)
 
