@@ -111,7 +111,7 @@ def test_npm_ci_leaves_a_zeromq_binding_that_loads(tmp_path, node_example):  # n
     for name in ("package.json", "package-lock.json"):
         shutil.copy(node_example / name, fresh / name)
     done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=fresh, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=200)
     assert done.returncode == 0, f"npm ci failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     load = "const zmq = require('zeromq'); const s = new zmq.Subscriber(); s.close(); console.log(zmq.version)"
     for folder in (fresh, node_example):
@@ -169,15 +169,15 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WheelVenv]:
     dist = root / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     built = subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(dist), str(source)], capture_output=True,
-                           text=True, timeout=300)
+                           text=True, timeout=150)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel,) = dist.glob("emotiond-*.whl")
 
     venv = root / "venv"
     base_python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run([str(base_python), "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([str(base_python), "-m", "venv", "--without-pip", str(venv)], check=True, timeout=30)
     installed = subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps",
-                                "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=300)
+                                "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=90)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path("
                                 "'purelib'))"], capture_output=True, text=True, check=True).stdout.strip())
@@ -288,7 +288,7 @@ def test_wheel_claims_one_import_name_and_installs_beside_python_daemon(wheel_ve
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"emotiond"}, top_level
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", wheel_venv.python]
-    installed = subprocess.run([*pip, "install", "-q", "python-daemon"], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run([*pip, "install", "-q", "python-daemon"], capture_output=True, text=True, timeout=200)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     both = wheel_venv.run(wheel_venv.python, "-c", "import daemon, emotiond.daemon.core.settings as s; "
                           "print(daemon.DaemonContext.__module__, s.DEFAULT_MODEL_NAME)")

@@ -319,7 +319,11 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default bundle and BlazeFace models, fetched if missing (``make test`` fetches them first).
+
+    The fetch (under a minute here) runs inside the first test's 300 s limit, which counts fixture set-up.
+    """
     if not (DEFAULT_MODEL / "bundle.json").is_file() or not all(path.is_file() for path in BLAZEFACE_MODELS):
-        fetched = run_cli("models", "fetch", env=child_env(tmp_path_factory.mktemp("fetch")), timeout=900)
+        fetched = run_cli("models", "fetch", env=child_env(tmp_path_factory.mktemp("fetch")), timeout=240)
         assert fetched.returncode == 0, fetched.stderr[-3000:]
     return DEFAULT_MODEL
