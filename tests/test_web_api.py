@@ -43,6 +43,12 @@ def fake_bus(tmp_path):
 FRAME_TOPIC = protocol.FRAME_PREFIX + b"cam0"
 
 
+def _at(entry: dict) -> float:
+    """When a ring entry happened: a result's published_at, a change event's at."""
+    payload = entry["payload"]
+    return payload["published_at"] if entry["topic"] == "result" else payload["at"]
+
+
 def test_health_cameras_status_and_bad_messages(tmp_path, fake_bus):
     async def scenario():
         async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
@@ -104,9 +110,17 @@ def test_events_ring_results_changes_and_filters(tmp_path, fake_bus):
             assert [e["payload"]["seq"] for e in sad] == [2]
             assert len(await events("?limit=2")) == 2
             late = await events(f"?after={middle}")
-            assert late and all(e["payload"].get("published_at", e["payload"].get("at")) > middle for e in late)
+            assert late and all(_at(e) > middle for e in late)
+            # ?before=: everything in the ring is in `everything` (50 fit); it splits at `start` into the seq-0
+            # results wait_seen published and the results and events published since
             early = await events(f"?before={start}")
+            assert early, "?before= found nothing, though seq-0 results were published before the bound"
             assert all(e["payload"]["seq"] == 0 for e in early)
+            since = [e for e in everything if _at(e) >= start]
+            assert {("cam0", 1), ("cam0", 2), ("door", 1)} <= {(e["payload"]["camera"], e["payload"]["seq"])
+                                                                for e in since}, "positive control"
+            assert not [e for e in since if e in early], "?before= returned entries at or after the bound"
+            assert early == [e for e in everything if _at(e) < start], "?before= is not exactly the earlier entries"
 
             for query, key in [("?limit=0", "limit"), ("?limit=51", "limit"), ("?limit=ten", "limit"),
                                ("?after=soon", "after"), ("?before=nan", "before"), ("?after=-5", "after"),
