@@ -22,7 +22,7 @@ from emotiond.daemon.core.settings import Settings
 
 from support.clients import CraftedPublisher
 from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
-from support.mqtt import Watcher, brokers, face_that_leaves, ha_problems, tracked_result, watchers
+from support.mqtt import Watcher, brokers, face_that_leaves, ha_problems, retained_now, tracked_result, watchers
 
 SIDE_KEYS = {"id", "camera", "track_id", "emotion", "score", "top_score", "scores", "box", "frame_time",
              "start_time", "end_time"}
@@ -321,12 +321,7 @@ def test_a_camera_removed_from_the_config_loses_its_entities(tmp_path, mosquitto
     endpoint = f"ipc://{tmp_path}/bus.sock"
 
     def retained_configs() -> dict[str, bytes]:
-        late = Watcher(broker.port, ("homeassistant/#",))
-        try:
-            time.sleep(0.5)  # retained messages follow the SUBACK at once
-            return {m.topic: m.payload for m in late.messages if m.retain}
-        finally:
-            late.close()
+        return retained_now(broker.port, "homeassistant/#")
 
     first = bridges(write_config(tmp_path / "two.toml", {"url": broker.url, "snapshots": True},
                                                  sources=("door", "lobby")), endpoint)
@@ -432,11 +427,22 @@ def test_under_run_a_killed_bridge_leaves_its_will_and_a_restarted_broker_is_rej
     watcher.wait(lambda: watcher.texts("emotiond/available") == ["online"], 90, "online")
 
     pid = child_pids(daemon)["mqtt"]
+    killed_at = time.time()
     subprocess.run(["kill", "-KILL", str(pid)], check=True)
     watcher.wait(lambda: watcher.texts("emotiond/available")[:2] == ["online", "offline"], 30, "the last will")
     watcher.wait(lambda: watcher.texts("emotiond/available")[-1] == "online", 30, "the restarted bridge")
     assert child_pids(daemon)["mqtt"] != pid
-    watcher.wait(lambda: watcher.events(), 60, "events from the restarted bridge")
+
+    def from_the_restarted_bridge() -> list[dict]:
+        """Events that came after the restarted bridge's ``online`` (everything the killed bridge sent reached the
+        broker before its will) and are about frames captured after the kill: the killed bridge sent none."""
+        messages = list(watcher.messages)
+        availability = [index for index, m in enumerate(messages) if m.topic == "emotiond/available"]
+        assert [messages[i].text for i in availability[:3]] == ["online", "offline", "online"]
+        return [event for m in messages[availability[2] + 1:] if m.topic == "emotiond/events"
+                and (event := m.json())["after"]["frame_time"] > killed_at]
+
+    watcher.wait(from_the_restarted_bridge, 60, "events from the restarted bridge")
 
     onlines = watcher.texts("emotiond/available").count("online")
     broker.stop()  # without persistence: the restarted broker has forgotten every retained message

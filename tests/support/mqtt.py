@@ -161,6 +161,34 @@ class Watcher:
         self.client.loop_stop()
 
 
+SENTINEL_TOPIC = "emotiond-test/sentinel"
+
+
+def retained_now(port: int, topic_filter: str, timeout: float = 30.0) -> dict[str, bytes]:
+    """The retained messages under ``topic_filter`` (topic to payload; an emptied topic is not retained), read
+    with a positive control instead of a sleep: a sentinel is retained first, then a fresh subscriber subscribes
+    to the filter and, once that is acknowledged, to the sentinel. The broker queues a subscription's retained
+    messages as it handles the SUBSCRIBE, and sends one client's QoS 1 messages in order, so when the sentinel
+    arrives every retained message of the filter has arrived before it."""
+    token = f"{time.monotonic_ns()}".encode()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    publisher.connect("127.0.0.1", port, keepalive=10)
+    publisher.loop_start()
+    try:
+        publisher.publish(SENTINEL_TOPIC, token, qos=1, retain=True).wait_for_publish(timeout)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+    late = Watcher(port, (topic_filter,))  # returns after its SUBACK
+    try:
+        late.client.subscribe(SENTINEL_TOPIC, 1)
+        wait_for(lambda: any(m.payload == token for m in late.on(SENTINEL_TOPIC)), timeout,
+                 f"the retained sentinel after the retained messages of {topic_filter}")
+        return {m.topic: m.payload for m in list(late.messages) if m.retain and m.topic != SENTINEL_TOPIC}
+    finally:
+        late.close()
+
+
 def watchers() -> Iterator:
     """For a fixture: ``start(port, *topics, ...)`` subscribes a Watcher; every one is closed afterwards."""
     watchers: list[Watcher] = []
