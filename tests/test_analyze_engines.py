@@ -8,6 +8,7 @@ video. Every run is a real ``emotiond analyze`` process with real worker process
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -15,7 +16,9 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -219,44 +222,159 @@ def test_an_existing_cluster_gives_the_same_results(local_run, inputs, dask_clus
     assert_same_outputs(expected, out, "json", some_inputs=True)
 
 
+SEGMENT_LABEL = re.compile(r"clip\d\.mp4 \[\d/\d\]")
+
+
+def unit_indices(inputs: list[Path]) -> dict[str, int]:
+    """Each unit's label and its index in the run (the order the run numbers units in: input by input)."""
+    found: dict[str, int] = {}
+    for input_index, source in enumerate(inputs[:-1]):  # the broken video last has no segments
+        for unit in plan_input(input_index, source, source.stem, "csv", None, float(SEGMENT[1])).units:
+            found[unit.label] = len(found)
+    return found
+
+
+def listen_ports(process: psutil.Process) -> set[int]:
+    return {c.laddr.port for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+@dataclass
+class KilledRun:
+    """A run in which one worker was killed (SIGKILL) while it was analysing a video segment."""
+
+    out: Path
+    code: int
+    stderr: str
+    label: str  # the segment the killed worker was analysing
+    unit: int  # its index in the run
+    pid: int
+    ports: set[int]  # where the killed worker listened: a dask worker's address is one of them
+    listening: list  # the listening addresses of every process of the run, just before the kill
+    starts: list[dict]  # dask: the start events the scheduler had logged before the kill
+
+
+def kill_a_busy_worker(process: subprocess.Popen, indices: dict[str, int], dask: bool) -> dict:
+    """Stop (SIGSTOP) a worker whose title shows a video segment, so its title and task stay put, then kill it.
+    On dask only once the scheduler's log shows that this worker started that very unit (the engine learns
+    where each unit runs from those events); until then it runs on and is looked at again."""
+    from distributed import Client
+
+    from emotiond.clients.engine_dask import EVENT_TOPIC
+
+    root = psutil.Process(process.pid)
+    observer = None
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            assert time.monotonic() < deadline, "no worker was caught analysing a video segment"
+            assert process.poll() is None, "the run ended before a worker could be killed"
+            for candidate in busy_workers(root.pid):
+                try:
+                    candidate.suspend()
+                except psutil.NoSuchProcess:
+                    continue
+                try:
+                    title = " ".join(candidate.cmdline())
+                    label = title.split(BUSY_MARK, 1)[1].strip() if BUSY_MARK in title else ""
+                    if not SEGMENT_LABEL.fullmatch(label):
+                        continue
+                    ports = listen_ports(candidate)
+                    starts: list[dict] = []
+                    if dask:
+                        if observer is None:
+                            connected = {c.raddr.port for c in candidate.net_connections("inet") if c.raddr}
+                            scheduler = listen_ports(root) & connected  # the scheduler runs in the CLI process
+                            assert len(scheduler) == 1, (listen_ports(root), connected)
+                            observer = Client(f"tcp://127.0.0.1:{scheduler.pop()}", timeout=30)
+                        starts = [m for _, m in observer.get_events(EVENT_TOPIC) if "start" in m]
+                        its_own = [m for m in starts if port_of(m["start"]) in ports]
+                        if not its_own or its_own[-1]["unit"] != indices[label]:
+                            continue  # its start event is still on the way
+                    listening = [c.laddr for p in [root, *root.children(True)] for c in p.net_connections("inet")
+                                 if c.status == psutil.CONN_LISTEN]
+                    candidate.kill()
+                    candidate.wait(timeout=10)
+                    return {"label": label, "unit": indices[label], "pid": candidate.pid, "ports": ports,
+                            "listening": listening, "starts": starts}
+                except psutil.NoSuchProcess:
+                    continue
+                finally:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        candidate.resume()
+            time.sleep(0.05)
+    finally:
+        if observer is not None:
+            observer.close()
+
+
+def killed_worker_run(engine: str, inputs: list[Path], folder: Path) -> KilledRun:
+    out = folder / "out"
+    process = start_analyze(*inputs, "--out", out, "--format", "csv", "--engine", engine, "--workers", "2",
+                            *SEGMENT, stdout=folder / "stdout", stderr=folder / "stderr")
+    try:
+        victim = kill_a_busy_worker(process, unit_indices(inputs), engine == "dask")
+    finally:
+        code = finish(process)
+    return KilledRun(out, code, (folder / "stderr").read_text(), **victim)
+
+
+class KilledRuns:
+    """The killed-worker run of each engine, made when first asked for and kept for the module."""
+
+    def __init__(self, inputs: list[Path], root: Path):
+        self.inputs, self.root, self.runs = inputs, root, {}
+
+    def __call__(self, engine: str) -> KilledRun:
+        if engine not in self.runs:
+            folder = self.root / engine
+            folder.mkdir()
+            self.runs[engine] = killed_worker_run(engine, self.inputs, folder)
+        return self.runs[engine]
+
+
 @pytest.fixture(scope="module")
-def killed_runs() -> dict[str, Path]:
-    """Output folders of the killed-worker runs, by engine, so the second can be compared with the first."""
-    return {}
+def killed_runs(inputs, default_model, tmp_path_factory) -> KilledRuns:
+    return KilledRuns(inputs, tmp_path_factory.mktemp("killed"))
+
+
+def check_killed_run(engine: str, run: KilledRun) -> None:
+    """The killed worker held a segment, that segment was run again elsewhere, and nothing is missing."""
+    assert run.code == 1, run.stderr  # the broken video fails, the rest is done
+    label = re.escape(run.label)
+    if engine == "local":
+        assert run.ports == set() and run.listening == []
+        assert re.search(rf"analysis process w\d+ \(pid {run.pid}\) died \(exit code -9\) while analysing {label}\n",
+                         run.stderr), run.stderr
+        assert f"running {run.label} again in another process (attempt 2 of 3)" in run.stderr, run.stderr
+    else:  # the LocalCluster's scheduler, nannies and workers listen on the loopback interface only
+        assert run.listening and all(address.ip == "127.0.0.1" for address in run.listening), run.listening
+        assert any(m["unit"] == run.unit and port_of(m["start"]) in run.ports for m in run.starts), run.starts
+        # the engine saw the unit start on the killed worker and then start again on another one
+        again = re.findall(rf"running {label} again on (tcp://\S+): its worker (tcp://\S+) was lost", run.stderr)
+        assert len(again) == 1, run.stderr
+        (rerun_on, lost), = again
+        assert port_of(lost) in run.ports, (lost, run.ports)
+        assert port_of(rerun_on) not in run.ports
+    for clip, frames in (("clip1", 90), ("clip2", 60)):
+        rows = csv_records(run.out / f"{clip}.csv")
+        assert sorted({int(r["seq"]) for r in rows}) == list(range(frames)), clip  # a row per face
+        assert len(frame_digests(run.out / f"{clip}.annotated.mp4")) == frames
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
-def test_a_worker_killed_mid_task_is_replaced(engine, inputs, default_model, killed_runs, tmp_path):
+def test_a_worker_killed_mid_task_is_replaced(engine, killed_runs):
+    check_killed_run(engine, killed_runs(engine))
+
+
+def test_both_engines_losing_a_worker_mid_task_give_the_same_rows(killed_runs):
     """CSV this time: both engines, each losing a worker in the middle of a segment, give the same rows."""
-    out = tmp_path / "out"
-    process = start_analyze(*inputs, "--out", out, "--format", "csv", "--engine", engine, "--workers", "2",
-                            *SEGMENT, stdout=tmp_path / "stdout", stderr=tmp_path / "stderr")
-    try:
-        victim = wait_for(lambda: next(iter(busy_workers(process.pid)), None), 180, "a worker busy with a segment")
-        title = " ".join(victim.cmdline())
-        listening = [c.laddr for p in [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
-                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
-        victim.kill()
-        victim.wait(timeout=10)
-    finally:
-        code = finish(process)
-    stderr = (tmp_path / "stderr").read_text()
-    assert code == 1, stderr
-    assert BUSY_MARK in title
-    if engine == "local":
-        assert listening == []
-        assert re.search(r"died \(exit code -9\) while analysing clip\d\.mp4 \[\d/\d\]", stderr), stderr
-        assert "again in another process (attempt 2 of 3)" in stderr
-    else:  # the LocalCluster's scheduler, nannies and workers listen on the loopback interface only
-        assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
-    rows = csv_records(out / "clip1.csv")
-    assert sorted({int(r["seq"]) for r in rows}) == list(range(90))
-    assert len(frame_digests(out / "clip1.annotated.mp4")) == 90
-    assert len(frame_digests(out / "clip2.annotated.mp4")) == 60
-    killed_runs[engine] = out
-    other = killed_runs.get("dask" if engine == "local" else "local")
-    if other is not None:  # the second of the two runs compares itself with the first
-        assert_same_outputs(other, out, "csv")
+    for engine in ("local", "dask"):
+        check_killed_run(engine, killed_runs(engine))
+    assert_same_outputs(killed_runs("local").out, killed_runs("dask").out, "csv")
 
 
 def test_an_interrupted_run_resumes(local_run, inputs, tmp_path):
