@@ -55,14 +55,41 @@ def test_blazeface_faces_carry_six_landmarks_on_the_face_and_haar_faces_none(ana
     assert wire.faces[0].extra["landmarks"] == [list(p) for p in face.landmarks]
 
 
-def test_alignment_is_a_setting_that_changes_what_the_classifier_sees(default_model):
-    image = tilted(30.0)
+def seen_by_the_classifier(analyzer: Analyzer, image: hardset.HardImage):
+    """The one face an analyzer finds in ``image``, and the crop its classifier was given for it."""
+    seen: list[np.ndarray] = []
+    classifier = analyzer.pipeline.classifier
+    analyzer.pipeline.classifier = lambda crops: (seen.append(crops.copy()), classifier(crops))[1]
+    try:
+        (face,) = analyzer.analyze(image.pixels)
+    finally:
+        analyzer.pipeline.classifier = classifier
+    (crop,) = np.concatenate(seen)
+    return face, crop
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_alignment_is_a_setting_that_turns_what_the_classifier_sees_upright(default_model):
+    """With ``classifier.align`` on, the classifier is given a tilted face turned back upright by the roll the
+    detector found: its crop is much closer to the crop of the same face upright than the crop without
+    alignment is (both ways round, so a rotation the wrong way fails)."""
     aligned = Analyzer(overrides={"detection.backend": "blazeface", "tracking.enabled": False})
     plain = Analyzer(overrides={"detection.backend": "blazeface", "tracking.enabled": False,
                                 "classifier.align": False})
-    (with_alignment,), (without,) = aligned.analyze(image.pixels), plain.analyze(image.pixels)
-    assert with_alignment.box == without.box
-    assert with_alignment.scores != without.scores
+    _, upright = seen_by_the_classifier(plain, tilted(0.0))
+    for angle in (30.0, -30.0):
+        image = tilted(angle)
+        with_alignment, turned_back = seen_by_the_classifier(aligned, image)
+        without, as_is = seen_by_the_classifier(plain, image)
+        assert with_alignment.box == without.box, "alignment changes the crop, not the box"
+        assert with_alignment.scores != without.scores
+        match, mismatch = correlation(turned_back, upright), correlation(as_is, upright)
+        assert match > mismatch + 0.2, (angle, match, mismatch)
+        error, plain_error = np.abs(turned_back - upright).mean(), np.abs(as_is - upright).mean()
+        assert error < plain_error, (angle, error, plain_error)
 
 
 def test_an_aligned_crop_of_a_tilted_face_matches_the_upright_crop(default_model):
