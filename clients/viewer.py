@@ -21,13 +21,14 @@ import numpy as np
 from emotiond.clients.feed import LiveFeed
 from emotiond.clients.join import FrameResultJoiner, Pair, SeqCounter
 from emotiond.clients.messages import MessagePicker, dominant_emotion
-from emotiond.clients.overlay import Hud, blank_canvas, draw_overlay
+from emotiond.clients.overlay import FONT, PANEL_BG, TEXT_COLOR, Hud, blank_canvas, draw_overlay
 from emotiond.daemon.core import protocol
 from emotiond.daemon.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 WINDOW_TITLE = "emotiond view"
 WAITING_TEXT = "waiting for daemon"
+PAUSED_TEXT = "paused"
 KEY_ESC = 27
 
 
@@ -92,19 +93,33 @@ class ViewerModel:
         span = self._shown[-1] - self._shown[0]
         return (len(self._shown) - 1) / span if span > 0 else 0.0
 
-    def compose(self, now: float, note: str = "") -> np.ndarray:
+    def compose(self, now: float, paused: bool = False) -> np.ndarray:
         """The full window image for the current state."""
         waiting = self.waiting(now)
         if self.current is None:
             canvas = blank_canvas()
-            hud = Hud(self.camera or "-", 0.0, None, self.seqs.drops, note or self.status_note)
-            return draw_overlay(canvas, None, hud=hud, banner=WAITING_TEXT)
-        result = self.current.result
-        message = self.picker.update(dominant_emotion(result.faces))
-        hud = Hud(result.camera, 0.0 if waiting else self.fps(), None if waiting else self._latency_ms,
-                  self.seqs.drops, note or self.status_note)
-        return draw_overlay(self.current.frame.pixels, result, hud=hud, message=message,
-                            banner=WAITING_TEXT if waiting else "", landmarks=True)
+            hud = Hud(self.camera or "-", 0.0, None, self.seqs.drops, self.status_note)
+            image = draw_overlay(canvas, None, hud=hud, banner=WAITING_TEXT)
+        else:
+            result = self.current.result
+            message = self.picker.update(dominant_emotion(result.faces))
+            hud = Hud(result.camera, 0.0 if waiting else self.fps(), None if waiting else self._latency_ms,
+                      self.seqs.drops, self.status_note)
+            image = draw_overlay(self.current.frame.pixels, result, hud=hud, message=message,
+                                 banner=WAITING_TEXT if waiting else "", landmarks=True)
+        if paused:
+            draw_paused(image)
+        return image
+
+
+def draw_paused(image: np.ndarray) -> None:
+    """The "paused" badge, in place, in the top-right corner. A paused window looks like a live one whose
+    camera stands still, so the state must show; a fixed place (not the end of the HUD line, which moves with
+    its numbers) lets a check find it pixel by pixel."""
+    (tw, th), base = cv2.getTextSize(PAUSED_TEXT, FONT, 0.5, 1)
+    left = max(0, image.shape[1] - tw - 6)
+    cv2.rectangle(image, (left, 0), (left + tw + 6, th + base + 6), PANEL_BG, cv2.FILLED)
+    cv2.putText(image, PAUSED_TEXT, (left + 3, th + 3), FONT, 0.5, TEXT_COLOR, 1, cv2.LINE_AA)
 
 
 def snapshot_path(folder: Path, pair: Pair | None) -> Path:
@@ -156,7 +171,9 @@ def run_viewer(feed: LiveFeed, model: ViewerModel, snapshots: Path, fullscreen: 
                 return 0
             if key == ord("p"):
                 paused = not paused
-                shown, shown_pair = model.compose(now, note="paused" if paused else ""), model.current
+                shown, shown_pair = model.compose(now, paused=paused), model.current
+                log.info("%s at seq %s", PAUSED_TEXT if paused else "resumed",
+                         shown_pair.result.seq if shown_pair else "-")
             elif key == ord("s"):
                 snapshots.mkdir(parents=True, exist_ok=True)
                 path = snapshot_path(snapshots, shown_pair)

@@ -1,11 +1,15 @@
 """``emotiond view`` for real: a daemon on a looping video of real faces, the viewer on a virtual X display,
-keys sent with xdotool, and the screen read back with xwd."""
+keys sent with xdotool, and the screen read back with xwd.
+
+Every key's effect is seen before the next key is sent: the viewer takes at most one pending key (see
+``Display.key``), so on a busy machine a key sent too soon replaces the one before it."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -14,7 +18,7 @@ import numpy as np
 from emotiond.clients.viewer import WINDOW_TITLE
 from emotiond.daemon.capture import synthetic
 
-from support.clients import best_iou, drawn_boxes, palette_mask, waiting_banner_shown
+from support.clients import best_iou, drawn_boxes, palette_mask, paused_shown, waiting_banner_shown
 from support.daemon import EMOTIOND, REPO, wait_for
 
 
@@ -40,9 +44,17 @@ def screen_when(display, window: str, condition, timeout: float, what: str) -> n
     return wait_for(check, timeout, what, interval=0.2)[0]
 
 
+def press(display, window: str, key: str, condition: Callable[[np.ndarray], bool], timeout: float,
+          what: str) -> np.ndarray:
+    """Press ``key`` and return the window's image once ``condition(image)`` shows the key took effect: a key
+    that never arrived fails here, not as some later wait that cannot succeed in the state left behind."""
+    display.key(window, key)
+    return screen_when(display, window, condition, timeout, what)
+
+
 def snapshot(display, window: str, printed: Path, taken: set[Path]) -> Path:
     """Press ``s`` and return the new snapshot file once the viewer has printed ``snapshot PATH`` (it prints after
-    the file is written)."""
+    the file is written, so the key was handled)."""
     display.key(window, "s")
 
     def written() -> Path | None:
@@ -82,9 +94,11 @@ def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon,
                  f"no overlay on screen:\n{err_path.read_text()[-2000:]}", interval=0.5)
 
         # pause, snapshot: the snapshot names the seq shown, the screen shows exactly the snapshot
-        xvfb.key(window, "p")
+        assert not paused_shown(window_image(xvfb, window)), "positive control: no paused badge while live"
+        press(xvfb, window, "p", paused_shown, 10, "the paused badge after the first p")
         shot_path = snapshot(xvfb, window, out_path, taken)
         snapshot_image = cv2.imread(str(shot_path))
+        assert paused_shown(snapshot_image), "the snapshot of the paused window has the badge"
         screen = screen_when(xvfb, window, lambda image: image.shape == snapshot_image.shape
                              and np.abs(image.astype(int) - snapshot_image).mean() < 1.0, 10,
                              "the paused window to show what the snapshot saved")
@@ -100,8 +114,9 @@ def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon,
         assert far.sum() < 50, "overlay colours away from the face"
 
         # the daemon stops: the window keeps the old daemon's last frame under the "waiting for daemon" banner
-        xvfb.key(window, "p")
-        assert not waiting_banner_shown(window_image(xvfb, window)), "positive control: no banner while live"
+        live = press(xvfb, window, "p", lambda image: not paused_shown(image), 10,
+                     "the paused badge to go away after the second p")
+        assert not waiting_banner_shown(live), "positive control: no banner while live"
         daemon.wait_for(lambda: any(r.seq >= OLD_DAEMON_SEQ for r in old_results.results()), 120,
                         what=f"the first daemon to reach seq {OLD_DAEMON_SEQ}")
         daemon.stop()
@@ -125,12 +140,22 @@ def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon,
                                         f"daemon, which counts from 0 (the old one had reached {last_old_seq})")
         assert not waiting_banner_shown(cv2.imread(str(first_new)))
 
+        assert viewer.poll() is None, "the viewer still runs, so its exit below is the q's doing"
         xvfb.key(window, "q")
         assert viewer.wait(15) == 0
     finally:
         if viewer.poll() is None:
             viewer.kill()
             viewer.wait(5)
+
+
+def test_the_paused_badge_is_found_only_when_paused():
+    from emotiond.clients.messages import MessagePicker
+    from emotiond.clients.viewer import ViewerModel
+
+    model = ViewerModel(MessagePicker({}))
+    assert paused_shown(model.compose(0.0, paused=True))
+    assert not paused_shown(model.compose(0.0))
 
 
 def test_viewer_without_a_display_says_what_to_do(tmp_path):

@@ -9,7 +9,7 @@ import signal
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from emotiond.clients.overlay import EMOTION_COLORS, draw_banner
-from emotiond.clients.viewer import WAITING_TEXT
+from emotiond.clients.viewer import WAITING_TEXT, draw_paused
 from emotiond.daemon.core import protocol
 from emotiond.workers.tracking import iou
 
@@ -64,6 +64,9 @@ class Display:
                            env={**os.environ, "DISPLAY": self.name})
 
     def key(self, window: str, key: str) -> None:
+        """Send one key press. It returns once the X server has the key, not once the window handled it, and
+        OpenCV's Qt backend holds one pending key: a key sent before the window took the previous one replaces
+        it. So wait for each key's visible effect before sending the next."""
         subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", key], check=True, timeout=10,
                        env={**os.environ, "DISPLAY": self.name})
 
@@ -174,14 +177,24 @@ def best_iou(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return max((iou(found, box) for found in drawn_boxes(mask)), default=0.0)
 
 
-def waiting_banner_shown(image: np.ndarray) -> bool:
-    """True when the viewer's "waiting for daemon" banner is on ``image``: every pixel the banner sets, whatever is
-    under it, has the banner's value (found by drawing it on a black and on a white canvas)."""
+def drawn_on(image: np.ndarray, draw: Callable[[np.ndarray], None]) -> bool:
+    """True when what ``draw`` paints (in place) is on ``image``: every pixel it sets, whatever is under it, has
+    its value (found by drawing on a black and on a white canvas)."""
     on_black, on_white = np.zeros_like(image), np.full_like(image, 255)
-    draw_banner(on_black, WAITING_TEXT)
-    draw_banner(on_white, WAITING_TEXT)
-    banner = np.all(on_black == on_white, axis=2)
-    return bool(np.all(image[banner] == on_black[banner], axis=1).mean() > 0.99)
+    draw(on_black)
+    draw(on_white)
+    painted = np.all(on_black == on_white, axis=2)
+    return bool(np.all(image[painted] == on_black[painted], axis=1).mean() > 0.99)
+
+
+def waiting_banner_shown(image: np.ndarray) -> bool:
+    """True when the viewer's "waiting for daemon" banner is on ``image``."""
+    return drawn_on(image, lambda canvas: draw_banner(canvas, WAITING_TEXT))
+
+
+def paused_shown(image: np.ndarray) -> bool:
+    """True when the viewer's "paused" badge is on ``image``: a paused window otherwise looks live."""
+    return drawn_on(image, draw_paused)
 
 
 # ---------------------------------------------------------------- crafted results
