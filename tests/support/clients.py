@@ -254,6 +254,6 @@ def node_example() -> Path:
     require_tool("npm", "npm", "installing the Node.js example's packages")
     if not (NODE_EXAMPLE / "node_modules" / "zeromq" / "package.json").is_file():
         done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_EXAMPLE, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=240)
         assert done.returncode == 0, f"npm ci failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return NODE_EXAMPLE
