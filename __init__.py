@@ -2,7 +2,7 @@
 
 The repository root is the package: ``emotiond.daemon``, ``emotiond.workers``, ``emotiond.clients`` and
 ``emotiond.training`` are its folders. The public Python API is loaded on first use, so importing a low layer
-(``emotiond.daemon.core.protocol``) never pulls in OpenCV or a model.
+(``emotiond.core.protocol``) never pulls in OpenCV or a model.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ from typing import Any
 from emotiond.benchmarks import bench_detectors, checks, fer_runner, scoring
 from emotiond.benchmarks.emotiond_run import DaemonSettings, Run, RunError, run_emotiond
 from emotiond.benchmarks.report import render
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.lifecycle import exit_on_sigterm
-from emotiond.daemon.core.settings import load_settings
+from emotiond.capture import synthetic
+from emotiond.core.errors import UsageError
+from emotiond.core.lifecycle import exit_on_sigterm
+from emotiond.core.settings import load_settings
 
 FULL_FRAMES = 300
 QUICK_FRAMES = 60

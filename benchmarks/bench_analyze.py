@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emotiond.clients.analyze import Analysis, AnalyzeOptions
-from emotiond.clients.analyze_unit import settings_payload
-from emotiond.clients.engine_base import cpu_count
-from emotiond.clients.engines import make_engine
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.lifecycle import exit_on_sigterm
-from emotiond.daemon.core.settings import Settings, load_settings
+from emotiond.capture import synthetic
+from emotiond.clients.analyze.engines.base import cpu_count
+from emotiond.clients.analyze.engines.choose import make_engine
+from emotiond.clients.analyze.runner import Analysis, AnalyzeOptions
+from emotiond.clients.analyze.unit import settings_payload
+from emotiond.core.lifecycle import exit_on_sigterm
+from emotiond.core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ def measure(arch: str, data: Any, size: int, batch_size: int, litert: bool) -> d
     row["tf_ms_face"] = _median_ms(lambda x: call(x).numpy(), faces[:1])
     row["litert_ms_batch"] = row["litert_ms_face"] = None
     if litert:
-        from emotiond.daemon.core.bundle import export_tflite
+        from emotiond.core.bundle import export_tflite
         from emotiond.workers.litert import LiteRTModel
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from emotiond.daemon.core.bundle import FER2013_LABELS
+    from emotiond.core.bundle import FER2013_LABELS
     from emotiond.training.architectures import REGISTRY
     from emotiond.training.data import load_dataset
     from emotiond.training.synth import generate

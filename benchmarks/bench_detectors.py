@@ -32,9 +32,9 @@ import numpy as np
 
 from emotiond.benchmarks import fer_runner, hardset, scoring
 from emotiond.benchmarks.emotiond_run import DaemonSettings, run_emotiond
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.settings import Settings, load_settings
+from emotiond.capture import synthetic
+from emotiond.core import protocol
+from emotiond.core.settings import Settings, load_settings
 from emotiond.workers.pipeline import Pipeline
 
 BACKENDS = ("haar", "blazeface")

@@ -141,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from emotiond.daemon.core.bundle import FER2013_LABELS
+    from emotiond.core.bundle import FER2013_LABELS
     from emotiond.training.synth import generate
 
     sides = {"no augmentation": None, "augmentation": AUGMENT}

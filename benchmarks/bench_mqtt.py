@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from emotiond.benchmarks.scoring import percentile
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core import procfs, protocol
-from emotiond.daemon.core.lifecycle import exit_on_sigterm
+from emotiond.capture import synthetic
+from emotiond.core import procfs, protocol
+from emotiond.core.lifecycle import exit_on_sigterm
 
 FACES = (1, 4, 1, 2, 3, 1)  # faces per camera, in order
 

@@ -36,8 +36,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emotiond.daemon.core import procfs
-from emotiond.daemon.core.lifecycle import exit_on_sigterm
+from emotiond.core import procfs
+from emotiond.core.lifecycle import exit_on_sigterm
 
 log = logging.getLogger("bench_web")
 PHASES = ("idle", "one", "http", "chromium")

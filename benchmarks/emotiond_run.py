@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emotiond.clients.subscribe import Subscription
-from emotiond.daemon.core import procfs, protocol
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.settings import load_settings
+from emotiond.core import procfs, protocol
+from emotiond.core.errors import UsageError
+from emotiond.core.settings import load_settings
 
 log = logging.getLogger(__name__)
 RECEIVE_MS = 200

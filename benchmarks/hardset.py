@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from emotiond.benchmarks.scoring import MATCH_IOU
-from emotiond.daemon.capture import synthetic
+from emotiond.capture import synthetic
 from emotiond.workers.tracking import iou
 
 Box = tuple[int, int, int, int]

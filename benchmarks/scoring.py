@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 from emotiond.workers.tracking import iou
 
 MATCH_IOU = 0.4  # a detection counts when it overlaps the true (or fer's) box this much

@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from emotiond.daemon.core import procfs
+from emotiond.core import procfs
 
 log = logging.getLogger("soak")
 RSS_GROWTH_LIMIT = 1.25  # last sample over the first one after warm-up
@@ -57,8 +57,8 @@ class ResultCollector(threading.Thread):
     def run(self) -> None:
         import zmq
 
-        from emotiond.daemon.core import bus, protocol
-        from emotiond.daemon.core.settings import Settings
+        from emotiond.core import bus, protocol
+        from emotiond.core.settings import Settings
 
         sock = bus.results_subscriber(self.endpoint, [b"result."], Settings(), ctx=zmq.Context())
         try:
@@ -73,7 +73,7 @@ class ResultCollector(threading.Thread):
 
 
 def _video(folder: Path) -> Path:
-    from emotiond.daemon.capture import synthetic
+    from emotiond.capture import synthetic
 
     return synthetic.write_video(folder / "soak.mp4", synthetic.SceneSpec(faces=2, frames=90))
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.settings import Settings, load_settings
+from emotiond.core import protocol
+from emotiond.core.errors import UsageError
+from emotiond.core.settings import Settings, load_settings
 from emotiond.workers.pipeline import Pipeline
 
 IMAGE_CAMERA = "image"
@@ -131,6 +131,6 @@ def _check_image(image: Any) -> None:
 
 
 def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
-    from emotiond.daemon.core.settings import nest_dotted
+    from emotiond.core.settings import nest_dotted
 
     return nest_dotted(overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from emotiond.daemon.core.protocol import Result
+from emotiond.core.protocol import Result
 
 
 class ChangeDetector:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from emotiond.daemon.core.protocol import Frame, Result
+from emotiond.core.protocol import Frame, Result
 
 Key = tuple[str, int]
 

@@ -12,9 +12,9 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.protocol import Face
-from emotiond.daemon.core.settings import shipped_config
+from emotiond.core.errors import UsageError
+from emotiond.core.protocol import Face
+from emotiond.core.settings import shipped_config
 
 
 def load_messages(path: Path | None = None) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from emotiond.daemon.core.protocol import Face, Result
+from emotiond.core.protocol import Face, Result
 
 # BGR. Saturated colours that rarely occur in camera images, one per FER+ label.
 EMOTION_COLORS: dict[str, tuple[int, int, int]] = {

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from emotiond.clients.gaps import Event, Gap, Restart
-from emotiond.daemon.core.bundle import FER_PLUS_LABELS
-from emotiond.daemon.core.protocol import Result, Status
+from emotiond.core.bundle import FER_PLUS_LABELS
+from emotiond.core.protocol import Result, Status
 
 SCORE_COLUMNS = [f"score_{label}" for label in FER_PLUS_LABELS]
 CSV_COLUMNS = ["record", "camera", "seq", "captured_at", "published_at", "frame_width", "frame_height",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emotiond.clients import mqtt_role
+from emotiond.clients.mqtt import role as mqtt_role
 from emotiond.clients.web import role as web_role
 from emotiond.daemon.supervisor import ClientRole
 

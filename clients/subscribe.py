@@ -20,8 +20,8 @@ from types import TracebackType
 
 import zmq
 
-from emotiond.daemon.core import bus, protocol
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import bus, protocol
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 KIND_PREFIXES = {"result": protocol.RESULT_PREFIX, "status": protocol.STATUS_PREFIX, "frame": protocol.FRAME_PREFIX,

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.lifecycle import configure_logging
+from emotiond.core.errors import UsageError
+from emotiond.core.lifecycle import configure_logging
 from emotiond.daemon.supervisor import ClientRole
 
 EXIT_USAGE = 2

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.lifecycle import configure_logging
-from emotiond.daemon.core.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
+from emotiond.core.errors import UsageError
+from emotiond.core.lifecycle import configure_logging
+from emotiond.core.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "EMOTIOND_CONFIG"
@@ -74,8 +74,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _preflight(settings: Settings) -> None:
     """Everything that can be checked before starting processes, each failure as one clear line."""
-    from emotiond.daemon.capture.sources import SourceError, preflight
-    from emotiond.daemon.core import bundle as bundles
+    from emotiond.capture.sources import preflight
+    from emotiond.core import bundle as bundles
+    from emotiond.core.sources import SourceError
     from emotiond.workers.classifier import LiteRTClassifier
     from emotiond.workers.finder import open_detector
 
@@ -108,8 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from emotiond.daemon.capture import capture
-    from emotiond.daemon.core import metrics
+    from emotiond.capture import process as capture
+    from emotiond.core import metrics
 
     settings = settings_from_args(args)
     if not settings.sources:
@@ -120,7 +121,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from emotiond.daemon.core import metrics
+    from emotiond.core import metrics
     from emotiond.workers import service
 
     settings = settings_from_args(args)
@@ -169,7 +170,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from emotiond.daemon.core import bundle as bundles
+    from emotiond.core import bundle as bundles
 
     root = _models_dir(args)
     found = sorted(p for p in root.iterdir() if (p / bundles.SPEC_FILE).is_file()) if root.is_dir() else []
@@ -185,7 +186,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_info(args: argparse.Namespace) -> int:
-    from emotiond.daemon.core import bundle as bundles
+    from emotiond.core import bundle as bundles
 
     bundle = bundles.load(bundles.resolve(args.bundle, _models_dir(args)))
     print(json.dumps(bundle.summary(), indent=2))
@@ -193,7 +194,7 @@ def cmd_models_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models_export_tflite(args: argparse.Namespace) -> int:
-    from emotiond.daemon.core import bundle as bundles
+    from emotiond.core import bundle as bundles
 
     bundle = bundles.add_tflite(bundles.load(bundles.resolve(args.bundle, _models_dir(args))))
     print(f"{bundle.tflite_path}")

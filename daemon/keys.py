@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from emotiond.daemon.core.errors import UsageError
+from emotiond.core.errors import UsageError
 
 SERVER_NAME = "server"
 AUTHORIZED_DIR = "authorized"

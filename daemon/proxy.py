@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Any
 
-from emotiond.daemon.core import bus
-from emotiond.daemon.core.lifecycle import Lifecycle
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import bus
+from emotiond.core.lifecycle import Lifecycle
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emotiond.daemon.core import bundle as bundles
-from emotiond.daemon.core import bus, metrics, security
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.lifecycle import set_process_title
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import bundle as bundles
+from emotiond.core import bus, metrics, security
+from emotiond.core.errors import UsageError
+from emotiond.core.lifecycle import set_process_title
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 RESTART_WINDOW_SECONDS = 60.0
@@ -67,8 +67,8 @@ class Supervisor:
 
     # ------------------------------------------------------------ set-up
     def _children_plan(self) -> list[Child]:
+        from emotiond.capture import process as capture
         from emotiond.daemon import proxy
-        from emotiond.daemon.capture import capture
         from emotiond.workers import service
 
         data = self._settings.model_dump(mode="json")

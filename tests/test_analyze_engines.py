@@ -26,12 +26,12 @@ import numpy as np
 import psutil
 import pytest
 
-from emotiond.clients.analyze_output import OutputFolder
-from emotiond.clients.analyze_plan import plan_input, probe_video
-from emotiond.clients.analyze_unit import BUSY_MARK, _frames, _seek, _Segment, open_video
-from emotiond.clients.engine_dask import check_scheduler_address
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.errors import UsageError
+from emotiond.capture import synthetic
+from emotiond.clients.analyze.engines.cluster import check_scheduler_address
+from emotiond.clients.analyze.output import OutputFolder
+from emotiond.clients.analyze.plan import plan_input, probe_video
+from emotiond.clients.analyze.unit import BUSY_MARK, _frames, _seek, _Segment, open_video
+from emotiond.core.errors import UsageError
 
 from support.daemon import EMOTIOND, REPO, free_port, wait_for
 

@@ -14,9 +14,9 @@ import pytest
 from skimage import data
 
 import emotiond
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.errors import UsageError
+from emotiond.capture import synthetic
+from emotiond.core import protocol
+from emotiond.core.errors import UsageError
 
 from support.daemon import REPO, child_env
 
@@ -134,7 +134,7 @@ def test_an_unreadable_video_is_one_clear_error(analyzer, tmp_path):
 
 
 def test_importing_emotiond_loads_no_model_or_opencv():
-    done = subprocess.run([sys.executable, "-c", "import sys, emotiond, emotiond.daemon.core.protocol; "
+    done = subprocess.run([sys.executable, "-c", "import sys, emotiond, emotiond.core.protocol; "
                            "print(sorted(m for m in ('cv2', 'tensorflow', 'ai_edge_litert') if m in sys.modules))"],
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr

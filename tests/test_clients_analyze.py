@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.bundle import FER2013_LABELS
-from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
+from emotiond.capture import synthetic
+from emotiond.core.bundle import FER2013_LABELS
+from emotiond.core.settings import DEFAULT_MODEL_NAME
 from emotiond.workers.tracking import iou
 
 from support.clients import best_iou, palette_mask

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.clients.mqtt_discovery import Discovery
-from emotiond.clients.mqtt_events import STALE_SECONDS, TrackEvents
-from emotiond.clients.mqtt_outbox import Outbox, Outgoing
-from emotiond.clients.mqtt_states import camera_state
-from emotiond.clients.mqtt_topics import Topics
-from emotiond.daemon.core.settings import Settings
+from emotiond.clients.mqtt.discovery import Discovery
+from emotiond.clients.mqtt.events import STALE_SECONDS, TrackEvents
+from emotiond.clients.mqtt.outbox import Outbox, Outgoing
+from emotiond.clients.mqtt.states import camera_state
+from emotiond.clients.mqtt.topics import Topics
+from emotiond.core.settings import Settings
 
 from support.clients import CraftedPublisher
 from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for

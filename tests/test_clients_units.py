@@ -14,14 +14,14 @@ import pytest
 from emotiond.clients import records
 from emotiond.clients.gaps import Gap, GapTracker, Restart
 from emotiond.clients.join import FrameResultJoiner, SeqCounter
-from emotiond.clients.logfiles import RotatingLog, repair_tail
+from emotiond.clients.log.files import RotatingLog, repair_tail
+from emotiond.clients.log.summary import count_table, read_log, timeline_png
 from emotiond.clients.messages import MessagePicker, dominant_emotion, load_messages
 from emotiond.clients.overlay import EMOTION_COLORS, Hud, draw_overlay
-from emotiond.clients.summary import count_table, read_log, timeline_png
-from emotiond.clients.viewer import ViewerModel
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.bundle import FER_PLUS_LABELS
-from emotiond.daemon.core.errors import UsageError
+from emotiond.clients.view.viewer import ViewerModel
+from emotiond.core import protocol
+from emotiond.core.bundle import FER_PLUS_LABELS
+from emotiond.core.errors import UsageError
 
 from support.clients import best_iou, crafted_result, palette_mask
 

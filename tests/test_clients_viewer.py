@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotiond.clients.viewer import WINDOW_TITLE
-from emotiond.daemon.capture import synthetic
+from emotiond.capture import synthetic
+from emotiond.clients.view.viewer import WINDOW_TITLE
 
 from support.clients import best_iou, drawn_boxes, palette_mask, paused_shown, waiting_banner_shown
 from support.daemon import EMOTIOND, REPO, wait_for
@@ -167,7 +167,7 @@ def test_viewer_without_a_display_says_what_to_do(tmp_path):
 
 
 def test_snapshot_names_are_unique(tmp_path: Path):
-    from emotiond.clients.viewer import snapshot_path
+    from emotiond.clients.view.viewer import snapshot_path
 
     first = snapshot_path(tmp_path, None)
     first.write_bytes(b"x")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.core.settings import ConfigError, Settings, load_settings, parse_source_flag, to_toml
+from emotiond.core.settings import ConfigError, Settings, load_settings, parse_source_flag, to_toml
 
 from support.daemon import REPO, child_env, run_cli
 

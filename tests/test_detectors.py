@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emotiond.benchmarks import hardset
-from emotiond.daemon.core.settings import DetectionSettings, Settings, TrackingSettings, default_models_dir
+from emotiond.core.settings import DetectionSettings, Settings, TrackingSettings, default_models_dir
 from emotiond.workers import blazeface
 from emotiond.workers.detector import DetectorError, roll_from_eyes
 from emotiond.workers.finder import RegionFinder

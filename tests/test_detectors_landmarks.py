@@ -14,9 +14,9 @@ import pytest
 from emotiond.benchmarks import hardset
 from emotiond.clients.api import Analyzer
 from emotiond.clients.overlay import EMOTION_COLORS, draw_overlay
-from emotiond.daemon.core import bundle as bundles
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.settings import default_models_dir
+from emotiond.core import bundle as bundles
+from emotiond.core import protocol
+from emotiond.core.settings import default_models_dir
 from emotiond.workers import blazeface, fetch
 from emotiond.workers.preprocess import crop_faces
 
@@ -204,7 +204,7 @@ def test_the_viewer_shows_landmarks():
     import time
 
     from emotiond.clients.messages import MessagePicker
-    from emotiond.clients.viewer import ViewerModel
+    from emotiond.clients.view.viewer import ViewerModel
 
     model = ViewerModel(MessagePicker({}), waiting_after=5.0)
     now = time.monotonic()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emotiond.daemon.capture.dispatch import Dispatcher
+from emotiond.capture.dispatch import Dispatcher
 
 
 def make(lost: list) -> Dispatcher[str]:

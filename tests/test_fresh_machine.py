@@ -204,7 +204,7 @@ def test_wheel_ships_config_and_no_tests(wheel_venv):
 
 
 def test_wheel_imports_from_the_venv_not_the_checkout(wheel_venv):
-    shown = wheel_venv.run(wheel_venv.python, "-c", "import emotiond, emotiond.daemon.core.settings as s; "
+    shown = wheel_venv.run(wheel_venv.python, "-c", "import emotiond, emotiond.core.settings as s; "
                            "print(emotiond.__file__); print(s.shipped_config('messages.json'))")
     assert shown.returncode == 0, shown.stderr
     module, messages = (Path(line) for line in shown.stdout.split())
@@ -290,7 +290,7 @@ def test_wheel_claims_one_import_name_and_installs_beside_python_daemon(wheel_ve
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", wheel_venv.python]
     installed = subprocess.run([*pip, "install", "-q", "python-daemon"], capture_output=True, text=True, timeout=200)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
-    both = wheel_venv.run(wheel_venv.python, "-c", "import daemon, emotiond.daemon.core.settings as s; "
+    both = wheel_venv.run(wheel_venv.python, "-c", "import daemon, emotiond.core.settings as s; "
                           "print(daemon.DaemonContext.__module__, s.DEFAULT_MODEL_NAME)")
     assert both.returncode == 0, both.stderr
     assert both.stdout.split() == ["daemon.daemon", "fer-mini-xception"]

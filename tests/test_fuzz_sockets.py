@@ -19,7 +19,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, scrape, wait_for
 

@@ -1,43 +1,45 @@
 """The layer order of the code, enforced by parsing every import (module level, in functions, and type-only).
 
-Contracts at the bottom (daemon/core); capture (daemon/capture) and the inference pipeline (workers) above
-them; the supervisor and the daemon's commands (daemon/) above those; clients and training on top, then the
-benchmarks; the package root composes the command line and the public API. Nothing imports upward, and
-neither modules nor folders import in a circle.
+Each top-level folder is one layer, and LAYERS lists them bottom to top: a folder imports only folders on a lower
+line, never one beside it or above it, so neither modules nor folders can import in a circle.
 """
 
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from support.daemon import REPO
 
-LAYERS = {
-    "emotiond.daemon.core": 0,
-    "emotiond.daemon.capture": 1,
-    "emotiond.workers": 1,
-    "emotiond.daemon": 2,
-    "emotiond.clients": 3,
-    "emotiond.training": 3,
-    "emotiond.benchmarks": 4,
-    "emotiond": 5,
-}
-FOLDERS = {"": "emotiond", "daemon": "emotiond.daemon", "daemon/core": "emotiond.daemon.core",
-           "daemon/capture": "emotiond.daemon.capture", "workers": "emotiond.workers",
-           "clients": "emotiond.clients", "clients/web": "emotiond.clients.web", "training": "emotiond.training",
-           "benchmarks": "emotiond.benchmarks"}
+LAYERS: list[tuple[str, ...]] = [
+    ("core",),                   # contracts: wire protocol, settings, model bundle, bus, metrics, errors
+    ("capture", "workers"),      # frame sources and capture; the one inference pipeline
+    ("daemon",),                 # supervisor, proxy, keys and the run / capture / worker commands
+    ("clients", "training"),     # events, view, log, analyze, mqtt, web, the Python API; training
+    ("benchmarks",),
+    ("",),                       # the package root: the command line and the public API
+]
+IGNORED = {".venv", "tests", "node_modules", "build", "examples", "docs", "config", ".git"}
+
+
+def level_of(folder: str) -> int:
+    for level, folders in enumerate(LAYERS):
+        if folder in folders:
+            return level
+    raise AssertionError(f"top-level folder {folder!r} has no layer in LAYERS")
 
 
 def package_modules(repo: Path) -> dict[str, Path]:
-    """Every module of the installed package, by dotted name."""
+    """Every module of the installed package, by dotted name (the repository root is ``emotiond``)."""
     modules = {}
-    for folder, package in FOLDERS.items():
-        for path in sorted((repo / folder).glob("*.py")):
-            modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    for path in sorted(repo.glob("**/*.py")):
+        relative = path.relative_to(repo)
+        if IGNORED & set(relative.parts) or not (path.parent / "__init__.py").is_file():
+            continue
+        parts = ["emotiond", *relative.parent.parts]
+        modules[".".join(parts if path.stem == "__init__" else [*parts, path.stem])] = path
     return modules
 
 
@@ -66,23 +68,22 @@ def import_graph(repo: Path) -> dict[str, set[str]]:
     return graph
 
 
-# Folders that belong to their parent's unit: clients/web is the clients layer's console, split out for size
-# (daemon/core and daemon/capture are units of their own because they are layers below daemon/).
-PART_OF = {"emotiond.clients.web": "emotiond.clients"}
+def folder_of(module: str, graph: dict[str, set[str]] | None = None) -> str:
+    """The top-level folder of a module: ``emotiond.clients.mqtt.bridge`` -> ``clients``; root modules -> ``""``."""
+    parts = module.split(".")
+    if len(parts) == 2 and graph is not None and not any(m.startswith(module + ".") for m in graph):
+        return ""  # a module file at the root (emotiond.__main__)
+    return parts[1] if len(parts) > 1 else ""
 
 
 def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    packages = set(FOLDERS.values())
-
-    def folder(module: str) -> str:
-        package = module if module in packages else module.rsplit(".", 1)[0]
-        return PART_OF.get(package, package)
-
-    folders: dict[str, set[str]] = defaultdict(set)
+    folders: dict[str, set[str]] = {}
     for module, targets in graph.items():
+        source = folder_of(module, graph)
+        folders.setdefault(source, set())
         for target in targets:
-            if folder(target) != folder(module):
-                folders[folder(module)].add(folder(target))
+            if folder_of(target, graph) != source:
+                folders[source].add(folder_of(target, graph))
     return folders
 
 
@@ -109,14 +110,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def layer_of(module: str) -> int:
-    best = max((name for name in LAYERS if module == name or module.startswith(name + ".")), key=len)
-    return LAYERS[best]
-
-
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+def forbidden_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a folder on the same line of LAYERS or above."""
     return sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
-                  if layer_of(target) > layer_of(module))
+                  if folder_of(target, graph) != folder_of(module, graph)
+                  and level_of(folder_of(target, graph)) >= level_of(folder_of(module, graph)))
 
 
 def test_the_graph_sees_imports_in_functions_and_type_checking_blocks(tmp_path):
@@ -138,28 +136,34 @@ def test_find_cycle(graph, cycle):
     assert find_cycle(graph) == cycle
 
 
-def test_upward_imports_are_reported():
-    assert upward_imports({"emotiond.workers.x": {"emotiond.daemon.supervisor", "emotiond.daemon.core.bus"}}) == [
-        "emotiond.workers.x -> emotiond.daemon.supervisor"]
+@pytest.mark.parametrize(("imports", "forbidden"), [
+    ({"emotiond.workers.x": {"emotiond.daemon.supervisor", "emotiond.core.bus"}},
+     ["emotiond.workers.x -> emotiond.daemon.supervisor"]),
+    ({"emotiond.workers.x": {"emotiond.capture.sources"}}, ["emotiond.workers.x -> emotiond.capture.sources"]),
+    ({"emotiond.clients.mqtt.bridge": {"emotiond.clients.subscribe", "emotiond.daemon.cli"}}, []),
+    ({"emotiond.core.protocol": {"emotiond.__main__"}, "emotiond.__main__": set()},
+     ["emotiond.core.protocol -> emotiond.__main__"]),
+])
+def test_imports_of_a_folder_beside_or_above_are_reported(imports, forbidden):
+    assert forbidden_imports(imports) == forbidden
 
 
-def test_every_package_folder_is_scanned():
-    """A new subpackage must be listed in FOLDERS, or its imports would go unchecked."""
-    packages = {str(init.parent.relative_to(REPO)) for init in REPO.glob("**/__init__.py")
-                if not {".venv", "tests", "node_modules", "build"} & set(init.parts)}
-    assert packages - {"."} <= set(FOLDERS), sorted(packages - {"."} - set(FOLDERS))
+def test_every_top_level_package_folder_has_a_layer():
+    """A new top-level folder must be placed in LAYERS, or its imports would go unchecked."""
+    folders = {init.parent.relative_to(REPO).parts[0] for init in REPO.glob("*/__init__.py")
+               if init.parent.name not in IGNORED}
+    assert folders == {f for line in LAYERS for f in line if f}, folders
 
 
-def test_every_folder_has_a_layer():
+def test_every_module_is_scanned():
     graph = import_graph(REPO)
-    assert len(graph) > 70, "the parser found too few modules"
-    assert sum(len(targets) for targets in graph.values()) > 150, "the parser found too few imports"
-    for module in graph:
-        layer_of(module)  # raises for a module outside every layer
+    assert len(graph) > 130, "the parser found too few modules"
+    assert sum(len(targets) for targets in graph.values()) > 300, "the parser found too few imports"
+    assert "emotiond.clients.analyze.engines.local" in graph and "emotiond.__main__" in graph
 
 
-def test_no_module_imports_upward():
-    assert upward_imports(import_graph(REPO)) == []
+def test_no_folder_imports_beside_or_above_itself():
+    assert forbidden_imports(import_graph(REPO)) == []
 
 
 def test_no_import_circles_between_modules():
@@ -168,3 +172,13 @@ def test_no_import_circles_between_modules():
 
 def test_no_import_circles_between_folders():
     assert find_cycle(folder_graph(import_graph(REPO))) is None
+
+
+def test_no_client_folder_holds_a_family_of_prefixed_modules():
+    """One subpackage per client: three modules sharing a name prefix (mqtt_*.py) belong in a folder of their own."""
+    for folder in [REPO / "clients", *(p.parent for p in (REPO / "clients").glob("*/__init__.py"))]:
+        prefixes: dict[str, list[str]] = {}
+        for path in folder.glob("*.py"):
+            if "_" in path.stem.strip("_"):
+                prefixes.setdefault(path.stem.split("_")[0], []).append(path.name)
+        assert all(len(names) < 3 for names in prefixes.values()), prefixes

@@ -15,9 +15,9 @@ from typing import get_args
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from emotiond.daemon.capture.sources import SourceError
-from emotiond.daemon.core import metrics
-from emotiond.daemon.core.protocol import ProtocolError
+from emotiond.core import metrics
+from emotiond.core.protocol import ProtocolError
+from emotiond.core.sources import SourceError
 from emotiond.workers.finder import DetectionKind
 
 from support.daemon import REPO, metric_value, wait_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.core import bundle as bundles
+from emotiond.core import bundle as bundles
 
 from support.daemon import child_env, run_cli
 

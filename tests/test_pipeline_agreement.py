@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from emotiond.daemon.capture import synthetic
+from emotiond.capture import synthetic
 
 from support.daemon import EMOTIOND, REPO, child_env
 

@@ -9,9 +9,9 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.bundle import FER2013_LABELS
-from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
+from emotiond.capture import synthetic
+from emotiond.core.bundle import FER2013_LABELS
+from emotiond.core.settings import DEFAULT_MODEL_NAME
 from emotiond.workers.tracking import iou
 
 from support.daemon import child_env, run_cli

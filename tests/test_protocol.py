@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.protocol import Control, Face, FrameHeader, ProtocolError, Result, Status
+from emotiond.core import protocol
+from emotiond.core.protocol import Control, Face, FrameHeader, ProtocolError, Result, Status
 
 cameras = st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)
 seqs = st.integers(min_value=0, max_value=2**40)

@@ -6,7 +6,7 @@ import json
 
 import msgpack
 
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 
 def test_a_nested_timestamp_decodes_to_a_plain_number_that_prints_as_json():

@@ -11,7 +11,7 @@ import re
 import signal
 import time
 
-from emotiond.daemon.core.procfs import descendants
+from emotiond.core.procfs import descendants
 
 from support.daemon import child_pids, metric_value, wait_for
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from emotiond.daemon.core.procfs import descendants
+from emotiond.core.procfs import descendants
 
 from support.daemon import EMOTIOND, REPO, wait_for
 

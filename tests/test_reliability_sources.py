@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 from support.daemon import free_port, metric_value, wait_for
 from support.tools import require_tool

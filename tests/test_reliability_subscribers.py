@@ -11,7 +11,7 @@ import time
 import pytest
 import zmq
 
-from emotiond.daemon.core.procfs import rss_kb
+from emotiond.core.procfs import rss_kb
 
 from support.daemon import EMOTIOND, REPO, child_pids, free_port, metric_value, wait_for
 

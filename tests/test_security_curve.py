@@ -11,9 +11,9 @@ import msgpack
 import pytest
 import zmq
 
-from emotiond.daemon.core import bus, endpoints, protocol
-from emotiond.daemon.core.procfs import descendants
-from emotiond.daemon.core.settings import ConfigError, Settings, load_settings
+from emotiond.core import bus, endpoints, protocol
+from emotiond.core.procfs import descendants
+from emotiond.core.settings import ConfigError, Settings, load_settings
 
 from support.daemon import REPO, child_env, free_port, metric_value, run_cli, wait_for
 

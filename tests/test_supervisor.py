@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.procfs import session_pids
+from emotiond.capture import synthetic
+from emotiond.core.procfs import session_pids
 
 from support.daemon import child_pids, metric_value, wait_for
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core.protocol import Face, Result
-from emotiond.daemon.core.settings import DetectionSettings, TrackingSettings
+from emotiond.capture import synthetic
+from emotiond.core.protocol import Face, Result
+from emotiond.core.settings import DetectionSettings, TrackingSettings
 from emotiond.workers.finder import RegionFinder
 from emotiond.workers.haar import HaarFaceDetector
 from emotiond.workers.tracking import CameraTracker, iou

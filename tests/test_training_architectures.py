@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotiond.daemon.core import bundle as bundle_format
+from emotiond.core import bundle as bundle_format
 from emotiond.training.architectures import REGISTRY, build_model
 from emotiond.training.config import load_config
 from emotiond.training.data import decode_images, load_dataset

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiond.daemon.core import bundle as bundle_format
+from emotiond.core import bundle as bundle_format
 
 from support.training import HEAVY_PARAMS, trained_architecture, trained_lenet
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emotiond.__main__ import main
-from emotiond.daemon.core import bundle as bundle_format
+from emotiond.core import bundle as bundle_format
 from emotiond.training.errors import DatasetError
 from emotiond.training.evaluate import load_eval_split
 from emotiond.training.export import calibration_images, run_tflite

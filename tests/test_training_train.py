@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emotiond.__main__ import main
-from emotiond.daemon.core import bundle as bundle_format
+from emotiond.core import bundle as bundle_format
 from emotiond.training.train import train
 
 from support.training import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from emotiond.__main__ import main
-from emotiond.daemon.core.settings import shipped_config
+from emotiond.core.settings import shipped_config
 from emotiond.training.config import load_config
 from emotiond.training.tune import check_space
 

@@ -12,7 +12,7 @@ import pytest
 
 from emotiond.clients.overlay import EMOTION_COLORS
 from emotiond.clients.web import media
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 from support.web import (
     FACE_BOX,

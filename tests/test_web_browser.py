@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from emotiond.clients.overlay import EMOTION_COLORS
-from emotiond.daemon.core import procfs
+from emotiond.core import procfs
 
 from support.daemon import free_port, metric_value, wait_for
 from support.web import box_drawn, chromium, grace_hopper_jpeg  # noqa: F401

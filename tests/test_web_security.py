@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from emotiond.clients.web.auth import COOKIE
-from emotiond.daemon.core.settings import ConfigError, load_settings
+from emotiond.core.settings import ConfigError, load_settings
 
 from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli, wait_for
 from support.web import FakeBus, console, run, web_settings

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from emotiond.daemon.core.settings import nest_dotted
+from emotiond.core.settings import nest_dotted
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import keras
 
-    from emotiond.daemon.core import bundle as bundle_format
+    from emotiond.core import bundle as bundle_format
     from emotiond.training.errors import TrainingError
     from emotiond.training.export import (
         calibration_images,

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emotiond.daemon.core.errors import format_validation_error
-from emotiond.daemon.core.settings import nest_dotted, shipped_config
+from emotiond.core.errors import format_validation_error
+from emotiond.core.settings import nest_dotted, shipped_config
 from emotiond.training.errors import TrainingConfigError
 
 

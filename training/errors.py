@@ -5,7 +5,7 @@ They carry one clear, user-facing message; the CLI turns them into exit status 2
 
 from __future__ import annotations
 
-from emotiond.daemon.core.errors import UsageError
+from emotiond.core.errors import UsageError
 
 
 class TrainingError(UsageError):

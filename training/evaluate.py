@@ -89,7 +89,7 @@ def evaluate_bundle(bundle_path: Path, data_path: Path, out_dir: Path, split: st
     """Score the bundle, draw the figures and write report.md + metrics.json into ``out_dir``."""
     import keras
 
-    from emotiond.daemon.core import bundle as bundle_format
+    from emotiond.core import bundle as bundle_format
     from emotiond.training.export import _read_history
     from emotiond.training.plots import confusion_png, curves_png, misclassified_png
     from emotiond.training.report import write_markdown

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from emotiond.daemon.core import bundle as bundle_format
-from emotiond.daemon.core.bundle import CropSpec, PreprocessingSpec
+from emotiond.core import bundle as bundle_format
+from emotiond.core.bundle import CropSpec, PreprocessingSpec
 from emotiond.training.errors import TrainingError
 from emotiond.training.runs import BEST, HISTORY_FILE, read_run_file
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from emotiond.daemon.core.bundle import FER2013_LABELS, FER_PLUS_LABELS
+from emotiond.core.bundle import FER2013_LABELS, FER_PLUS_LABELS
 from emotiond.training.errors import DatasetError
 
 NAMED_LABEL_SETS: dict[str, tuple[str, ...]] = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotiond.daemon.core.bundle import FER_PLUS_LABELS
+from emotiond.core.bundle import FER_PLUS_LABELS
 from emotiond.training.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emotiond.daemon.core.settings import nest_dotted
+from emotiond.core.settings import nest_dotted
 from emotiond.training.architectures import BASE_LAYER, REGISTRY, build_model
 from emotiond.training.config import Config, SearchDimension, load_config
 from emotiond.training.data import (

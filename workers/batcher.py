@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emotiond.daemon.core.protocol import Frame
+from emotiond.core.protocol import Frame
 from emotiond.workers.pipeline import Detection
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotiond.daemon.core.settings import DetectionSettings
+from emotiond.core.settings import DetectionSettings
 from emotiond.workers.detector import DetectorError, Found, roll_from_eyes
 from emotiond.workers.litert import LiteRTModel
 

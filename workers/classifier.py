@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from emotiond.daemon.core.bundle import Bundle, BundleError, check_model_shapes
+from emotiond.core.bundle import Bundle, BundleError, check_model_shapes
 from emotiond.workers.litert import LiteRTModel
 
 log = logging.getLogger(__name__)

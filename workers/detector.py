@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from emotiond.daemon.core.errors import UsageError
+from emotiond.core.errors import UsageError
 from emotiond.workers.tracking import iou
 
 NMS_IOU = 0.4

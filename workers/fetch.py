@@ -19,9 +19,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from emotiond.daemon.core import bundle as bundles
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME
+from emotiond.core import bundle as bundles
+from emotiond.core.errors import UsageError
+from emotiond.core.settings import DEFAULT_MODEL_NAME
 from emotiond.workers import blazeface
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from emotiond.daemon.core.settings import Settings, TrackingSettings
+from emotiond.core.settings import Settings, TrackingSettings
 from emotiond.workers.detector import FaceDetector, Found, suppress_overlaps
 from emotiond.workers.haar import HaarFaceDetector
 from emotiond.workers.tracking import Box, CameraTracker, Track, iou

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from emotiond.daemon.core.settings import DetectionSettings
+from emotiond.core.settings import DetectionSettings
 from emotiond.workers.detector import DetectorError, Found, no_boxes, rotate_points
 
 Box = tuple[int, int, int, int]

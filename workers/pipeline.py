@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from emotiond.daemon.core import bundle as bundles
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import bundle as bundles
+from emotiond.core import protocol
+from emotiond.core.settings import Settings
 from emotiond.workers.classifier import Classifier, open_classifier
 from emotiond.workers.detector import Found
 from emotiond.workers.finder import DetectionKind, Finder, open_detector, open_finder

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from emotiond.daemon.core.bundle import BundleSpec
+from emotiond.core.bundle import BundleSpec
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:

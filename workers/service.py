@@ -14,11 +14,11 @@ from typing import Any
 
 import zmq
 
-from emotiond.daemon.capture.sources import source_is_live
-from emotiond.daemon.core import bus, protocol
-from emotiond.daemon.core.lifecycle import Lifecycle, configure_threads
-from emotiond.daemon.core.metrics import metrics
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import bus, protocol
+from emotiond.core.lifecycle import Lifecycle, configure_threads
+from emotiond.core.metrics import metrics
+from emotiond.core.settings import Settings
+from emotiond.core.sources import source_is_live
 from emotiond.workers.batcher import MicroBatcher, PendingFrame
 from emotiond.workers.pipeline import Pipeline
 

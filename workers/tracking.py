@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotiond.daemon.core.settings import TrackingSettings
+from emotiond.core.settings import TrackingSettings
 
 Box = tuple[int, int, int, int]
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from emotiond.clients.messages import MessagePicker, dominant_emotion
 from emotiond.clients.overlay import draw_overlay
-from emotiond.daemon.core.errors import UsageError
-from emotiond.daemon.core.settings import Settings
+from emotiond.core.errors import UsageError
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 UPLOAD_CAMERA = "upload"

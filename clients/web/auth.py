@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from emotiond.daemon.core.endpoints import is_exposed
+from emotiond.core.endpoints import is_exposed
 
 log = logging.getLogger(__name__)
 COOKIE = "emotiond_session"

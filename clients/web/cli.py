@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emotiond.daemon.core.errors import UsageError
+from emotiond.core.errors import UsageError
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     from emotiond.clients.messages import load_messages
     from emotiond.clients.web.server import run_standalone
+    from emotiond.core.settings import ConfigError, WebSettings
     from emotiond.daemon.commands import settings_from_args
-    from emotiond.daemon.core.settings import ConfigError, WebSettings
 
     settings = settings_from_args(args)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -22,7 +22,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         except ValueError as exc:
             from pydantic import ValidationError
 
-            from emotiond.daemon.core.errors import format_validation_error
+            from emotiond.core.errors import format_validation_error
 
             if isinstance(exc, ValidationError):
                 raise ConfigError(format_validation_error(exc, "web")) from None

@@ -13,8 +13,8 @@ from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard
 from emotiond.clients.web.feeds import CameraFeed
 from emotiond.clients.web.hub import Hub
-from emotiond.daemon.core.protocol import CAMERA_NAME_PATTERN
-from emotiond.daemon.core.settings import Settings
+from emotiond.core.protocol import CAMERA_NAME_PATTERN
+from emotiond.core.settings import Settings
 
 CAMERA_RE = re.compile(CAMERA_NAME_PATTERN)
 

@@ -22,7 +22,7 @@ from emotiond.clients.messages import MessagePicker, dominant_emotion
 from emotiond.clients.overlay import Hud, draw_overlay
 from emotiond.clients.web.encoder import FrameSink, SharedEncoder, encoder_height
 from emotiond.clients.web.pacing import RateMeter
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 log = logging.getLogger(__name__)
 JOIN_CAPACITY = 8  # unmatched frames/results kept per camera: a frame comes just before its result

@@ -25,8 +25,8 @@ from emotiond.clients.subscribe import Subscription
 from emotiond.clients.web.feeds import CameraFeed
 from emotiond.clients.web.outbox import Outbox
 from emotiond.clients.web.ring import EventRing
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.settings import Settings
+from emotiond.core import protocol
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.01  # bus poll interval when nothing is waiting

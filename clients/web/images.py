@@ -11,7 +11,7 @@ import struct
 import cv2
 import numpy as np
 
-from emotiond.daemon.core.protocol import jpeg_size
+from emotiond.core.protocol import jpeg_size
 
 CONTENT_TYPES = {"image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp"}
 

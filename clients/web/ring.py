@@ -10,7 +10,7 @@ import collections
 from dataclasses import dataclass
 from typing import Any
 
-from emotiond.daemon.core import protocol
+from emotiond.core import protocol
 
 TOPICS = ("result", "event")
 

@@ -11,9 +11,9 @@ import logging
 import os
 from typing import Any
 
-from emotiond.daemon.core.lifecycle import Lifecycle
-from emotiond.daemon.core.metrics import ENV_DIR
-from emotiond.daemon.core.settings import Settings
+from emotiond.core.lifecycle import Lifecycle
+from emotiond.core.metrics import ENV_DIR
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

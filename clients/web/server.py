@@ -15,7 +15,7 @@ from emotiond.clients.web import context, routes
 from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard, PathAccessLogger
 from emotiond.clients.web.hub import Hub
-from emotiond.daemon.core.settings import Settings
+from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 ENCODER_THREADS = 2  # JPEG encoding releases the GIL; two threads keep up with several cameras on 2 cores
@@ -91,7 +91,7 @@ def run_standalone(settings: Settings, endpoint: str | None, messages: Mapping[s
     try:
         asyncio.run(main())
     except OSError as exc:  # the port is taken, the address is not ours
-        from emotiond.daemon.core.errors import UsageError
+        from emotiond.core.errors import UsageError
 
         raise UsageError(f"cannot serve on {settings.web.host}:{settings.web.port}: {exc.strerror or exc}") from None
     return 0

@@ -18,8 +18,8 @@ import pytest
 import zmq
 
 from emotiond.clients.overlay import EMOTION_COLORS, draw_banner
-from emotiond.clients.viewer import WAITING_TEXT, draw_paused
-from emotiond.daemon.core import protocol
+from emotiond.clients.view.viewer import WAITING_TEXT, draw_paused
+from emotiond.core import protocol
 from emotiond.workers.tracking import iou
 
 from support.daemon import REPO

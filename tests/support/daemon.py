@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import zmq
 
+from emotiond.capture import synthetic
 from emotiond.clients.subscribe import Subscription
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core import protocol
-from emotiond.daemon.core.lifecycle import TITLE_PREFIX
-from emotiond.daemon.core.procfs import descendants
-from emotiond.daemon.core.settings import DEFAULT_MODEL_NAME, default_models_dir
+from emotiond.core import protocol
+from emotiond.core.lifecycle import TITLE_PREFIX
+from emotiond.core.procfs import descendants
+from emotiond.core.settings import DEFAULT_MODEL_NAME, default_models_dir
 from emotiond.workers import blazeface
 
 REPO = Path(__file__).resolve().parents[2]

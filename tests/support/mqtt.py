@@ -284,7 +284,7 @@ def face_that_leaves(path: Path, visible: int, absent: int) -> Path:
     """An MP4 of one real face photo moving for ``visible`` frames, then the empty background."""
     import cv2
 
-    from emotiond.daemon.capture import synthetic
+    from emotiond.capture import synthetic
 
     spec = synthetic.SceneSpec(faces=1, frames=visible + absent)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emotiond.daemon.core.bundle import FER2013_LABELS
+from emotiond.core.bundle import FER2013_LABELS
 from emotiond.training.config import load_config
 from emotiond.training.digits import write_digits
 from emotiond.training.synth import generate

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import zmq
 
+from emotiond.capture import synthetic
 from emotiond.clients.messages import load_messages
-from emotiond.daemon.capture import synthetic
-from emotiond.daemon.core import bus, protocol
-from emotiond.daemon.core.settings import Settings, load_settings
+from emotiond.core import bus, protocol
+from emotiond.core.settings import Settings, load_settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -1,0 +1,1 @@
+"""``emotiond events``: results as JSON lines."""

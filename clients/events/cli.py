@@ -1,0 +1,66 @@
+"""``emotiond events``: the daemon's results, status and track changes as JSON lines.
+
+Only argparse at import time: the command line imports this module to build its parser; handlers import their
+modules lazily, so ``emotiond --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print one JSON object per result, flushing each line."""
+    from emotiond.clients.changes import ChangeDetector
+    from emotiond.clients.subscribe import subscribe
+    from emotiond.core import protocol
+    from emotiond.daemon.commands import settings_from_args
+
+    settings = settings_from_args(args)
+    changes = ChangeDetector() if args.changes else None
+    printed = 0
+    seen: set[str] = set()
+    ended: set[str] = set()
+    for message in subscribe(args.connect, args.camera, settings=settings,
+                             include_status=args.status or args.until_eos, timeout=args.timeout):
+        seen.add(message.camera)
+        if isinstance(message, protocol.Status):
+            if message.state == "eos":
+                ended.add(message.camera)
+            if args.status:
+                sys.stdout.write(json.dumps({"status": message.to_dict()}) + "\n")
+                sys.stdout.flush()
+            if args.until_eos and ended >= (set(args.camera or ()) or seen):
+                return 0
+            continue
+        if args.faces_only and not message.faces:
+            continue
+        lines = list(changes.feed(message)) if changes else [message.to_dict()]
+        for line in lines:
+            sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            printed += 1
+            if args.count and printed >= args.count:
+                return 0
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``emotiond events`` to the emotiond parser."""
+    events = commands.add_parser("events", help="print results as JSON lines",
+                                 description="Subscribe to the daemon and print one JSON result per line.")
+    events.add_argument("--connect", default=None, help="results endpoint (default: the local daemon's)")
+    events.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
+    events.add_argument("--faces-only", action="store_true", help="skip results without faces")
+    events.add_argument("--changes", action="store_true",
+                        help="print only track events: appeared, disappeared, smoothed emotion changed")
+    events.add_argument("--count", type=int, default=0, help="exit after this many events")
+    events.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    events.add_argument("--until-eos", action="store_true", help="exit when the cameras reach end of stream")
+    events.add_argument("--status", action="store_true", help="also print status events ({\"status\": ...})")
+    events.add_argument("--config", type=Path, default=None, help="TOML config file")
+    events.add_argument("--runtime-dir", type=Path, default=None, help="runtime folder of the daemon")
+    events.set_defaults(handler=cmd_events)

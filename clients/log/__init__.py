@@ -1,0 +1,1 @@
+"""``emotiond log``: every result appended to rotating files, and ``log summary``."""

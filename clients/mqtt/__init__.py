@@ -1,0 +1,1 @@
+"""``emotiond mqtt``: the MQTT bridge and its Home Assistant discovery."""

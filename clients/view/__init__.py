@@ -1,0 +1,1 @@
+"""``emotiond view``: the live OpenCV overlay window."""

@@ -1,0 +1,438 @@
+"""The emotiond wire protocol: the only place messages are built and parsed.
+
+Every message is three ZeroMQ frames: ``[topic, header, payload]``.
+
+* ``topic`` is ASCII: ``frame.<camera>``, ``result.<camera>``, ``status.<camera>`` or ``ctl``.
+* ``header`` is a msgpack map that always holds ``v`` (protocol version) and ``kind``.
+* ``payload`` is raw bytes: pixels for frames, empty for everything else.
+
+Decoding validates version, types, sizes and the frame shape against the payload length, and raises
+ProtocolError with a short ``reason`` that callers count in metrics. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+
+from emotiond.core.metrics import PROTOCOL_ERROR_REASONS
+
+PROTOCOL_VERSION = 1
+FRAME_PREFIX = b"frame."
+RESULT_PREFIX = b"result."
+STATUS_PREFIX = b"status."
+CONTROL_TOPIC = b"ctl"
+MAX_HEADER_BYTES = 1 << 20
+MAX_LANDMARKS = 64  # keypoints per face (BlazeFace gives 6)
+MAX_LANDMARK_COORD = 1e6
+CAMERA_NAME_CHARS = "A-Za-z0-9_-"
+CAMERA_NAME_MAX = 64
+CAMERA_NAME_PATTERN = rf"^[{CAMERA_NAME_CHARS}]{{1,{CAMERA_NAME_MAX}}}$"
+_CAMERA_RE = re.compile(CAMERA_NAME_PATTERN)
+
+
+def camera_name_from(text: str) -> str:
+    """A valid camera name made from any text (a file name): other characters become ``_``."""
+    name = re.sub(rf"[^{CAMERA_NAME_CHARS}]+", "_", text).strip("_")[:CAMERA_NAME_MAX]
+    return name or "file"
+
+FrameEncoding = Literal["raw", "jpeg"]
+ControlKind = Literal["ready", "done", "heartbeat"]
+StatusState = Literal["up", "down", "eos", "error"]
+CONTROL_KINDS = ("ready", "done", "heartbeat")
+STATUS_STATES = ("up", "down", "eos", "error")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the protocol. ``reason`` is a bounded metric label, one of
+    ``metrics.PROTOCOL_ERROR_REASONS`` (exported at 0 from start, so an undeclared one is refused)."""
+
+    def __init__(self, reason: str, detail: str):
+        if reason not in PROTOCOL_ERROR_REASONS:
+            raise ValueError(f"undeclared ProtocolError reason {reason!r}: add it to metrics.PROTOCOL_ERROR_REASONS")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    camera: str
+    seq: int
+    captured_at: float
+    shape: tuple[int, int, int]  # height, width, channels
+    encoding: FrameEncoding = "raw"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), the order used in results."""
+        return self.shape[1], self.shape[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    header: FrameHeader
+    pixels: np.ndarray  # uint8, HxWxC, BGR when C == 3
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    box: tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+    emotion: str
+    confidence: float
+    scores: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.extra, "box": list(self.box), "emotion": self.emotion,
+                "confidence": self.confidence, "scores": dict(self.scores)}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    camera: str
+    seq: int
+    captured_at: float
+    published_at: float
+    frame_size: tuple[int, int]  # width, height
+    faces: tuple[Face, ...]
+    latency_ms: dict[str, float]
+    worker: str
+    model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public event schema (also the msgpack header body)."""
+        return {
+            **self.extra,
+            "v": PROTOCOL_VERSION,
+            "camera": self.camera,
+            "seq": self.seq,
+            "captured_at": self.captured_at,
+            "published_at": self.published_at,
+            "frame_size": list(self.frame_size),
+            "faces": [f.to_dict() for f in self.faces],
+            "latency_ms": dict(self.latency_ms),
+            "worker": self.worker,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    camera: str
+    state: StatusState
+    message: str
+    at: float
+    frames: int = 0  # frames captured so far on this camera
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "camera": self.camera, "state": self.state,
+                "message": self.message, "at": self.at, "frames": self.frames}
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Worker to capture: ``ready`` grants credits, ``done`` acknowledges a frame and returns its credit."""
+
+    kind: ControlKind
+    worker: str
+    pid: int
+    credits: int = 0
+    camera: str = ""
+    seq: int = -1
+
+
+Message = Frame | Result | Status | Control
+Parts = list[bytes | memoryview]
+
+
+# ---------------------------------------------------------------- encoding
+
+def _pack(header: dict[str, Any]) -> bytes:
+    return msgpack.packb(header, use_bin_type=True)
+
+
+def encode_frame(header: FrameHeader, pixels: np.ndarray, jpeg_quality: int = 85) -> Parts:
+    """Frame parts; raw payloads are a zero-copy view of the pixel buffer."""
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        raise ProtocolError("bad_frame", f"pixels must be uint8 HxW[xC], got {pixels.dtype} {pixels.shape}")
+    if header.encoding == "jpeg":
+        import cv2
+
+        ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise ProtocolError("bad_frame", "JPEG encoding failed")
+        payload: bytes | memoryview = buffer.tobytes()
+    else:
+        payload = memoryview(np.ascontiguousarray(pixels)).cast("B")
+    body = {"v": PROTOCOL_VERSION, "kind": "frame", "camera": header.camera, "seq": header.seq,
+            "captured_at": header.captured_at, "shape": list(header.shape), "dtype": "uint8",
+            "encoding": header.encoding}
+    return [FRAME_PREFIX + header.camera.encode(), _pack(body), payload]
+
+
+def encode_result(result: Result) -> Parts:
+    body = {"kind": "result", **result.to_dict()}
+    return [RESULT_PREFIX + result.camera.encode(), _pack(body), b""]
+
+
+def encode_status(status: Status) -> Parts:
+    body = {"kind": "status", **status.to_dict()}
+    return [STATUS_PREFIX + status.camera.encode(), _pack(body), b""]
+
+
+def encode_control(control: Control) -> Parts:
+    body = {"v": PROTOCOL_VERSION, "kind": control.kind, "worker": control.worker, "pid": control.pid,
+            "credits": control.credits, "camera": control.camera, "seq": control.seq}
+    return [CONTROL_TOPIC, _pack(body), b""]
+
+
+# ---------------------------------------------------------------- decoding
+
+def decode(parts: Sequence[bytes | memoryview | Any], max_frame_pixels: int = 4096 * 4096) -> Message:
+    """Parse and validate one multipart message. Raises ProtocolError."""
+    if len(parts) != 3:
+        raise ProtocolError("bad_parts", f"expected 3 frames, got {len(parts)}")
+    topic, raw_header, payload = (_as_bytes_like(p) for p in parts)
+    header = _unpack_header(raw_header)
+    topic_bytes = bytes(topic)
+    if topic_bytes == CONTROL_TOPIC:
+        return _decode_control(header)
+    prefix, _, camera_bytes = topic_bytes.partition(b".")
+    camera = _topic_camera(camera_bytes)
+    if _str(header, "camera") != camera:
+        raise ProtocolError("bad_header", "header camera does not match topic")
+    if prefix == b"frame":
+        return _decode_frame(header, payload, max_frame_pixels)
+    if prefix == b"result":
+        return _decode_result(header)
+    if prefix == b"status":
+        return _decode_status(header)
+    raise ProtocolError("bad_topic", f"unknown topic {topic_bytes[:32]!r}")
+
+
+def _as_bytes_like(part: Any) -> bytes | memoryview:
+    if isinstance(part, bytes | memoryview):
+        return part
+    buffer = getattr(part, "buffer", None)  # zmq.Frame
+    if buffer is not None:
+        return buffer
+    raise ProtocolError("bad_parts", f"frame of type {type(part).__name__}")
+
+
+def _topic_camera(camera_bytes: bytes) -> str:
+    try:
+        camera = camera_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_topic", "topic is not ASCII") from None
+    if not _CAMERA_RE.match(camera):
+        raise ProtocolError("bad_topic", f"bad camera name in topic {camera[:70]!r}")
+    return camera
+
+
+def _refuse_extension(code: int, data: bytes) -> Any:
+    """msgpack extension types have no place in the protocol: refused at any depth, never turned into objects."""
+    raise ValueError(f"msgpack extension type {code}")
+
+
+def _unpack_header(raw: bytes | memoryview) -> dict[str, Any]:
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError("oversized", f"header of {len(raw)} bytes")
+    try:
+        # timestamp=1: the one extension msgpack decodes itself (Timestamp, bypassing ext_hook) becomes a plain float
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_extension, timestamp=1)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError("bad_msgpack", type(exc).__name__) from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_header", "header is not a map")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError("bad_version", f"unsupported protocol version {version!r}")
+    return header
+
+
+def _get(header: dict[str, Any], key: str, kinds: tuple[type, ...]) -> Any:
+    if key not in header:
+        raise ProtocolError("bad_header", f"missing {key}")
+    value = header[key]
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ProtocolError("bad_header", f"{key} has type {type(value).__name__}")
+    return value
+
+
+def _str(header: dict[str, Any], key: str, max_len: int = 256) -> str:
+    value = _get(header, key, (str,))
+    if len(value) > max_len:
+        raise ProtocolError("bad_header", f"{key} longer than {max_len}")
+    return value
+
+
+def _int(header: dict[str, Any], key: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    value = _get(header, key, (int,))
+    if not low <= value <= high:
+        raise ProtocolError("bad_header", f"{key} out of range")
+    return value
+
+
+def _float(header: dict[str, Any], key: str) -> float:
+    value = float(_get(header, key, (int, float)))
+    if not math.isfinite(value) or value < 0:
+        raise ProtocolError("bad_header", f"{key} is not a finite non-negative number")
+    return value
+
+
+def _kind(header: dict[str, Any], expected: tuple[str, ...]) -> str:
+    kind = _str(header, "kind", 32)
+    if kind not in expected:
+        raise ProtocolError("bad_kind", f"kind {kind[:32]!r} not in {expected}")
+    return kind
+
+
+def _decode_frame(header: dict[str, Any], payload: bytes | memoryview, max_pixels: int) -> Frame:
+    _kind(header, ("frame",))
+    shape = _get(header, "shape", (list,))
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ProtocolError("bad_shape", "shape must be [height, width, channels]")
+    height, width, channels = shape
+    if height < 1 or width < 1 or channels not in (1, 3) or height * width > max_pixels:
+        raise ProtocolError("bad_shape", f"unsupported shape {shape}")
+    if _str(header, "dtype", 16) != "uint8":
+        raise ProtocolError("bad_shape", "dtype must be uint8")
+    encoding = _str(header, "encoding", 16)
+    frame_header = FrameHeader(camera=_str(header, "camera", 64), seq=_int(header, "seq"),
+                               captured_at=_float(header, "captured_at"),
+                               shape=(height, width, channels), encoding="raw")
+    if encoding == "raw":
+        if len(payload) != height * width * channels:
+            raise ProtocolError("bad_payload", f"payload {len(payload)} bytes for shape {shape}")
+        pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels)
+    elif encoding == "jpeg":
+        pixels = _decode_jpeg(payload, (height, width, channels))
+        frame_header = FrameHeader(frame_header.camera, frame_header.seq, frame_header.captured_at,
+                                   frame_header.shape, "jpeg")
+    else:
+        raise ProtocolError("bad_header", f"unknown encoding {encoding[:16]!r}")
+    return Frame(frame_header, pixels)
+
+
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame header, read before decoding so a hostile payload cannot
+    make the decoder allocate more than its header promises. None if no frame header is found."""
+    data = bytes(data[: 1 << 16]) if len(data) > 1 << 16 else bytes(data)
+    if data[:2] != b"\xff\xd8":
+        return None
+    index = 2
+    while index + 9 <= len(data):
+        if data[index] != 0xFF:
+            return None
+        marker = data[index + 1]
+        length = int.from_bytes(data[index + 2: index + 4], "big")
+        if marker in _JPEG_FRAME_MARKERS:
+            return int.from_bytes(data[index + 5: index + 7], "big"), int.from_bytes(data[index + 7: index + 9], "big")
+        index += 2 + length
+    return None
+
+
+def _decode_jpeg(payload: bytes | memoryview, shape: tuple[int, int, int]) -> np.ndarray:
+    import cv2
+
+    if jpeg_size(payload) != shape[:2]:
+        raise ProtocolError("bad_payload", f"JPEG header does not declare the frame's {shape[0]}x{shape[1]}")
+    flag = cv2.IMREAD_GRAYSCALE if shape[2] == 1 else cv2.IMREAD_COLOR
+    pixels = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
+    if pixels is None:
+        raise ProtocolError("bad_payload", "JPEG payload does not decode")
+    pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+    if pixels.shape != shape:
+        raise ProtocolError("bad_payload", f"JPEG decodes to {pixels.shape}, header says {shape}")
+    return pixels
+
+
+def _decode_face(raw: Any) -> Face:
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_header", "face is not a map")
+    box = _get(raw, "box", (list,))
+    if len(box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+        raise ProtocolError("bad_header", "face box must be four integers")
+    scores = _get(raw, "scores", (dict,))
+    if len(scores) > 64 or not all(isinstance(k, str) and isinstance(v, int | float) for k, v in scores.items()):
+        raise ProtocolError("bad_header", "face scores must map labels to numbers")
+    known = {"box", "emotion", "confidence", "scores"}
+    extra = {k: v for k, v in raw.items() if k not in known}
+    if "landmarks" in extra:
+        extra["landmarks"] = _landmarks(extra["landmarks"])
+    return Face(box=(box[0], box[1], box[2], box[3]), emotion=_str(raw, "emotion", 64),
+                confidence=_float(raw, "confidence"), scores={k: float(v) for k, v in scores.items()},
+                extra=extra)
+
+
+def _landmarks(value: Any) -> list[list[float]]:
+    """A face's optional keypoints: 1 to MAX_LANDMARKS [x, y] pairs of finite numbers in frame pixels (they may
+    lie a little outside the frame, e.g. an ear at its edge)."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_LANDMARKS:
+        raise ProtocolError("bad_header", f"face landmarks must be a list of 1 to {MAX_LANDMARKS} points")
+    points = []
+    for point in value:
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+                or not all(math.isfinite(v) and abs(v) <= MAX_LANDMARK_COORD for v in point)):
+            raise ProtocolError("bad_header", "each face landmark must be [x, y], two finite numbers")
+        points.append([float(point[0]), float(point[1])])
+    return points
+
+
+_RESULT_FIELDS = {"v", "kind", "camera", "seq", "captured_at", "published_at", "frame_size", "faces",
+                  "latency_ms", "worker", "model"}
+
+
+def _decode_result(header: dict[str, Any]) -> Result:
+    _kind(header, ("result",))
+    size = _get(header, "frame_size", (list,))
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ProtocolError("bad_header", "frame_size must be [width, height]")
+    faces = _get(header, "faces", (list,))
+    if len(faces) > 4096:
+        raise ProtocolError("bad_header", "too many faces")
+    latency = _get(header, "latency_ms", (dict,))
+    if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in latency.items()):
+        raise ProtocolError("bad_header", "latency_ms must map stages to numbers")
+    return Result(camera=_str(header, "camera", 64), seq=_int(header, "seq"),
+                  captured_at=_float(header, "captured_at"), published_at=_float(header, "published_at"),
+                  frame_size=(size[0], size[1]), faces=tuple(_decode_face(f) for f in faces),
+                  latency_ms={k: float(v) for k, v in latency.items()}, worker=_str(header, "worker", 64),
+                  model=_str(header, "model", 128),
+                  extra={k: v for k, v in header.items() if k not in _RESULT_FIELDS})
+
+
+def _decode_status(header: dict[str, Any]) -> Status:
+    _kind(header, ("status",))
+    state = _str(header, "state", 16)
+    if state not in STATUS_STATES:
+        raise ProtocolError("bad_header", f"unknown status state {state!r}")
+    return Status(camera=_str(header, "camera", 64), state=state,  # type: ignore[arg-type]
+                  message=_str(header, "message", 4096), at=_float(header, "at"),
+                  frames=_int(header, "frames"))
+
+
+def _decode_control(header: dict[str, Any]) -> Control:
+    kind = _kind(header, CONTROL_KINDS)
+    camera = _str(header, "camera", 64)
+    if camera and not _CAMERA_RE.match(camera):
+        raise ProtocolError("bad_header", "bad camera name")
+    return Control(kind=kind, worker=_str(header, "worker", 64),  # type: ignore[arg-type]
+                   pid=_int(header, "pid", 0, 2**31), credits=_int(header, "credits", 0, 1024),
+                   camera=camera, seq=_int(header, "seq", -1))
+
+
+def result_from_dict(data: dict[str, Any]) -> Result:
+    """Rebuild a Result from its public JSON form (as printed by ``emotiond events``)."""
+    return _decode_result({"kind": "result", **data})
