@@ -91,6 +91,8 @@ class CaptureService:
                 if wake in events:
                     _drain(wake)
                 now = time.monotonic()
+                for reader in self._readers.values():
+                    reader.watch(now)
                 self._dispatcher.expire(now)
                 if drain_deadline is None:
                     self._dispatch(router)

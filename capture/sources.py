@@ -7,6 +7,8 @@ capture loop can count them and, for live sources, reconnect with backoff.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from emotiond.capture import synthetic
+from emotiond.core.redact import redact
 from emotiond.core.sources import SourceError, SourceKind, kind_of
 
 log = logging.getLogger(__name__)
@@ -127,7 +130,7 @@ class FolderSource:
 class VideoSource:
     """cv2.VideoCapture over a file, a camera or a network stream."""
 
-    def __init__(self, url: str, kind: SourceKind, start: int = 0, on_bad_frame=None):
+    def __init__(self, url: str, kind: SourceKind, start: int = 0, on_bad_frame=None, ffmpeg_options: str = ""):
         self._kind = kind
         self._on_bad_frame = on_bad_frame or (lambda: None)
         self.error_note = ""
@@ -135,13 +138,13 @@ class VideoSource:
         if kind == "file" and url.startswith("file://"):
             target = url[7:]
         if kind == "stream":
-            self._capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            self._capture = _open_stream(str(target), ffmpeg_options)
         else:
             self._capture = cv2.VideoCapture(target)
         if not self._capture.isOpened():
+            self._capture.release()
             what = {"camera": "camera", "stream": "stream"}.get(kind, "video file")
-            raise SourceError("open_failed", f"cannot open {what} {url}")
+            raise SourceError("open_failed", f"cannot open {what} {redact(url)}")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not 0.0 < self.fps <= 240.0:
             self.fps = 30.0
@@ -177,6 +180,28 @@ class VideoSource:
         self._capture.release()
 
 
+# OpenCV reads FFmpeg's input options from one environment variable at open time; opens that set their own
+# options take turns so each stream gets its own (an open waits at most STREAM_TIMEOUT_MS).
+_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_options_lock = threading.Lock()
+
+
+def _open_stream(target: str, ffmpeg_options: str) -> cv2.VideoCapture:
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+    if not ffmpeg_options:
+        return cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+    with _options_lock:
+        before = os.environ.get(_OPTIONS_ENV)
+        os.environ[_OPTIONS_ENV] = ffmpeg_options
+        try:
+            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+        finally:
+            if before is None:
+                os.environ.pop(_OPTIONS_ENV, None)
+            else:
+                os.environ[_OPTIONS_ENV] = before
+
+
 def _to_bgr8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8:
         frame = cv2.convertScaleAbs(frame)
@@ -185,8 +210,10 @@ def _to_bgr8(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def open_source(url: str, start: int = 0, fps: float = 0.0, on_bad_file=None, on_bad_frame=None) -> FrameSource:
-    """Open a source, skipping ``start`` frames (used to resume after a capture restart)."""
+def open_source(url: str, start: int = 0, fps: float = 0.0, on_bad_file=None, on_bad_frame=None,
+                ffmpeg_options: str = "") -> FrameSource:
+    """Open a source, skipping ``start`` frames (used to resume after a capture restart). ``ffmpeg_options``
+    (``key;value|...``) apply to network streams."""
     kind = kind_of(url)
     if kind == "demo":
         return DemoSource(start=start, fps=fps or DEMO_SPEC.fps)
@@ -194,7 +221,7 @@ def open_source(url: str, start: int = 0, fps: float = 0.0, on_bad_file=None, on
         return FolderSource(Path(url[7:] if url.startswith("file://") else url), start, fps, on_bad_file)
     if kind == "file" and Path(url).suffix.lower() in IMAGE_SUFFIXES:
         return _SingleImage(Path(url), fps)
-    source = VideoSource(url, kind, start if kind == "file" else 0, on_bad_frame)
+    source = VideoSource(url, kind, start if kind == "file" else 0, on_bad_frame, ffmpeg_options)
     if fps:
         source.fps = fps
     return source

@@ -14,6 +14,8 @@ import signal
 import time
 from typing import Any
 
+from emotiond.core.redact import RedactingFilter
+
 TITLE_PREFIX = "emotiond: "
 
 
@@ -36,6 +38,8 @@ def configure_logging(level: str, role: str | None = None) -> None:
     name = f"{role}[%(process)d]" if role else "%(processName)s"
     logging.basicConfig(level=getattr(logging, level), force=True,
                         format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a handler's filter sees every record, whichever logger
+        handler.addFilter(RedactingFilter())
 
 
 class Lifecycle:

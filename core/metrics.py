@@ -31,8 +31,9 @@ DROP_REASONS = ("corrupt", "stale", "worker_lost", "shutdown")
 # What a SourceError may carry: opening or reading a source failed.
 SOURCE_FAILURE_REASONS = ("unsupported", "missing", "unreadable", "empty", "open_failed", "read_failed")
 # emotiond_source_errors_total: SourceError's reasons, plus what the reader counts itself: a folder entry that is
-# not an image (bad_file), a file whose decoder reported an error at its end (truncated).
-SOURCE_ERROR_REASONS = (*SOURCE_FAILURE_REASONS, "bad_file", "truncated")
+# not an image (bad_file), a file whose decoder reported an error at its end (truncated), a live source
+# that delivered no frame for [capture] stall_seconds (stalled).
+SOURCE_ERROR_REASONS = (*SOURCE_FAILURE_REASONS, "bad_file", "truncated", "stalled")
 # What a ProtocolError may carry (core/protocol.py).
 PROTOCOL_ERROR_REASONS = ("bad_parts", "bad_topic", "bad_header", "bad_msgpack", "bad_version", "bad_kind",
                           "bad_shape", "bad_payload", "bad_frame", "oversized")

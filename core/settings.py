@@ -33,6 +33,7 @@ from pydantic_settings import (
 from emotiond.core.endpoints import is_exposed
 from emotiond.core.errors import UsageError, format_validation_error
 from emotiond.core.protocol import CAMERA_NAME_PATTERN
+from emotiond.core.redact import redact
 
 DEFAULT_MODEL_NAME = "fer-mini-xception"
 MASK_SECRETS = "mask_secrets"  # serialization context key: print secrets as ********** (config show)
@@ -77,6 +78,57 @@ class SourceSettings(_Section):
     loop: Annotated[bool, Field(description="Restart a file or folder at its end instead of finishing.")] = False
     fps: Annotated[float, Field(ge=0.0, le=240.0, description="Pacing rate for folders and realtime "
                                 "files; 0 uses the file's own rate (30 when unknown).")] = 0.0
+    rtsp_transport: Annotated[Literal["tcp", "udp"], Field(
+        description="How an rtsp:// camera sends its video: 'tcp' (interleaved in the RTSP connection; passes "
+                    "NAT and firewalls) or 'udp' (lower latency on a clean LAN; some NVRs need it).")] = "tcp"
+    ffmpeg_options: Annotated[dict[str, str], Field(
+        max_length=32, description="Further FFmpeg input options for a stream, as OpenCV passes them "
+                                   "(OPENCV_FFMPEG_CAPTURE_OPTIONS), e.g. {max_delay = \"500000\"}.")] = Field(
+        default_factory=dict)
+    password_file: Annotated[Path | None, Field(description="File whose first line is the camera's password, "
+                                                "put into the URL's user:password@ at each connect; the URL "
+                                                "then names only the user.")] = None
+    password_env: Annotated[str | None, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Environment "
+                                              "variable holding the camera's password (when password_file is "
+                                              "unset).")] = None
+
+    @field_validator("ffmpeg_options")
+    @classmethod
+    def _ffmpeg_options_are_plain(cls, options: dict[str, str]) -> dict[str, str]:
+        for key, value in options.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
+                raise ValueError(f"ffmpeg option name {key!r} must be lower-case letters, digits and _")
+            if not value or len(value) > 256 or any(c in value for c in ";|\n\r"):
+                raise ValueError(f"ffmpeg option {key}: the value must be 1-256 characters without ; or |")
+            if key == "rtsp_transport":
+                raise ValueError("set rtsp_transport as its own key, not in ffmpeg_options")
+        return options
+
+    @model_validator(mode="after")
+    def _password_goes_with_a_user(self) -> SourceSettings:
+        from urllib.parse import urlsplit
+
+        if self.password_file is None and self.password_env is None:
+            return self
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        try:
+            parts = urlsplit(self.url)
+            has_user, has_password = parts.username, parts.password
+        except ValueError:
+            has_user = has_password = None
+        if "://" not in self.url or not has_user:
+            raise ValueError("password_file / password_env need a URL with a user name (rtsp://USER@host/...)")
+        if has_password is not None:
+            raise ValueError("the URL already holds a password; remove it or drop password_file / password_env")
+        return self
+
+    @field_serializer("url", when_used="json")
+    def _url_for_child_processes(self, url: str, info: SerializationInfo) -> str:
+        """Child processes get the URL as configured; ``config show`` prints it with its password masked."""
+        if (info.context or {}).get(MASK_SECRETS):
+            return redact(url)
+        return url
 
 
 class CaptureSettings(_Section):
@@ -90,6 +142,9 @@ class CaptureSettings(_Section):
                                                    "long is presumed dead; its frames are re-sent.")] = 3.0
     credits_per_worker: Annotated[int, Field(ge=1, le=64, description="Frames a worker may hold at "
                                              "once; more lets it batch across frames.")] = 2
+    stall_seconds: Annotated[float, Field(ge=1.0, le=300.0, description="A live source that delivers no frame "
+                                          "for this long is marked down (stalled) and reopened, however its "
+                                          "decoder behaves.")] = 5.0
 
 
 class BusSettings(_Section):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from emotiond.core.metrics import SOURCE_FAILURE_REASONS
+from emotiond.core.redact import redact
 from emotiond.core.settings import SourceSettings
 
 SourceKind = Literal["demo", "camera", "stream", "file", "folder"]
@@ -40,7 +41,7 @@ def kind_of(url: str) -> SourceKind:
             return "stream"
         if scheme.group(1).lower() == "file":
             return "folder" if Path(url[7:]).is_dir() else "file"
-        raise SourceError("unsupported", f"unsupported URL scheme {scheme.group(1)!r} in {url!r} "
+        raise SourceError("unsupported", f"unsupported URL scheme {scheme.group(1)!r} in {redact(url)!r} "
                           f"(supported: {', '.join(STREAM_SCHEMES)})")
     return "folder" if Path(url).is_dir() else "file"
 
@@ -59,3 +60,55 @@ def source_is_live(source: SourceSettings) -> bool:
         return is_live_kind(kind_of(source.url))
     except SourceError:
         return False
+
+
+# ---------------------------------------------------------------- credentials
+
+def read_source_password(source: SourceSettings) -> str | None:
+    """The password of ``source`` from its ``password_file`` (first line) or ``password_env``, if either is set."""
+    if source.password_file is not None:
+        path = Path(source.password_file).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError("unreadable", f"camera {source.name}: cannot read password_file {path}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        if not lines or not lines[0]:
+            raise SourceError("unreadable", f"camera {source.name}: password_file {path} is empty")
+        return lines[0]
+    if source.password_env is not None:
+        import os
+
+        value = os.environ.get(source.password_env)
+        if not value:
+            raise SourceError("unreadable", f"camera {source.name}: environment variable {source.password_env} "
+                              "(password_env) is unset or empty")
+        return value
+    return None
+
+
+def connect_url(source: SourceSettings) -> str:
+    """The URL to open: the configured one, with the password from ``password_file``/``password_env`` put in.
+
+    Only the capture process calls this, at each open, so the secret never enters settings handed to other
+    processes or anything printed.
+    """
+    password = read_source_password(source)
+    if password is None:
+        return source.url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(source.url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def ffmpeg_capture_options(source: SourceSettings) -> str:
+    """OpenCV's ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for a stream: the RTSP transport, then the source's own
+    ``ffmpeg_options`` (``key;value`` pairs joined by ``|``)."""
+    options: dict[str, str] = {}
+    if source.url.lower().startswith(("rtsp://", "rtsps://")):
+        options["rtsp_transport"] = source.rtsp_transport
+    options.update(source.ffmpeg_options)
+    return "|".join(f"{key};{value}" for key, value in options.items())

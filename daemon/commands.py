@@ -76,7 +76,7 @@ def _preflight(settings: Settings) -> None:
     """Everything that can be checked before starting processes, each failure as one clear line."""
     from emotiond.capture.sources import preflight
     from emotiond.core import bundle as bundles
-    from emotiond.core.sources import SourceError
+    from emotiond.core.sources import SourceError, read_source_password
     from emotiond.workers.classifier import LiteRTClassifier
     from emotiond.workers.finder import open_detector
 
@@ -85,6 +85,7 @@ def _preflight(settings: Settings) -> None:
     for source in settings.sources:
         try:
             preflight(source.url)
+            read_source_password(source)
         except SourceError as exc:
             raise UsageError(f"source {source.name}: {exc}") from None
     path = bundles.resolve(settings.classifier.model, settings.models.dir)

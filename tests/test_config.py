@@ -84,6 +84,7 @@ def test_cli_config_commands(tmp_path):
     assert data["detection"]["min_size"] == 55
     assert data["workers"]["count"] == 1
     assert data["sources"] == [{"name": "lobby", "url": "demo", "mode": "auto", "realtime": False, "loop": False,
+                                "rtsp_transport": "tcp", "ffmpeg_options": {},
                                 "fps": 0.0}]
     ok = run_cli("config", "validate", str(REPO / "config" / "emotiond.toml"), env=env)
     assert ok.returncode == 0 and "ok" in ok.stdout
