@@ -170,6 +170,7 @@ class SourceReader:
             on_bad_file=lambda path, why: self._m.source_errors.labels(camera, "bad_file").inc(),
             on_bad_frame=lambda: self._m.frames_dropped.labels(camera, "corrupt").inc(),
             ffmpeg_options=ffmpeg_capture_options(self.source),
+            read_timeout_ms=int((self._settings.capture.stall_seconds + 2.0) * 1000),
         )
 
     # ------------------------------------------------------------ reading

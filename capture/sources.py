@@ -16,7 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from emotiond.capture import synthetic
+from emotiond.capture import rtsp_probe, synthetic
 from emotiond.core.redact import redact
 from emotiond.core.sources import SourceError, SourceKind, kind_of
 
@@ -28,6 +28,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".m
 DEMO_SPEC = synthetic.SceneSpec(faces=2, frames=300, fps=30.0)
 MAX_CONSECUTIVE_BAD_FRAMES = 25
 # A stream that stalls without closing its connection would otherwise block a read for OpenCV's default 30 s.
+# The capture's stall watchdog ([capture] stall_seconds) notices first: readers pass a read timeout beyond it.
 STREAM_TIMEOUT_MS = 5000
 
 
@@ -130,7 +131,8 @@ class FolderSource:
 class VideoSource:
     """cv2.VideoCapture over a file, a camera or a network stream."""
 
-    def __init__(self, url: str, kind: SourceKind, start: int = 0, on_bad_frame=None, ffmpeg_options: str = ""):
+    def __init__(self, url: str, kind: SourceKind, start: int = 0, on_bad_frame=None, ffmpeg_options: str = "",
+                 read_timeout_ms: int = STREAM_TIMEOUT_MS):
         self._kind = kind
         self._on_bad_frame = on_bad_frame or (lambda: None)
         self.error_note = ""
@@ -138,13 +140,17 @@ class VideoSource:
         if kind == "file" and url.startswith("file://"):
             target = url[7:]
         if kind == "stream":
-            self._capture = _open_stream(str(target), ffmpeg_options)
+            self._capture = _open_stream(str(target), ffmpeg_options, read_timeout_ms)
         else:
             self._capture = cv2.VideoCapture(target)
         if not self._capture.isOpened():
             self._capture.release()
             what = {"camera": "camera", "stream": "stream"}.get(kind, "video file")
-            raise SourceError("open_failed", f"cannot open {what} {redact(url)}")
+            reason, why = "open_failed", ""
+            if url.lower().startswith("rtsp://"):
+                reason, why = rtsp_probe.diagnose(url)
+                why = f": {why}"
+            raise SourceError(reason, f"cannot open {what} {redact(url)}{why}")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not 0.0 < self.fps <= 240.0:
             self.fps = 30.0
@@ -186,8 +192,8 @@ _OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _options_lock = threading.Lock()
 
 
-def _open_stream(target: str, ffmpeg_options: str) -> cv2.VideoCapture:
-    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+def _open_stream(target: str, ffmpeg_options: str, read_timeout_ms: int) -> cv2.VideoCapture:
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_timeout_ms]
     if not ffmpeg_options:
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
     with _options_lock:
@@ -211,9 +217,9 @@ def _to_bgr8(frame: np.ndarray) -> np.ndarray:
 
 
 def open_source(url: str, start: int = 0, fps: float = 0.0, on_bad_file=None, on_bad_frame=None,
-                ffmpeg_options: str = "") -> FrameSource:
+                ffmpeg_options: str = "", read_timeout_ms: int = STREAM_TIMEOUT_MS) -> FrameSource:
     """Open a source, skipping ``start`` frames (used to resume after a capture restart). ``ffmpeg_options``
-    (``key;value|...``) apply to network streams."""
+    (``key;value|...``) and ``read_timeout_ms`` apply to network streams."""
     kind = kind_of(url)
     if kind == "demo":
         return DemoSource(start=start, fps=fps or DEMO_SPEC.fps)
@@ -221,7 +227,7 @@ def open_source(url: str, start: int = 0, fps: float = 0.0, on_bad_file=None, on
         return FolderSource(Path(url[7:] if url.startswith("file://") else url), start, fps, on_bad_file)
     if kind == "file" and Path(url).suffix.lower() in IMAGE_SUFFIXES:
         return _SingleImage(Path(url), fps)
-    source = VideoSource(url, kind, start if kind == "file" else 0, on_bad_frame, ffmpeg_options)
+    source = VideoSource(url, kind, start if kind == "file" else 0, on_bad_frame, ffmpeg_options, read_timeout_ms)
     if fps:
         source.fps = fps
     return source

@@ -29,7 +29,8 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
 STAGES = ("decode", "detect", "classify", "publish")
 DROP_REASONS = ("corrupt", "stale", "worker_lost", "shutdown")
 # What a SourceError may carry: opening or reading a source failed.
-SOURCE_FAILURE_REASONS = ("unsupported", "missing", "unreadable", "empty", "open_failed", "read_failed")
+SOURCE_FAILURE_REASONS = ("unsupported", "missing", "unreadable", "empty", "open_failed", "auth_failed",
+                          "read_failed")
 # emotiond_source_errors_total: SourceError's reasons, plus what the reader counts itself: a folder entry that is
 # not an image (bad_file), a file whose decoder reported an error at its end (truncated), a live source
 # that delivered no frame for [capture] stall_seconds (stalled).
