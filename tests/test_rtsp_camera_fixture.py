@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support.rtsp import FrameReader, probe, read_frames, rtsp_camera  # noqa: F401
+from support.rtsp import FrameReader, probe, read_frames
 from support.tools import require_tool
 
 SIZE = {"width": 320, "height": 240}
@@ -37,7 +37,7 @@ def assert_moving_frames(frames: list[dict], count: int, context: str) -> None:
     assert len({frame["crc"] for frame in frames}) > count // 2, f"the picture does not move: {context}"
 
 
-def test_frames_arrive_over_tcp_and_over_udp(rtsp_camera, clip):  # noqa: F811
+def test_frames_arrive_over_tcp_and_over_udp(rtsp_camera, clip):
     camera = rtsp_camera(clip, **SIZE)
     readers = [FrameReader(camera.url(), transport, seconds=15, frames=20) for transport in ("tcp", "udp")]
     try:
@@ -49,7 +49,7 @@ def test_frames_arrive_over_tcp_and_over_udp(rtsp_camera, clip):  # noqa: F811
             reader.stop()
 
 
-def test_the_transport_is_the_readers_choice(rtsp_camera, clip):  # noqa: F811
+def test_the_transport_is_the_readers_choice(rtsp_camera, clip):
     """A camera that offers TCP only refuses a UDP reader: the UDP reader above really read over UDP."""
     camera = rtsp_camera(clip, protocols="tcp", **SIZE)
     udp = read_frames(camera.url(), "udp", count=5, timeout=10)
@@ -58,7 +58,7 @@ def test_the_transport_is_the_readers_choice(rtsp_camera, clip):  # noqa: F811
     assert_moving_frames(tcp.frames(), 5, tcp.describe())
 
 
-def test_basic_auth_refuses_a_wrong_or_missing_password(rtsp_camera, clip, ffprobe):  # noqa: F811
+def test_basic_auth_refuses_a_wrong_or_missing_password(rtsp_camera, clip, ffprobe):
     password = "s3cret:/@pass"  # characters that need escaping in a URL
     camera = rtsp_camera(clip, user="viewer", password=password, **SIZE)
     for url in (camera.url(), camera.url("viewer", "wrong"), camera.url("someone", password)):
@@ -76,7 +76,7 @@ def test_basic_auth_refuses_a_wrong_or_missing_password(rtsp_camera, clip, ffpro
     assert password not in Path(f"/proc/{camera.pid}/cmdline").read_bytes().decode(errors="replace")
 
 
-def test_restart_serves_again_on_the_same_port(rtsp_camera, clip):  # noqa: F811
+def test_restart_serves_again_on_the_same_port(rtsp_camera, clip):
     camera = rtsp_camera(clip, **SIZE)
     url, pid = camera.url(), camera.pid
     with FrameReader(url, seconds=20, read_timeout=3) as before:
@@ -91,7 +91,7 @@ def test_restart_serves_again_on_the_same_port(rtsp_camera, clip):  # noqa: F811
     assert_moving_frames(after.frames(), 10, after.describe())
 
 
-def test_freeze_stops_frames_and_resume_brings_them_back(rtsp_camera, clip):  # noqa: F811
+def test_freeze_stops_frames_and_resume_brings_them_back(rtsp_camera, clip):
     camera = rtsp_camera(clip, **SIZE)
     with FrameReader(camera.url(), seconds=25, read_timeout=10) as reader:  # reads block through the freeze
         assert reader.opened(), reader.describe()
@@ -111,7 +111,7 @@ def test_freeze_stops_frames_and_resume_brings_them_back(rtsp_camera, clip):  # 
         assert len(reader.frames(after=resumed)) < allowed, reader.describe()
 
 
-def test_a_read_from_a_frozen_camera_returns_after_the_read_timeout(rtsp_camera, clip):  # noqa: F811
+def test_a_read_from_a_frozen_camera_returns_after_the_read_timeout(rtsp_camera, clip):
     """With the server stopped a read blocks until CAP_PROP_READ_TIMEOUT_MSEC, not forever. (What it returns
     then is not a failure at first: FFmpeg hands out the frames still inside its decoder, ok=True.)"""
     camera = rtsp_camera(clip, **SIZE)
@@ -130,7 +130,7 @@ def test_a_read_from_a_frozen_camera_returns_after_the_read_timeout(rtsp_camera,
         camera.resume()
 
 
-def test_in_a_namespace_it_serves_at_its_address_and_a_link_down_stops_it(rtsp_camera, clip):  # noqa: F811
+def test_in_a_namespace_it_serves_at_its_address_and_a_link_down_stops_it(rtsp_camera, clip):
     camera = rtsp_camera(clip, netns=True, **SIZE)
     namespace = camera.netns
     assert camera.host == namespace.address and namespace.address.startswith("10.231.")
