@@ -151,7 +151,7 @@ def test_viewer_draws_boxes_on_faces_and_survives_a_daemon_restart(start_daemon,
 
 def test_the_paused_badge_is_found_only_when_paused():
     from emotiond.clients.messages import MessagePicker
-    from emotiond.clients.viewer import ViewerModel
+    from emotiond.clients.view.viewer import ViewerModel
 
     model = ViewerModel(MessagePicker({}))
     assert paused_shown(model.compose(0.0, paused=True))

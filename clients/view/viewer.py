@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotiond.clients.view.feed import LiveFeed
 from emotiond.clients.join import FrameResultJoiner, Pair, SeqCounter
 from emotiond.clients.messages import MessagePicker, dominant_emotion
 from emotiond.clients.overlay import FONT, PANEL_BG, TEXT_COLOR, Hud, blank_canvas, draw_overlay
+from emotiond.clients.view.feed import LiveFeed
 from emotiond.core import protocol
 from emotiond.core.errors import UsageError
 
