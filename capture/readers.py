@@ -104,6 +104,7 @@ class SourceReader:
         self._lock = threading.Lock()  # generation, state and next_seq, shared with a superseded thread
         self._generation = 0
         self._state = "starting"
+        self._message = ""
         self._last_frame = time.monotonic()
         self._backoff = settings.capture.reconnect_initial_seconds
         self._thread: threading.Thread | None = None
@@ -136,7 +137,7 @@ class SourceReader:
                 return
             silent = now - self._last_frame
             self._generation += 1
-            self._state = "down"
+            self._state, self._message = "down", "stalled"
             self.stalls += 1
             delay = self._backoff
             self._backoff = min(self._backoff * 2, self._settings.capture.reconnect_max_seconds)
@@ -152,15 +153,18 @@ class SourceReader:
         self._statuses.put(protocol.Status(self.source.name, state, redact(message), time.time(), self.next_seq))
 
     def _set_state(self, generation: int, state: str, message: str) -> bool:
-        """Publish a state change of the current thread; a superseded thread says nothing (False)."""
+        """Publish a state change of the current thread; a superseded thread says nothing (False). A retry that
+        fails the same way again is counted, not published again: subscribers see one status per change."""
         with self._lock:
             if not self._current(generation):
                 return False
-            self._state = state
+            repeated = (state, message) == (self._state, self._message)
+            self._state, self._message = state, message
             if state == "up":
                 self._last_frame = time.monotonic()
         self._m.source_up.labels(self.source.name).set(1 if state == "up" else 0)
-        self._status(state, message)
+        if not repeated:
+            self._status(state, message)
         return True
 
     def _open(self, start: int):
