@@ -1,6 +1,6 @@
 """A real RTSP camera for the tests, and readers that watch its stream the way the daemon does (OpenCV/FFmpeg).
 
-``RtspCamera`` runs tests/support/rtsp_server.py (GStreamer's RTSP server, under Debian's /usr/bin/python3) as a
+``RtspCamera`` runs benchmarks/rtsp_server.py (GStreamer's RTSP server, under Debian's /usr/bin/python3) as a
 subprocess serving a video file as H.264, looping endlessly, and can restart it on the same port, freeze it
 (SIGSTOP) and resume it, or, run inside a network namespace, cut its link. The ``rtsp_camera`` fixture starts
 cameras and always stops them, even after a failure; a test module takes it with
@@ -31,9 +31,12 @@ from typing import Any
 
 import pytest
 
+import emotiond.benchmarks
+
 from support.netns import NetNamespace, network_namespace
 
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+# Ships with the package: the camera benchmark (benchmarks/bench_cameras.py) serves its videos with it too.
+SERVER_SCRIPT = Path(emotiond.benchmarks.__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi: the venv has no GObject introspection
 PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # rtsp_server.py's default --password-env
 DEBIAN_PACKAGES = ("python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-base",

@@ -1,4 +1,5 @@
-"""A real RTSP camera for the tests: serves a video file as H.264 over RTSP, looping endlessly.
+"""A real RTSP camera for the tests and the camera benchmark: serves a video file as H.264 over RTSP, looping
+endlessly.
 
 Runs under Debian's ``/usr/bin/python3`` (the GStreamer RTSP server is reached through GObject introspection,
 which the project's venv does not have) and imports nothing of emotiond. Debian packages: python3-gi,
