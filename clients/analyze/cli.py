@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emotiond.clients.flags import positive_float
 from emotiond.core.errors import UsageError
+from emotiond.daemon.flags import CONFIG, PIPELINE, add_command, positive_float, settings_from_args
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -18,7 +18,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from emotiond.clients.analyze.runner import Analysis, AnalyzeOptions, expand_inputs
     from emotiond.clients.analyze.unit import settings_payload
     from emotiond.core import bundle as bundles
-    from emotiond.daemon.commands import settings_from_args
 
     if args.format == "csv" and args.out is None:
         raise UsageError("--format csv writes one CSV per video into --out DIR; give --out")
@@ -38,13 +37,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     options = AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress, resume=args.resume,
                              chunk_seconds=args.chunk_seconds, landmarks=args.landmarks)
     analysis = Analysis(settings, options, lambda: make_engine(
-        args.engine, payload, args.engine_workers, args.scheduler, args.connect_timeout, settings.logging.level))
+        args.engine, payload, args.workers, args.scheduler, args.connect_timeout, settings.logging.level))
     return analysis.run(inputs)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    analyze = commands.add_parser(
-        "analyze", help="faces and emotions in images, folders and videos (no daemon)",
+    analyze = add_command(
+        commands, "analyze", cmd_analyze, (CONFIG, PIPELINE),
+        help="faces and emotions in images, folders and videos (no daemon)",
         description="Analyse images, folders of images and videos on all cores, or on a Dask cluster. Results "
                     "go to stdout as JSON lines (event schema plus source and t), and with --out into JSONL or "
                     "CSV files and annotated copies. See docs/analyze.md.")
@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                          help="with --engine dask: the scheduler of a running cluster (default: start a "
                               "LocalCluster on this machine)")
-    analyze.add_argument("--workers", dest="engine_workers", type=int, default=None, metavar="N",
+    analyze.add_argument("--workers", type=int, default=None, metavar="N",
                          help="processes of the local engine or the LocalCluster (default: one per core)")
     analyze.add_argument("--chunk-seconds", type=positive_float, default=30.0, metavar="S",
                          help="split videos into segments of at least S seconds, at key frames (default: 30)")
@@ -66,11 +66,5 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="skip inputs whose outputs in --out are complete from an earlier run")
     analyze.add_argument("--connect-timeout", type=positive_float, default=10.0, metavar="S",
                          help="seconds to wait for the --scheduler to answer (default: 10)")
-    analyze.add_argument("--config", type=Path, default=None, help="TOML config file (detection, model)")
-    analyze.add_argument("--model", default=None, help="model bundle folder or name in the models cache")
-    analyze.add_argument("--backend", choices=["litert", "tf"], default=None, help="classifier backend")
-    analyze.add_argument("--detector", choices=["haar", "blazeface"], default=None,
-                         help="face detector (default: haar; blazeface finds tilted and small faces)")
     analyze.add_argument("--landmarks", action="store_true",
                          help="draw each face's keypoints on the annotated outputs (detectors that give them)")
-    analyze.set_defaults(handler=cmd_analyze)

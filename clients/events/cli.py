@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, settings_from_args
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -17,7 +18,6 @@ def cmd_events(args: argparse.Namespace) -> int:
     from emotiond.clients.changes import ChangeDetector
     from emotiond.clients.subscribe import subscribe
     from emotiond.core import protocol
-    from emotiond.daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
     changes = ChangeDetector() if args.changes else None
@@ -50,9 +50,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``emotiond events`` to the emotiond parser."""
-    events = commands.add_parser("events", help="print results as JSON lines",
-                                 description="Subscribe to the daemon and print one JSON result per line.")
-    events.add_argument("--connect", default=None, help="results endpoint (default: the local daemon's)")
+    events = add_command(commands, "events", cmd_events, (CONNECTION, CONFIG), help="print results as JSON lines",
+                         description="Subscribe to the daemon and print one JSON result per line.")
     events.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
     events.add_argument("--faces-only", action="store_true", help="skip results without faces")
     events.add_argument("--changes", action="store_true",
@@ -61,6 +60,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     events.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
     events.add_argument("--until-eos", action="store_true", help="exit when the cameras reach end of stream")
     events.add_argument("--status", action="store_true", help="also print status events ({\"status\": ...})")
-    events.add_argument("--config", type=Path, default=None, help="TOML config file")
-    events.add_argument("--runtime-dir", type=Path, default=None, help="runtime folder of the daemon")
-    events.set_defaults(handler=cmd_events)

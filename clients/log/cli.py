@@ -12,8 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from emotiond.clients.flags import connection_flags, positive_float
 from emotiond.core.errors import UsageError
+from emotiond.core.metrics import ENV_DIR
+from emotiond.daemon.flags import CONFIG, CONNECTION, OWN_METRICS, add_command, positive_float, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,8 @@ def cmd_log(args: argparse.Namespace) -> int:
         raise UsageError("--rotate-mb must be positive")
     # The logger keeps its metrics in its own registry; a multiprocess folder inherited from the daemon's
     # environment would make prometheus_client write files there instead.
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop(ENV_DIR, None)
     from emotiond.clients.log.logger import LoggerOptions, ResultLogger, install_signal_handlers
-    from emotiond.daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
     options = LoggerOptions(out=args.out, fmt=args.format, faces_only=args.faces_only, rotate_mb=args.rotate_mb,
@@ -58,11 +58,10 @@ def cmd_log_summary(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    logp = commands.add_parser(
-        "log", help="append results to rotating JSONL/CSV files; `log summary DIR` summarises them",
-        description="Append every result durably to files in --out, rotated by size and by UTC day, recording "
-                    "missed seq numbers as gaps. SIGTERM flushes and closes cleanly.")
-    connection_flags(logp)
+    logp = add_command(commands, "log", cmd_log, (CONNECTION, CONFIG, OWN_METRICS),
+                       help="append results to rotating JSONL/CSV files; `log summary DIR` summarises them",
+                       description="Append every result durably to files in --out, rotated by size and by UTC "
+                                   "day, recording missed seq numbers as gaps. SIGTERM flushes and closes cleanly.")
     logp.add_argument("--out", type=Path, default=None, help="folder for the log files")
     logp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="file format (default: jsonl)")
     logp.add_argument("--faces-only", action="store_true", help="skip results without faces (gaps still counted)")
@@ -70,9 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     logp.add_argument("--fsync-seconds", type=float, default=1.0,
                       help="fsync at most this often; 0 syncs every batch (default: 1)")
     logp.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
-    logp.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port (0: any free)")
-    logp.add_argument("--metrics-host", default="127.0.0.1", help="bind address of /metrics")
-    logp.set_defaults(handler=cmd_log, log_command=None)
+    logp.set_defaults(log_command=None)
     actions = logp.add_subparsers(dest="log_command", metavar="ACTION")
     summary = actions.add_parser("summary", help="counts per emotion per camera and a PNG timeline",
                                  description="Print faces per emotion per camera and write a PNG timeline.")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emotiond.clients.flags import connection_flags, positive_float
+from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, positive_float, settings_from_args
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     from emotiond.clients.messages import MessagePicker, load_messages
     from emotiond.clients.view.feed import LiveFeed
     from emotiond.clients.view.viewer import ViewerModel, run_viewer
-    from emotiond.daemon.commands import settings_from_args
 
     settings = settings_from_args(args)
     picker = MessagePicker(load_messages(args.messages))
@@ -26,11 +25,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    view = commands.add_parser(
-        "view", help="live window with faces, emotions and scores",
-        description="Show one camera's frames with boxes, labels, score bars, a HUD and a message line. "
-                    "Keys: q/Esc quit, p pause, s snapshot, f fullscreen.")
-    connection_flags(view)
+    view = add_command(commands, "view", cmd_view, (CONNECTION, CONFIG),
+                       help="live window with faces, emotions and scores",
+                       description="Show one camera's frames with boxes, labels, score bars, a HUD and a message "
+                                   "line. Keys: q/Esc quit, p pause, s snapshot, f fullscreen.")
     view.add_argument("--camera", default=None, help="camera to show (default: the first that sends frames)")
     view.add_argument("--snapshots", type=Path, default=Path("snapshots"),
                       help="folder for snapshots taken with s (default: ./snapshots)")
@@ -38,4 +36,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     view.add_argument("--fullscreen", action="store_true", help="start in fullscreen")
     view.add_argument("--waiting-after", type=positive_float, default=2.0,
                       help="seconds without frames before showing 'waiting for daemon' (default: 2)")
-    view.set_defaults(handler=cmd_view)
