@@ -23,9 +23,7 @@ import argparse
 import getpass
 import json
 import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emotiond.benchmarks import harness
 from emotiond.benchmarks.scoring import percentile
 from emotiond.capture import synthetic
 from emotiond.core import procfs, protocol
@@ -43,17 +42,11 @@ from emotiond.core.lifecycle import exit_on_sigterm
 FACES = (1, 4, 1, 2, 3, 1)  # faces per camera, in order
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_mosquitto(folder: Path) -> tuple[subprocess.Popen, int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).is_file():
         raise SystemExit("mosquitto is not installed (Debian package mosquitto; `make apt` installs it)")
-    port = free_port()
+    port = harness.free_port()
     config = folder / "mosquitto.conf"
     config.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n")
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,8 +141,9 @@ class PacedFeed(threading.Thread):
         for i in range(FACES[camera % len(FACES)]):
             emotion = labels[(i + generation) % len(labels)]
             scores = {label: 0.9 if label == emotion else 0.1 / 6 for label in labels}
-            faces.append(protocol.Face((40 + 150 * i, 100, 120, 120), emotion, 0.9, scores, extra={
-                "track_id": generation * 150 * 100 + i, "smoothed_emotion": emotion, "smoothed_confidence": 0.9}))
+            faces.append(protocol.Face((40 + 150 * i, 100, 120, 120), emotion, 0.9, scores,
+                                       track_id=generation * 150 * 100 + i, smoothed_emotion=emotion,
+                                       smoothed_confidence=0.9))
         now = time.time()
         return protocol.Result(f"cam{camera}", seq, now - 0.015, now, (640, 480), tuple(faces), {"total": 15.0},
                                "paced", "paced", extra={"ended_tracks": ended})
@@ -172,40 +166,23 @@ class PacedFeed(threading.Thread):
         self._context.term()
 
 
-def bridge_pid(log_path: Path, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.findall(r"started mqtt \(pid (\d+)\)", log_path.read_text(errors="replace"))
-        if found:
-            return int(found[-1])
-        time.sleep(0.1)
-    raise SystemExit(f"the daemon started no MQTT bridge:\n{log_path.read_text(errors='replace')[-2000:]}")
-
-
-def start_daemon(cameras: int, work: Path, config: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Any, int]:
+def start_daemon(cameras: int, work: Path, config: Path, env: dict[str, str]) -> tuple[harness.Daemon, Any, int]:
     """``emotiond run`` with the bridge as a role on realtime videos: (process, result clock, bridge pid)."""
     videos = [synthetic.write_video(work / f"cam{i}.mp4", synthetic.SceneSpec(faces=FACES[i % len(FACES)],
                                                                                frames=300))
               for i in range(cameras)]
     sources = [arg for i, video in enumerate(videos) for arg in ("--source", f"cam{i}={video}")]
-    log_path = work / "daemon.log"
-    with log_path.open("w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "emotiond", "run", "--config", str(config), *sources,
-                                   "--realtime", "--loop", "--metrics-port", str(free_port())], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    daemon = harness.start(["--config", str(config), *sources, "--realtime", "--loop"], env, work / "daemon.log")
     results = ResultClock(f"ipc://{work / 'run' / 'results'}.sock")
     results.start()
-    return daemon, results, bridge_pid(log_path)
+    return daemon, results, daemon.wait_child("mqtt", 60.0)
 
 
-def start_paced(cameras: int, work: Path, config: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Any, int]:
+def start_paced(cameras: int, work: Path, config: Path, env: dict[str, str]) -> tuple[harness.Daemon, Any, int]:
     """``emotiond mqtt`` on a paced feed of results: (process, the feed, bridge pid)."""
     endpoint = f"ipc://{work / 'paced.sock'}"
     feed = PacedFeed(endpoint, cameras)
-    with (work / "bridge.log").open("w") as log_file:
-        bridge = subprocess.Popen([sys.executable, "-m", "emotiond", "mqtt", "--config", str(config), "--connect",
-                                   endpoint], env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    bridge = harness.start(["--config", str(config), "--connect", endpoint], env, work / "bridge.log", command="mqtt")
     feed.wait_subscriber()
     feed.start()
     return bridge, feed, bridge.pid
@@ -218,13 +195,12 @@ def measure(feed: str, cameras: int, seconds: float, warmup: float, work: Path) 
     env = {**os.environ, "EMOTIOND_BUS__RUNTIME_DIR": str(work / "run"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     clock = EventClock(port)
     daemon, results, pid = (start_daemon if feed == "daemon" else start_paced)(cameras, work, config, env)
-    log_path = work / ("daemon.log" if feed == "daemon" else "bridge.log")
     try:
         deadline = time.monotonic() + 120
         while not clock.events and time.monotonic() < deadline:
             time.sleep(0.2)
         if not clock.events:
-            raise SystemExit(f"no events reached the broker:\n{log_path.read_text(errors='replace')[-2000:]}")
+            raise SystemExit(f"no events reached the broker:\n{daemon.log()[-2000:]}")
         time.sleep(warmup)
         first, results0 = len(clock.events), results.count
         cpu0, wall0 = procfs.cpu_seconds(pid), time.monotonic()
@@ -233,11 +209,7 @@ def measure(feed: str, cameras: int, seconds: float, warmup: float, work: Path) 
         window, handled = clock.events[first:], results.count - results0
     finally:
         results.stop()
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.stop(30)
         clock.close()
         broker.terminate()
         broker.wait(10)

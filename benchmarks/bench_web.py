@@ -24,9 +24,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from emotiond.benchmarks import harness
 from emotiond.core import procfs
 from emotiond.core.lifecycle import exit_on_sigterm
 
@@ -51,27 +49,14 @@ def set_session_nice(pid: int, nice: int) -> None:
         log.warning("could not set the session priority of %d: %s", pid, exc)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def titles(root: int) -> dict[int, str]:
-    """Process titles (``emotiond: web``...) of a process tree."""
-    found = {}
-    for pid in [root, *procfs.descendants(root)]:
-        try:
-            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-    return found
-
-
-def role_of(title: str) -> str:
-    """``web``, ``worker``...; Chromium's processes by their ``--type`` (``chromium-renderer``, ``-gpu-process``...)."""
-    if title.startswith("emotiond: "):
-        return title[len("emotiond: "):].split(" ")[0]
+def role_of(pid: int, named: dict[int, str]) -> str | None:
+    """``web``, ``worker``... (``named``: the roles of ``procfs.roles``); Chromium's processes by their ``--type``
+    (``chromium-renderer``, ``-gpu-process``...); None for a process that is gone."""
+    if pid in named:
+        return named[pid].split(" ")[0]
+    title = procfs.command_line(pid)
+    if title is None:
+        return None
     if "chromedriver" in title:
         return "chromedriver"
     if "chrom" not in title:
@@ -83,8 +68,12 @@ def role_of(title: str) -> str:
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
     seconds: Counter[str] = Counter()
     for root in roots:
-        for pid, title in titles(root).items():
-            seconds[role_of(title)] += procfs.cpu_seconds(pid)
+        tree = [root, *procfs.descendants(root)]
+        named = procfs.roles(tree)
+        for pid in tree:
+            role = role_of(pid, named)
+            if role is not None:
+                seconds[role] += procfs.cpu_seconds(pid)
     return dict(seconds)
 
 
@@ -270,18 +259,16 @@ def run(args: argparse.Namespace) -> list[Phase]:
     if unknown:
         raise SystemExit(f"unknown phases {sorted(unknown)}; known: {', '.join(PHASES)}")
     folder = Path(tempfile.mkdtemp(prefix="emotiond-bench-web-"))
-    web_port, metrics_port = free_port(), free_port()
+    web_port = harness.free_port()
     base = f"http://127.0.0.1:{web_port}"
     config = write_config(folder, args.cameras, args.fps, web_port)
     env = {**os.environ, "EMOTIOND_BUS__RUNTIME_DIR": str(folder / "run"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("EMOTIOND_CONFIG", None)
-    command = [sys.executable, "-m", "emotiond", "--log-level", "WARNING", "run", "--config", str(config),
-               "--metrics-port", str(metrics_port)]
+    run_args = ["--config", str(config)]
     if args.workers:
-        command += ["--workers", str(args.workers)]
-    with (folder / "daemon.log").open("w") as log_file:
-        daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        run_args += ["--workers", str(args.workers)]
+    daemon = harness.start(run_args, env, folder / "daemon.log", options=["--log-level", "WARNING"])
+    metrics_port = daemon.metrics_port
     if args.nice:
         set_session_nice(daemon.pid, args.nice)  # the daemon runs in its own session
     results: list[Phase] = []
@@ -320,12 +307,7 @@ def run(args: argparse.Namespace) -> list[Phase]:
                     pages.close()
             log.info("%s: %s", name, results[-1])
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.stop(30)
     return results
 
 

@@ -17,9 +17,7 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +25,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from emotiond.benchmarks import harness
 from emotiond.core import procfs
+from emotiond.core.lifecycle import exit_on_sigterm
 
 log = logging.getLogger("soak")
 RSS_GROWTH_LIMIT = 1.25  # last sample over the first one after warm-up
@@ -78,10 +78,6 @@ def _video(folder: Path) -> Path:
     return synthetic.write_video(folder / "soak.mp4", synthetic.SceneSpec(faces=2, frames=90))
 
 
-def _worker_pids(log_text: str) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (w\d+) \(pid (\d+)\)", log_text)}
-
-
 def soak(duration: float, kill_every: float, workers: int, mode: str, sample_every: float) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="emotiond-soak-"))
     video = _video(folder)
@@ -90,12 +86,10 @@ def soak(duration: float, kill_every: float, workers: int, mode: str, sample_eve
     env = dict(os.environ, EMOTIOND_BUS__RUNTIME_DIR=str(runtime), PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
                # the collector must not be the one losing results: give the subscriber side ample buffer
                EMOTIOND_BUS__HIGH_WATER_MARK="10000")
-    args = ["--source", f"soak={video}", "--loop", "--workers", str(workers), "--metrics-port", "0"]
+    args = ["--source", f"soak={video}", "--loop", "--workers", str(workers)]
     if mode == "live":
         args.append("--realtime")
-    with log_path.open("w") as log_file:
-        daemon = subprocess.Popen([sys.executable, "-m", "emotiond", "run", *args], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    daemon = harness.start(args, env, log_path, metrics_port=0)
     collector = ResultCollector(f"ipc://{runtime / 'results'}.sock")
     collector.start()
     samples: list[Sample] = []
@@ -103,7 +97,7 @@ def soak(duration: float, kill_every: float, workers: int, mode: str, sample_eve
     try:
         deadline = time.monotonic() + 120
         while log_path.read_text().count("ready (model") < workers:
-            if daemon.poll() is not None or time.monotonic() > deadline:
+            if daemon.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"daemon did not start:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.2)
         started = time.monotonic()
@@ -120,19 +114,14 @@ def soak(duration: float, kill_every: float, workers: int, mode: str, sample_eve
             if now >= next_kill:
                 name = f"w{victim % workers + 1}"
                 victim += 1
-                pid = _worker_pids(log_path.read_text()).get(name)
+                pid = daemon.child_pids().get(name)
                 if pid:
                     os.kill(pid, signal.SIGKILL)
                     kills += 1
                 next_kill += kill_every
             time.sleep(0.1)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            code = daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            code = daemon.wait(5)
+        code = daemon.stop(30)
         time.sleep(0.5)
         collector.stop.set()
         collector.join(2)
@@ -169,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=None, help="seconds between RSS/fd samples")
     parser.add_argument("--json", type=Path, default=None, help="write the summary and samples here")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     duration = args.duration or (1800.0 if args.long else 75.0)
     kill_every = args.kill_every or (60.0 if args.long else 20.0)
     sample_every = args.sample_every or (30.0 if args.long else 5.0)

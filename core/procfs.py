@@ -1,11 +1,14 @@
 """Readings of Linux /proc for the supervisor's tools, the tests, the soak run and the benchmarks: which
-processes belong to a daemon, and what CPU, memory and file descriptors they use. Vanished processes read
-as absent or zero, never as errors, because daemons restart children at any moment."""
+processes belong to a daemon, which role each plays, and what CPU, memory and file descriptors they use.
+Vanished processes read as absent or zero, never as errors, because daemons restart children at any moment."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from emotiond.core.lifecycle import TITLE_PREFIX
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,6 +48,33 @@ def descendants(pid: int) -> list[int]:
         children = [p for p, pp in parents.items() if pp == parent]
         found += children
         frontier += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie (exited, not yet reaped)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def command_line(pid: int) -> str | None:
+    """What ps shows as a process's command: its arguments joined by spaces, or the title it gave itself
+    (``emotiond: worker w1``); empty for a zombie, None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def roles(pids: Iterable[int]) -> dict[int, str]:
+    """The role each live process among ``pids`` names in its title (``lifecycle.process_title``):
+    ``emotiond: worker w1`` reads ``worker w1``, ``emotiond: capture`` ``capture``. A process that has not named
+    itself yet (just spawned), has exited or is no emotiond process is left out."""
+    found = {}
+    for pid in pids:
+        title = command_line(pid)
+        if title is not None and title.startswith(TITLE_PREFIX) and alive(pid):
+            found[pid] = title[len(TITLE_PREFIX):]
     return found
 
 

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from emotiond.core.procfs import command_line, descendants
+
 from support.clients import node_example  # noqa: F401
-from support.daemon import REPO, child_env, child_pids, descendants
+from support.daemon import REPO, child_env, child_pids
 
 DEBIAN_PACKAGES = REPO / ".ci" / "debian-packages"
 SCRIPT_NEEDS = ("sed",)  # what .ci/debian-packages runs besides sh builtins
@@ -263,21 +265,17 @@ def test_wheel_commands_and_shipped_files_work_from_another_directory(wheel_venv
 RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
 
 
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-
-
 def test_ps_names_every_process_after_its_role(start_daemon, default_model):
     """Without titles, every child is ``python3 -c from multiprocessing.spawn import spawn_main...``."""
     daemon = start_daemon("--source", "demo", "--loop", workers=2)
     daemon.wait_ready(2)
-    assert cmdline(daemon.process.pid) == "emotiond: supervisor"
-    titles = {name: cmdline(pid) for name, pid in child_pids(daemon).items()}
+    assert command_line(daemon.process.pid) == "emotiond: supervisor"
+    titles = {name: command_line(pid) for name, pid in child_pids(daemon).items()}
     assert titles == {"proxy": "emotiond: proxy", "capture": "emotiond: capture", "w1": "emotiond: worker w1",
                       "w2": "emotiond: worker w2"}
     # Python's own resource tracker, which the spawn context starts, runs no emotiond code and keeps its command.
-    unnamed = {pid: cmdline(pid) for pid in descendants(daemon.process.pid)
-               if not cmdline(pid).startswith("emotiond: ") and RESOURCE_TRACKER not in cmdline(pid)}
+    unnamed = {pid: title for pid in descendants(daemon.process.pid) if (title := command_line(pid)) is not None
+               and not title.startswith("emotiond: ") and RESOURCE_TRACKER not in title}
     assert not unnamed, unnamed
     assert daemon.stop() == 0
 

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 
 from emotiond.clients.overlay import EMOTION_COLORS
-from emotiond.core import procfs
 
-from support.daemon import free_port, metric_value, wait_for
+from support.daemon import child_roles, free_port, metric_value, wait_for
 from support.web import box_drawn, chromium, grace_hopper_jpeg  # noqa: F401
 
 FRAME_JS = """
@@ -42,13 +41,6 @@ def page_frame(driver) -> tuple[int, np.ndarray] | None:
     return int(found[0]), cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
-def process_title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -71,7 +63,7 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
             return False
 
     wait_for(health, 60, "the web console to answer", interval=0.2)
-    web_pids = [pid for pid in procfs.descendants(daemon.process.pid) if "emotiond: web" in process_title(pid)]
+    web_pids = [pid for pid, role in child_roles(daemon).items() if role == "web"]
     assert len(web_pids) == 1, "emotiond run started one web process"
 
     driver = chromium

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,11 +21,11 @@ from typing import Any
 import pytest
 import zmq
 
+from emotiond.benchmarks import harness
+from emotiond.benchmarks.harness import free_port
 from emotiond.capture import synthetic
 from emotiond.clients.subscribe import Subscription
 from emotiond.core import protocol
-from emotiond.core.lifecycle import TITLE_PREFIX
-from emotiond.core.procfs import descendants
 from emotiond.core.settings import DEFAULT_MODEL_NAME, default_models_dir
 from emotiond.workers import blazeface
 
@@ -34,12 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 EMOTIOND = [sys.executable, "-m", "emotiond"]
 DEFAULT_MODEL = default_models_dir() / DEFAULT_MODEL_NAME
 BLAZEFACE_MODELS = [blazeface.model_path(default_models_dir(), model) for model in blazeface.MODELS.values()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_env(runtime_dir: Path, **extra: str) -> dict[str, str]:
@@ -184,27 +177,12 @@ def start_daemon(tmp_path: Path) -> Iterator:
 def child_roles(handle: DaemonHandle) -> dict[int, str]:
     """The live children of a daemon and the role in their process title (``worker w1``, ``capture``, ``proxy``).
     A child just spawned shows up once it has named itself."""
-    found = {}
-    for pid in descendants(handle.process.pid):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
-        if title.startswith(TITLE_PREFIX) and _alive(pid):
-            found[pid] = title[len(TITLE_PREFIX):]
-    return found
+    return harness.child_roles(handle.process.pid)
 
 
 def child_pids(handle: DaemonHandle) -> dict[str, int]:
     """The pid of each live child by name: ``w1``, ``capture``, ``proxy`` (see ``child_roles``)."""
-    return {role.split(" ")[-1]: pid for pid, role in child_roles(handle).items()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    return harness.child_pids(handle.process.pid)
 
 
 # ---------------------------------------------------------------- subscribers
