@@ -13,7 +13,7 @@ __all__ = ["Analyzer", "Face", "subscribe"]
 
 _PUBLIC = {
     "Analyzer": "emotiond.clients.api",
-    "Face": "emotiond.clients.api",
+    "Face": "emotiond.core.protocol",  # the API's faces are the protocol's own
     "subscribe": "emotiond.clients.subscribe",
 }
 

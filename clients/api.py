@@ -8,13 +8,14 @@
         print(face.box, face.emotion, round(face.confidence, 2))
 
 Every call goes through the daemon's own pipeline (``emotiond.workers.pipeline``), so an image or a video
-gives here exactly the boxes, track ids and emotions a worker would publish for it.
+gives here exactly the boxes, track ids and emotions a worker would publish for it. ``Face`` is the protocol's
+own face (``emotiond.core.protocol.Face``): box, emotion, confidence, scores, and landmarks, track_id,
+smoothed_emotion and smoothed_confidence where the detector and tracker give them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +23,14 @@ import numpy as np
 
 from emotiond.core import protocol
 from emotiond.core.errors import UsageError
+from emotiond.core.protocol import Face
 from emotiond.core.settings import Settings, load_settings
 from emotiond.workers.pipeline import Pipeline
 
+__all__ = ["Analyzer", "Face"]
+
 IMAGE_CAMERA = "image"
 VIDEO_BATCH_FRAMES = 8  # frames detected before one classifier call: same answers, fewer calls
-
-
-@dataclass(frozen=True)
-class Face:
-    """One face: its box (x, y, w, h in pixels), top emotion, confidence, every label's score, and the
-    landmarks and track id where the detector and tracker give them."""
-
-    box: tuple[int, int, int, int]
-    emotion: str
-    confidence: float
-    scores: dict[str, float]
-    landmarks: tuple[tuple[float, float], ...] | None = None
-    track_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_wire(cls, face: protocol.Face) -> Face:
-        extra = dict(face.extra)
-        landmarks = extra.pop("landmarks", None)
-        track_id = extra.pop("track_id", None)
-        return cls(box=face.box, emotion=face.emotion, confidence=face.confidence, scores=dict(face.scores),
-                   landmarks=tuple((float(x), float(y)) for x, y in landmarks) if landmarks else None,
-                   track_id=track_id, extra=extra)
 
 
 class Analyzer:
@@ -79,7 +60,7 @@ class Analyzer:
         faces = self.pipeline.finish(detections)
         for camera in cameras:
             self.pipeline.reset(camera)
-        return [[Face.from_wire(face) for face in frame] for frame in faces]
+        return [list(frame) for frame in faces]
 
     def result(self, image: np.ndarray, camera: str = IMAGE_CAMERA, seq: int = 0,
                extra: dict[str, Any] | None = None) -> protocol.Result:

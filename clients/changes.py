@@ -19,10 +19,10 @@ class ChangeDetector:
     def feed(self, result: Result) -> Iterator[dict[str, Any]]:
         base = {"v": 1, "camera": result.camera, "seq": result.seq, "at": result.published_at}
         for face in result.faces:
-            track = face.extra.get("track_id")
+            track = face.track_id
             if track is None:
                 continue
-            emotion = str(face.extra.get("smoothed_emotion", face.emotion))
+            emotion = face.smoothed_emotion or face.emotion
             key = (result.camera, track)
             previous = self._emotions.get(key)
             self._emotions[key] = emotion

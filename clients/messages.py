@@ -42,8 +42,7 @@ def dominant_emotion(faces: Sequence[Face]) -> str | None:
     if not faces:
         return None
     face = max(faces, key=lambda f: (f.confidence, f.box[2] * f.box[3]))
-    smoothed = face.extra.get("smoothed_emotion")
-    return smoothed if isinstance(smoothed, str) and smoothed else face.emotion
+    return face.smoothed_emotion or face.emotion
 
 
 class MessagePicker:

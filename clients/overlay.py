@@ -102,8 +102,7 @@ def _score_chart(image: np.ndarray, face: Face, box: tuple[int, int, int, int]) 
 
 def landmark_points(face: Face) -> list[tuple[float, float]]:
     """The face's keypoints (frame pixels), or none: only some detectors give them."""
-    points = face.extra.get("landmarks") or []
-    return [(float(x), float(y)) for x, y in points]
+    return list(face.landmarks or ())
 
 
 def _landmarks(image: np.ndarray, face: Face, scale_x: float, scale_y: float, color: tuple[int, int, int]) -> None:

@@ -13,9 +13,10 @@ ProtocolError with a short ``reason`` that callers count in metrics. See docs/pr
 from __future__ import annotations
 
 import math
+import numbers
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 import msgpack
@@ -31,6 +32,10 @@ CONTROL_TOPIC = b"ctl"
 MAX_HEADER_BYTES = 1 << 20
 MAX_LANDMARKS = 64  # keypoints per face (BlazeFace gives 6)
 MAX_LANDMARK_COORD = 1e6
+MAX_BOX_COORD = 1_000_000  # a box corner may lie outside the frame (a face at its edge), never this far
+MAX_LABEL_CHARS = 64
+MAX_SCORES = 64
+SCORE_SUM_TOLERANCE = 0.01  # scores are one distribution, rounded: their sum may pass 1 by this much
 CAMERA_NAME_CHARS = "A-Za-z0-9_-"
 CAMERA_NAME_MAX = 64
 CAMERA_NAME_PATTERN = rf"^[{CAMERA_NAME_CHARS}]{{1,{CAMERA_NAME_MAX}}}$"
@@ -80,17 +85,152 @@ class Frame:
     pixels: np.ndarray  # uint8, HxWxC, BGR when C == 3
 
 
+FACE_KEYS = ("box", "emotion", "confidence", "scores")  # on every face
+FACE_OPTIONAL_KEYS = ("landmarks", "track_id", "smoothed_emotion", "smoothed_confidence")  # when known
+Landmarks = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Face:
-    box: tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+    """One face of a result, valid by construction: a Face that exists follows the protocol.
+
+    ``box`` is x, y, w, h in full-frame pixels (w and h positive; x and y may be a little negative for a face
+    at the frame's edge). ``emotion`` is the top label and ``confidence`` its score; ``scores`` maps labels
+    to probabilities (0 to 1, together at most 1). Where the detector gives keypoints, ``landmarks`` holds
+    them as (x, y) frame pixels; where tracking is on, ``track_id`` is the face's stable id and
+    ``smoothed_emotion``/``smoothed_confidence`` the track's steadier label and its score. ``extra`` keeps
+    keys this version does not know (from a newer sender), so they survive a decode and encode.
+
+    Numbers are normalized (numpy ints and floats become Python ones, landmarks become tuples); anything that
+    does not fit raises ProtocolError with reason ``bad_header``. ``to_dict``/``from_dict`` are the wire form.
+    """
+
+    box: tuple[int, int, int, int]
     emotion: str
     confidence: float
     scores: dict[str, float]
+    _: KW_ONLY
+    landmarks: Landmarks | None = None
+    track_id: int | None = None
+    smoothed_emotion: str | None = None
+    smoothed_confidence: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        put("box", _face_box(self.box))
+        put("emotion", _face_label(self.emotion, "emotion"))
+        put("confidence", _face_probability(self.confidence, "confidence"))
+        put("scores", _face_scores(self.scores))
+        if self.landmarks is not None:
+            put("landmarks", _face_landmarks(self.landmarks))
+        if self.track_id is not None:
+            if not _is_int(self.track_id) or not 0 <= self.track_id < 2**63:
+                raise ProtocolError("bad_header", "face track_id must be a non-negative integer")
+            put("track_id", int(self.track_id))
+        if self.smoothed_emotion is not None:
+            put("smoothed_emotion", _face_label(self.smoothed_emotion, "smoothed_emotion"))
+        if self.smoothed_confidence is not None:
+            put("smoothed_confidence", _face_probability(self.smoothed_confidence, "smoothed_confidence"))
+        if not isinstance(self.extra, dict):
+            raise ProtocolError("bad_header", "face extra must be a map of unknown keys")
+        named = [key for key in (*FACE_KEYS, *FACE_OPTIONAL_KEYS) if key in self.extra]
+        if named:
+            raise ProtocolError("bad_header", f"face extra holds {named[0]!r}, which is a field of Face")
+
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "box": list(self.box), "emotion": self.emotion,
-                "confidence": self.confidence, "scores": dict(self.scores)}
+        """The wire map: unknown keys first, then the optional ones present, then the four always there."""
+        data = dict(self.extra)
+        if self.landmarks is not None:
+            data["landmarks"] = [[x, y] for x, y in self.landmarks]
+        if self.track_id is not None:
+            data["track_id"] = self.track_id
+        if self.smoothed_emotion is not None:
+            data["smoothed_emotion"] = self.smoothed_emotion
+        if self.smoothed_confidence is not None:
+            data["smoothed_confidence"] = self.smoothed_confidence
+        data.update(box=list(self.box), emotion=self.emotion, confidence=self.confidence, scores=dict(self.scores))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Face:
+        """A face from its wire map. Unknown keys go to ``extra``; a known key must have its documented type."""
+        if not isinstance(data, dict):
+            raise ProtocolError("bad_header", "face is not a map")
+        for key in FACE_KEYS:
+            if key not in data:
+                raise ProtocolError("bad_header", f"face has no {key}")
+        for key in FACE_OPTIONAL_KEYS:
+            if key in data and data[key] is None:
+                raise ProtocolError("bad_header", f"face {key} is null")
+        box = data["box"]
+        if not isinstance(box, list):
+            raise ProtocolError("bad_header", "face box must be four integers")
+        return cls(box=box, emotion=data["emotion"], confidence=data["confidence"], scores=data["scores"],
+                   landmarks=data.get("landmarks"), track_id=data.get("track_id"),
+                   smoothed_emotion=data.get("smoothed_emotion"), smoothed_confidence=data.get("smoothed_confidence"),
+                   extra={k: v for k, v in data.items() if k not in FACE_KEYS and k not in FACE_OPTIONAL_KEYS})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _face_box(value: Any) -> tuple[int, int, int, int]:
+    if not isinstance(value, list | tuple | np.ndarray) or len(value) != 4 or not all(_is_int(v) for v in value):
+        raise ProtocolError("bad_header", "face box must be four integers")
+    x, y, w, h = (int(v) for v in value)
+    if w < 1 or h < 1:
+        raise ProtocolError("bad_header", f"face box has width {w} and height {h}: both must be positive")
+    if not all(abs(v) <= MAX_BOX_COORD for v in (x, y, w, h)):
+        raise ProtocolError("bad_header", f"face box {[x, y, w, h]} lies beyond {MAX_BOX_COORD} pixels")
+    return x, y, w, h
+
+
+def _face_label(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_LABEL_CHARS:
+        raise ProtocolError("bad_header", f"face {name} must be a label of 1 to {MAX_LABEL_CHARS} characters")
+    return value
+
+
+def _face_probability(value: Any, name: str) -> float:
+    if not _is_number(value) or not 0.0 <= float(value) <= 1.0:  # NaN fails the comparison too
+        raise ProtocolError("bad_header", f"face {name} must be a number from 0 to 1")
+    return float(value)
+
+
+def _face_scores(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping) or len(value) > MAX_SCORES:
+        raise ProtocolError("bad_header", f"face scores must map at most {MAX_SCORES} labels to numbers")
+    if not all(isinstance(k, str) and 1 <= len(k) <= MAX_LABEL_CHARS and _is_number(v) for k, v in value.items()):
+        raise ProtocolError("bad_header", "face scores must map labels to numbers")
+    scores = {k: float(v) for k, v in value.items()}
+    if not all(0.0 <= v <= 1.0 for v in scores.values()):
+        raise ProtocolError("bad_header", "face scores must each be from 0 to 1")
+    if sum(scores.values()) > 1.0 + SCORE_SUM_TOLERANCE:
+        raise ProtocolError("bad_header", f"face scores sum to {sum(scores.values()):.4f}, more than 1")
+    return scores
+
+
+def _face_landmarks(value: Any) -> Landmarks:
+    """A face's keypoints: 1 to MAX_LANDMARKS [x, y] pairs of finite numbers in frame pixels (they may lie a
+    little outside the frame, e.g. an ear at its edge)."""
+    if not isinstance(value, list | tuple | np.ndarray) or not 1 <= len(value) <= MAX_LANDMARKS:
+        raise ProtocolError("bad_header", f"face landmarks must be a list of 1 to {MAX_LANDMARKS} points")
+    points = []
+    for point in value:
+        if (not isinstance(point, list | tuple | np.ndarray) or len(point) != 2
+                or not all(_is_number(v) for v in point)
+                or not all(math.isfinite(v) and abs(v) <= MAX_LANDMARK_COORD for v in point)):
+            raise ProtocolError("bad_header", "each face landmark must be [x, y], two finite numbers")
+        points.append((float(point[0]), float(point[1])))
+    return tuple(points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,39 +497,6 @@ def _decode_jpeg(payload: bytes | memoryview, shape: tuple[int, int, int]) -> np
     return pixels
 
 
-def _decode_face(raw: Any) -> Face:
-    if not isinstance(raw, dict):
-        raise ProtocolError("bad_header", "face is not a map")
-    box = _get(raw, "box", (list,))
-    if len(box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
-        raise ProtocolError("bad_header", "face box must be four integers")
-    scores = _get(raw, "scores", (dict,))
-    if len(scores) > 64 or not all(isinstance(k, str) and isinstance(v, int | float) for k, v in scores.items()):
-        raise ProtocolError("bad_header", "face scores must map labels to numbers")
-    known = {"box", "emotion", "confidence", "scores"}
-    extra = {k: v for k, v in raw.items() if k not in known}
-    if "landmarks" in extra:
-        extra["landmarks"] = _landmarks(extra["landmarks"])
-    return Face(box=(box[0], box[1], box[2], box[3]), emotion=_str(raw, "emotion", 64),
-                confidence=_float(raw, "confidence"), scores={k: float(v) for k, v in scores.items()},
-                extra=extra)
-
-
-def _landmarks(value: Any) -> list[list[float]]:
-    """A face's optional keypoints: 1 to MAX_LANDMARKS [x, y] pairs of finite numbers in frame pixels (they may
-    lie a little outside the frame, e.g. an ear at its edge)."""
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_LANDMARKS:
-        raise ProtocolError("bad_header", f"face landmarks must be a list of 1 to {MAX_LANDMARKS} points")
-    points = []
-    for point in value:
-        if (not isinstance(point, list) or len(point) != 2
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
-                or not all(math.isfinite(v) and abs(v) <= MAX_LANDMARK_COORD for v in point)):
-            raise ProtocolError("bad_header", "each face landmark must be [x, y], two finite numbers")
-        points.append([float(point[0]), float(point[1])])
-    return points
-
-
 _RESULT_FIELDS = {"v", "kind", "camera", "seq", "captured_at", "published_at", "frame_size", "faces",
                   "latency_ms", "worker", "model"}
 
@@ -407,7 +514,7 @@ def _decode_result(header: dict[str, Any]) -> Result:
         raise ProtocolError("bad_header", "latency_ms must map stages to numbers")
     return Result(camera=_str(header, "camera", 64), seq=_int(header, "seq"),
                   captured_at=_float(header, "captured_at"), published_at=_float(header, "published_at"),
-                  frame_size=(size[0], size[1]), faces=tuple(_decode_face(f) for f in faces),
+                  frame_size=(size[0], size[1]), faces=tuple(Face.from_dict(f) for f in faces),
                   latency_ms={k: float(v) for k, v in latency.items()}, worker=_str(header, "worker", 64),
                   model=_str(header, "model", 128),
                   extra={k: v for k, v in header.items() if k not in _RESULT_FIELDS})

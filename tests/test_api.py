@@ -49,26 +49,34 @@ def test_the_readme_example_runs_as_written(tmp_path, default_model):
 
 
 def face_key(face: emotiond.Face) -> tuple:
-    """Everything a face carries, in a form that sorts: box, track id, emotion, confidence, scores, landmarks
-    and the rest of its fields."""
+    """Everything a face carries, in a form that sorts: box, track id, emotion, confidence, scores, landmarks,
+    the smoothed emotion and its score, and any other keys."""
     return (face.box, face.track_id, face.emotion, face.confidence, tuple(sorted(face.scores.items())),
-            face.landmarks, json.dumps(face.extra, sort_keys=True))
+            face.landmarks, face.smoothed_emotion, face.smoothed_confidence, json.dumps(face.extra, sort_keys=True))
 
 
 def api_faces(result: protocol.Result) -> list[tuple]:
     """A frame's faces as the typed API gives them."""
-    return sorted(face_key(emotiond.Face.from_wire(face)) for face in result.faces)
+    return sorted(face_key(face) for face in result.faces)
 
 
 def daemon_faces(record: dict) -> list[tuple]:
     """A frame's faces from a line of ``emotiond events``, read into the same typed faces."""
-    faces = []
-    for face in record["faces"]:
-        extra = {k: v for k, v in face.items() if k not in ("box", "emotion", "confidence", "scores")}
-        faces.append(emotiond.Face.from_wire(protocol.Face(box=tuple(face["box"]), emotion=face["emotion"],
-                                                           confidence=face["confidence"], scores=face["scores"],
-                                                           extra=extra)))
-    return sorted(face_key(face) for face in faces)
+    return sorted(face_key(emotiond.Face.from_dict(face)) for face in record["faces"])
+
+
+def test_the_api_face_is_the_protocol_face(analyzer):
+    """One Face everywhere: what ``emotiond.Face`` names, what ``analyze`` returns and what a result holds."""
+    from emotiond.clients import api
+
+    assert emotiond.Face is api.Face is protocol.Face
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    (face,) = analyzer.analyze(image)
+    assert type(face) is protocol.Face and face.emotion == "happy"
+    if analyzer.settings.tracking.enabled:
+        assert face.track_id is not None and face.smoothed_emotion in analyzer.labels
+    (wire,) = protocol.decode(protocol.encode_result(analyzer.result(image))).faces
+    assert wire == face and type(wire) is emotiond.Face
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_dominant_emotion_is_the_most_confident_face():
     result = result_with("c", 0, [((0, 0, 10, 10), "sad", 0.6), ((0, 0, 50, 50), "happy", 0.9)])
     assert dominant_emotion(result.faces) == "happy"
     assert dominant_emotion(()) is None
-    tracked = protocol.Face((0, 0, 9, 9), "sad", 0.9, {"sad": 0.9}, {"smoothed_emotion": "happy"})
+    tracked = protocol.Face((0, 0, 9, 9), "sad", 0.9, {"sad": 0.9}, smoothed_emotion="happy")
     assert dominant_emotion((tracked,)) == "happy"
 
 
@@ -230,9 +230,9 @@ def test_json_lines_are_the_event_schema_and_csv_has_a_row_per_face():
         "faces": [{"box": [1, 2, 3, 4], "emotion": "happy", "confidence": 0.9, "scores": {"happy": 0.9, "sad": 0.1}},
                   {"box": [5, 6, 7, 8], "emotion": "sad", "confidence": 0.8, "scores": {"happy": 0.2, "sad": 0.8}}],
         "latency_ms": {"total": 17.2, "detect": 12.0}, "worker": "w1", "model": "fer-mini-xception"}
-    tracked = protocol.Result("cam", 5, 1.0, 2.0, (640, 480), (protocol.Face((1, 2, 3, 4), "sad", 0.7, scores, {
-        "track_id": 500, "smoothed_emotion": "happy", "smoothed_confidence": 0.6}),), {}, "w1", "m",
-        {"ended_tracks": [3]})
+    tracked = protocol.Result("cam", 5, 1.0, 2.0, (640, 480), (protocol.Face(
+        (1, 2, 3, 4), "sad", 0.7, scores, track_id=500, smoothed_emotion="happy", smoothed_confidence=0.6),), {},
+        "w1", "m", {"ended_tracks": [3]})
     line = json.loads(records.json_line(tracked))
     assert line["ended_tracks"] == [3]
     assert line["faces"][0] == {"box": [1, 2, 3, 4], "emotion": "sad", "confidence": 0.7, "scores": scores,

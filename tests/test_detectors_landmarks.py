@@ -52,7 +52,7 @@ def test_blazeface_faces_carry_six_landmarks_on_the_face_and_haar_faces_none(ana
     result = analyzers["blazeface"].pipeline.process("cam", [(0, image.pixels)])[0]
     wire = protocol.decode(protocol.encode_result(result))
     assert isinstance(wire, protocol.Result)
-    assert wire.faces[0].extra["landmarks"] == [list(p) for p in face.landmarks]
+    assert wire.faces[0].landmarks == face.landmarks
 
 
 def seen_by_the_classifier(analyzer: Analyzer, image: hardset.HardImage):
@@ -125,8 +125,8 @@ def wire_result(face: dict) -> dict:
 def test_landmarks_round_trip_through_the_protocol():
     points = [[1, 2.5], [-3.0, 4]]
     result = protocol.result_from_dict(wire_result(wire_face(landmarks=points)))
-    assert result.faces[0].extra["landmarks"] == [[1.0, 2.5], [-3.0, 4.0]]
-    assert "landmarks" not in protocol.result_from_dict(wire_result(wire_face())).faces[0].extra
+    assert result.faces[0].landmarks == ((1.0, 2.5), (-3.0, 4.0))
+    assert protocol.result_from_dict(wire_result(wire_face())).faces[0].landmarks is None
 
 
 @pytest.mark.parametrize("landmarks", [[], "eyes", [[1.0]], [[1.0, 2.0, 3.0]], [["1", 2.0]], [[True, 2.0]],
@@ -142,7 +142,7 @@ def test_malformed_landmarks_are_refused(landmarks):
 def test_the_overlay_draws_landmarks_only_when_asked():
     frame = np.zeros((200, 300, 3), np.uint8)
     face = protocol.Face((100, 50, 80, 80), "happy", 0.9, {"happy": 0.9},
-                         extra={"landmarks": [[120.0, 80.0], [160.0, 80.0], [140.0, 100.0]]})
+                         landmarks=((120.0, 80.0), (160.0, 80.0), (140.0, 100.0)))
     result = protocol.Result("cam0", 1, 1.0, 1.0, (300, 200), (face,), {}, "w1", "m")
     plain = draw_overlay(frame, result)
     dotted = draw_overlay(frame, result, landmarks=True)
@@ -209,8 +209,7 @@ def test_the_viewer_shows_landmarks():
     model = ViewerModel(MessagePicker({}), waiting_after=5.0)
     now = time.monotonic()
     pixels = np.full((240, 320, 3), 40, np.uint8)
-    face = protocol.Face((100, 60, 90, 90), "sad", 0.8, {"sad": 0.8},
-                         extra={"landmarks": [[130.0, 95.0], [165.0, 95.0]]})
+    face = protocol.Face((100, 60, 90, 90), "sad", 0.8, {"sad": 0.8}, landmarks=((130.0, 95.0), (165.0, 95.0)))
     model.feed(protocol.Frame(protocol.FrameHeader("cam", 7, time.time(), (240, 320, 3)), pixels), now)
     assert model.feed(protocol.Result("cam", 7, time.time(), time.time(), (320, 240), (face,), {}, "w1", "m"), now)
     shown = model.compose(now)

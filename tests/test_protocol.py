@@ -1,8 +1,10 @@
-"""The wire protocol: round trips, and rejection of everything malformed (property-based)."""
+"""The wire protocol: round trips, and rejection of everything malformed (property-based); the one Face value."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 from collections import Counter
 
@@ -20,14 +22,28 @@ seqs = st.integers(min_value=0, max_value=2**40)
 stamps = st.floats(min_value=0, max_value=4e9, allow_nan=False)
 
 
-def result_strategy():
-    face = st.builds(
+LABELS = ["happy", "sad", "neutral"]
+
+
+def face_strategy():
+    """Faces with any mix of the optional fields and of keys this version does not know."""
+    return st.builds(
         Face,
-        box=st.tuples(*[st.integers(-50, 5000)] * 4),
-        emotion=st.sampled_from(["happy", "sad", "neutral"]),
+        box=st.tuples(st.integers(-50, 5000), st.integers(-50, 5000), st.integers(1, 5000), st.integers(1, 5000)),
+        emotion=st.sampled_from(LABELS),
         confidence=st.floats(0, 1),
-        scores=st.dictionaries(st.sampled_from(["happy", "sad", "neutral"]), st.floats(0, 1)),
+        scores=st.dictionaries(st.sampled_from(LABELS), st.floats(0, 1 / len(LABELS))),
+        landmarks=st.none() | st.lists(st.tuples(*[st.floats(-1e3, 1e4)] * 2), min_size=1, max_size=6).map(tuple),
+        track_id=st.none() | st.integers(0, 2**62),
+        smoothed_emotion=st.none() | st.sampled_from(LABELS),
+        smoothed_confidence=st.none() | st.floats(0, 1),
+        extra=st.dictionaries(st.sampled_from(["age", "pose", "note"]),
+                              st.integers(0, 99) | st.text(max_size=4) | st.lists(st.integers(0, 9), max_size=3)),
     )
+
+
+def result_strategy():
+    face = face_strategy()
     return st.builds(
         Result, camera=cameras, seq=seqs, captured_at=stamps, published_at=stamps,
         frame_size=st.tuples(st.integers(1, 8000), st.integers(1, 8000)),
@@ -177,3 +193,131 @@ def test_jpeg_larger_than_its_header_is_refused_before_decoding():
     with pytest.raises(ProtocolError, match="bad_payload"):
         protocol.decode(parts)
     assert protocol.jpeg_size(b"not a jpeg") is None
+
+
+# ---------------------------------------------------------------- the Face value
+
+def every_field_face(**changes) -> Face:
+    fields = {"box": (-3, 20, 100, 110), "emotion": "happy", "confidence": 0.9312,
+              "scores": {"angry": 0.01, "happy": 0.9312, "sad": 0.0588},
+              "landmarks": ((10.5, 20.0), (30.0, 40.1)), "track_id": 4201, "smoothed_emotion": "sad",
+              "smoothed_confidence": 0.5123, "extra": {"age": 31}}
+    return Face(**{**fields, **changes})
+
+
+def test_a_face_with_every_field_round_trips_through_encode_and_decode():
+    face = every_field_face()
+    result = Result("cam0", 7, 1.5, 1.6, (640, 480), (face,), {"total": 3.0}, "w1", "m", {"ended_tracks": [3]})
+    (decoded,) = protocol.decode(protocol.encode_result(result)).faces
+    assert decoded == face
+    assert (decoded.box, decoded.emotion, decoded.confidence, decoded.scores) == (
+        (-3, 20, 100, 110), "happy", 0.9312, {"angry": 0.01, "happy": 0.9312, "sad": 0.0588})
+    assert decoded.landmarks == ((10.5, 20.0), (30.0, 40.1)) and decoded.track_id == 4201
+    assert (decoded.smoothed_emotion, decoded.smoothed_confidence, decoded.extra) == ("sad", 0.5123, {"age": 31})
+    assert Face.from_dict(json.loads(json.dumps(face.to_dict()))) == face  # the JSON event line too
+    plain = Face((1, 2, 3, 4), "sad", 0.8, {"sad": 0.8})
+    assert protocol.decode(protocol.encode_result(dataclasses.replace(result, faces=(plain,)))).faces == (plain,)
+    assert (plain.landmarks, plain.track_id, plain.smoothed_emotion, plain.smoothed_confidence, plain.extra) == (
+        None, None, None, None, {})
+
+
+def test_the_wire_map_keeps_its_keys_and_their_order():
+    """Byte for byte what a Face with extras in a dict gave: unknown keys, then landmarks, track_id,
+    smoothed_emotion, smoothed_confidence, then box, emotion, confidence, scores."""
+    face = every_field_face()
+    expected = {"age": 31, "landmarks": [[10.5, 20.0], [30.0, 40.1]], "track_id": 4201, "smoothed_emotion": "sad",
+                "smoothed_confidence": 0.5123, "box": [-3, 20, 100, 110], "emotion": "happy", "confidence": 0.9312,
+                "scores": {"angry": 0.01, "happy": 0.9312, "sad": 0.0588}}
+    assert list(face.to_dict()) == list(expected) and face.to_dict() == expected
+    result = Result("cam0", 7, 1.5, 1.6, (640, 480), (face, Face((5, 6, 7, 8), "sad", 0.8, {"sad": 0.8})),
+                    {"total": 3.0}, "w1", "m")
+    body = {"kind": "result", "v": 1, "camera": "cam0", "seq": 7, "captured_at": 1.5, "published_at": 1.6,
+            "frame_size": [640, 480],
+            "faces": [expected, {"box": [5, 6, 7, 8], "emotion": "sad", "confidence": 0.8, "scores": {"sad": 0.8}}],
+            "latency_ms": {"total": 3.0}, "worker": "w1", "model": "m"}
+    assert protocol.encode_result(result)[1] == msgpack.packb(body, use_bin_type=True)
+
+
+def test_unknown_face_keys_from_a_newer_sender_are_kept_in_extra():
+    body = {**VALID_RESULT_BODY, "faces": [{**VALID_RESULT_BODY["faces"][0], "age": 31, "pose": {"yaw": -4.5},
+                                            "track_id": 12}]}
+    (face,) = protocol.decode([b"result.cam0", msgpack.packb(body), b""]).faces
+    assert face.track_id == 12 and face.extra == {"age": 31, "pose": {"yaw": -4.5}}
+    assert face.to_dict()["pose"] == {"yaw": -4.5} and "track_id" not in face.extra
+
+
+GOOD_WIRE_FACE = {"box": [1, 2, 30, 40], "emotion": "happy", "confidence": 0.9, "scores": {"happy": 0.9, "sad": 0.1}}
+
+
+@pytest.mark.parametrize(("changes", "refused"), [
+    ({}, False),
+    ({"box": [-5, -7, 30, 40]}, False),  # a face at the frame's top-left edge
+    ({"scores": {}}, False),
+    ({"scores": {"happy": 0.9, "sad": 0.105}}, False),  # rounding: within the tolerance
+    ({"track_id": 0, "smoothed_emotion": "sad", "smoothed_confidence": 0.0}, False),
+    ({"landmarks": [[1, 2.5]]}, False),
+    ({"box": [1, 2, -30, 40]}, True),
+    ({"box": [1, 2, 30, 0]}, True),
+    ({"box": [1, 2, 30]}, True),
+    ({"box": [1, 2, 30.0, 40]}, True),
+    ({"box": [1, 2, True, 40]}, True),
+    ({"box": "1,2,30,40"}, True),
+    ({"box": [10**7, 2, 30, 40]}, True),
+    ({"box": ...}, True),
+    ({"emotion": ""}, True),
+    ({"emotion": 3}, True),
+    ({"emotion": "x" * 65}, True),
+    ({"confidence": 1.5}, True),
+    ({"confidence": -0.1}, True),
+    ({"confidence": float("nan")}, True),
+    ({"confidence": "0.9"}, True),
+    ({"confidence": ...}, True),
+    ({"scores": {"happy": 0.9, "sad": 0.9}}, True),  # not one distribution: sums to 1.8
+    ({"scores": {"happy": 1.2}}, True),
+    ({"scores": {"happy": -0.1}}, True),
+    ({"scores": {"happy": "0.9"}}, True),
+    ({"scores": {"happy": float("inf")}}, True),
+    ({"scores": [0.9]}, True),
+    ({"scores": {f"l{i}": 0.01 for i in range(65)}}, True),
+    ({"track_id": -1}, True),
+    ({"track_id": "7"}, True),
+    ({"track_id": 7.0}, True),
+    ({"track_id": None}, True),
+    ({"smoothed_emotion": 1}, True),
+    ({"smoothed_emotion": ""}, True),
+    ({"smoothed_confidence": 2.0}, True),
+    ({"smoothed_confidence": "high"}, True),
+    ({"landmarks": []}, True),
+    ({"landmarks": [[1.0, float("nan")]]}, True),
+])
+def test_a_malformed_face_is_refused_on_the_wire_and_when_built(changes, refused):
+    wire = {**GOOD_WIRE_FACE, **changes}
+    wire = {k: v for k, v in wire.items() if v is not ...}
+    body = {**VALID_RESULT_BODY, "faces": [wire]}
+    parts = [b"result.cam0", msgpack.packb(body), b""]
+    if not refused:
+        (face,) = protocol.decode(parts).faces
+        assert Face.from_dict(face.to_dict()) == face
+        return
+    with pytest.raises(ProtocolError) as on_the_wire:
+        protocol.decode(parts)
+    assert on_the_wire.value.reason == "bad_header"
+    with pytest.raises(ProtocolError, match="bad_header"):
+        Face.from_dict(wire)
+    fields = {k: tuple(v) if k == "box" and isinstance(v, list) else v for k, v in wire.items()}
+    if set(protocol.FACE_KEYS) <= set(fields) and None not in fields.values():
+        with pytest.raises(ProtocolError, match="bad_header"):  # the constructor checks what the decoder does
+            Face(**fields)
+
+
+def test_a_face_normalizes_numbers_and_refuses_known_keys_in_extra():
+    face = Face(np.array([1, 2, 3, 4], np.int32), "happy", np.float32(0.5), {"happy": np.float64(0.5)},
+                landmarks=np.array([[1.5, 2.0]], np.float32), track_id=np.int64(9), smoothed_confidence=1)
+    assert face.box == (1, 2, 3, 4) and all(type(v) is int for v in face.box)
+    assert type(face.confidence) is float and type(face.scores["happy"]) is float
+    assert face.landmarks == ((1.5, 2.0),) and type(face.track_id) is int and face.smoothed_confidence == 1.0
+    assert msgpack.unpackb(msgpack.packb(face.to_dict()))["box"] == [1, 2, 3, 4]
+    with pytest.raises(ProtocolError, match="track_id"):
+        Face((1, 2, 3, 4), "happy", 0.9, {}, extra={"track_id": 3})
+    with pytest.raises(TypeError):  # the optional fields are keywords: a dict in fifth place is a mistake
+        Face((1, 2, 3, 4), "happy", 0.9, {}, {"track_id": 3})

@@ -106,7 +106,7 @@ def test_change_detector_emits_appear_change_disappear():
                       extra={"ended_tracks": list(ended)})
 
     def face(track, emotion):
-        return Face((1, 2, 3, 4), emotion, 0.9, {}, extra={"track_id": track, "smoothed_emotion": emotion})
+        return Face((1, 2, 3, 4), emotion, 0.9, {}, track_id=track, smoothed_emotion=emotion)
 
     detector = ChangeDetector()
     stream = [result(0, [face(7, "happy")]), result(1, [face(7, "happy")]), result(2, [face(7, "sad")]),

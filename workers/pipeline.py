@@ -118,21 +118,21 @@ class Pipeline:
         faces = []
         for index, (box, probs) in enumerate(zip(detection.boxes, probabilities, strict=True)):
             top = int(np.argmax(probs))
-            extra: dict[str, Any] = {}
+            landmarks = None
             if detection.found.landmarks is not None:
-                extra["landmarks"] = [[round(float(x), LANDMARK_DIGITS), round(float(y), LANDMARK_DIGITS)]
-                                      for x, y in detection.found.landmarks[index]]
+                landmarks = tuple((round(float(x), LANDMARK_DIGITS), round(float(y), LANDMARK_DIGITS))
+                                  for x, y in detection.found.landmarks[index])
+            track_id = smoothed_label = smoothed_confidence = None
             if finder is not None and index < len(detection.track_ids):
                 track_id = detection.track_ids[index]
                 smoothed_label, smoothed = finder.tracker.smooth(track_id, probs)
-                extra.update({"track_id": track_id, "smoothed_emotion": smoothed_label,
-                              "smoothed_confidence": round(float(smoothed[labels.index(smoothed_label)]),
-                                                           SCORE_DIGITS)})
+                smoothed_confidence = round(float(smoothed[labels.index(smoothed_label)]), SCORE_DIGITS)
             faces.append(protocol.Face(
                 box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), emotion=labels[top],
                 confidence=round(float(probs[top]), SCORE_DIGITS),
                 scores={label: round(float(p), SCORE_DIGITS) for label, p in zip(labels, probs, strict=True)},
-                extra=extra))
+                landmarks=landmarks, track_id=track_id, smoothed_emotion=smoothed_label,
+                smoothed_confidence=smoothed_confidence))
         return tuple(faces)
 
     def result(self, detection: Detection, faces: tuple[protocol.Face, ...], *, captured_at: float,

@@ -128,7 +128,7 @@ class Bridge:
         self._learn_labels(result.camera, result)
         for event in self.events.feed(result, now):
             self._send(self.topics.events, _json(event), "event")
-        tracked = any(face.extra.get("track_id") is not None for face in result.faces)
+        tracked = any(face.track_id is not None for face in result.faces)
         live = self.events.live(result.camera)
         if tracked or live:
             emotions = [face_emotion(state.face) for state in live]

@@ -26,9 +26,10 @@ MAX_TRACKS_PER_CAMERA = 256
 
 def face_emotion(face: Face) -> tuple[str, float]:
     """The smoothed emotion and its confidence when tracking provides them, else the frame's own."""
-    emotion = str(face.extra.get("smoothed_emotion", face.emotion))
-    score = face.extra.get("smoothed_confidence", face.confidence)
-    return emotion, float(score) if isinstance(score, int | float) else float(face.confidence)
+    if face.smoothed_emotion is None:
+        return face.emotion, face.confidence
+    score = face.smoothed_confidence
+    return face.smoothed_emotion, face.confidence if score is None else score
 
 
 @dataclass
@@ -69,7 +70,7 @@ class TrackEvents:
 
     def feed(self, result: Result, now: float) -> Iterator[dict[str, Any]]:
         """The events one result causes, in order."""
-        faces = {face.extra["track_id"]: face for face in result.faces if face.extra.get("track_id") is not None}
+        faces = {face.track_id: face for face in result.faces if face.track_id is not None}
         touched: set[Any] = set()
         for change in self.detector.feed(result):
             track, key = change["track_id"], (result.camera, change["track_id"])

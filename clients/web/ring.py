@@ -39,9 +39,8 @@ def result_emotions(result: protocol.Result) -> frozenset[str]:
     found = set()
     for face in result.faces:
         found.add(face.emotion)
-        smoothed = face.extra.get("smoothed_emotion")
-        if isinstance(smoothed, str):
-            found.add(smoothed)
+        if face.smoothed_emotion is not None:
+            found.add(face.smoothed_emotion)
     return frozenset(found)
 
 

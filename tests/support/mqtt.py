@@ -275,8 +275,8 @@ def tracked_result(camera: str, seq: int, tracks: dict[int, str], ended: tuple[i
         scores = {label: 0.01 for label in base.faces[0].scores}
         scores[emotion] = 0.94
         faces.append(dataclasses.replace(base.faces[0], box=(10 + 120 * index, 20, 100, 100), emotion=emotion,
-                                         scores=scores, extra={"track_id": track, "smoothed_emotion": emotion,
-                                                               "smoothed_confidence": 0.9}))
+                                         scores=scores, track_id=track, smoothed_emotion=emotion,
+                                         smoothed_confidence=0.9))
     return dataclasses.replace(base, faces=tuple(faces), extra={"ended_tracks": list(ended)})
 
 

@@ -45,12 +45,12 @@ def face_result(camera: str, seq: int, emotion: str = "happy", track: int | None
                 ended: tuple[int, ...] = (), box: tuple[int, int, int, int] = FACE_BOX) -> protocol.Result:
     scores = {label: 0.01 for label in LABELS}
     scores[emotion] = 0.94
-    extra: dict[str, Any] = {}
+    optional: dict[str, Any] = {}
     if track is not None:
-        extra = {"track_id": track, "smoothed_emotion": emotion, "smoothed_confidence": 0.9}
+        optional = {"track_id": track, "smoothed_emotion": emotion, "smoothed_confidence": 0.9}
     if box == FACE_BOX:
-        extra["landmarks"] = [list(point) for point in LANDMARKS]
-    face = protocol.Face(box=box, emotion=emotion, confidence=0.94, scores=scores, extra=extra)
+        optional["landmarks"] = LANDMARKS
+    face = protocol.Face(box=box, emotion=emotion, confidence=0.94, scores=scores, **optional)
     now = time.time()
     return protocol.Result(camera=camera, seq=seq, captured_at=now - 0.02, published_at=now, frame_size=(640, 480),
                            faces=(face,), latency_ms={"total": 20.0}, worker="test", model="crafted",
