@@ -1,7 +1,8 @@
 """emotiond: real-time facial emotion recognition.
 
-The repository root is the package: ``emotiond.daemon``, ``emotiond.workers``, ``emotiond.clients`` and
-``emotiond.training`` are its folders. The public Python API is loaded on first use, so importing a low layer
+The repository root is the package, and its folders are the layers: ``emotiond.core``,
+``emotiond.capture``, ``emotiond.workers``, ``emotiond.daemon``, ``emotiond.clients``, ``emotiond.training`` and
+``emotiond.benchmarks``. The public Python API is loaded on first use, so importing a low layer
 (``emotiond.core.protocol``) never pulls in OpenCV or a model.
 """
 

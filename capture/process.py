@@ -1,5 +1,5 @@
-"""The capture process: reader threads (daemon.readers) fill one slot per source; one loop owns every socket,
-hands frames to workers that have credit (daemon.dispatch), and announces each camera's end of stream.
+"""The capture process: reader threads (capture.readers) fill one slot per source; one loop owns every socket,
+hands frames to workers that have credit (capture.dispatch), and announces each camera's end of stream.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Turn a training run (or an existing bundle) into deployable artefacts.
 
-The bundle is always written through workers.bundle.save, the format the daemon's workers load. Extra
+The bundle is always written through core.bundle.save, the format the daemon's workers load. Extra
 exports are for other runtimes: float and int8 TFLite (int8 calibrated on real images so activation
 ranges are measured, not guessed) and a SavedModel for TF Serving.
 """

@@ -7,7 +7,7 @@ A run folder holds everything needed to resume, inspect or export it::
     checkpoints/best.keras, checkpoints/last.keras
     history.csv          Keras CSVLogger (one row per epoch, both stages)
     tensorboard/         TensorBoard logs
-    bundle/              the exported model bundle (workers.bundle format)
+    bundle/              the exported model bundle (core.bundle format)
 """
 
 from __future__ import annotations

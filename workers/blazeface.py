@@ -139,7 +139,7 @@ def letterbox(pixels: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
 def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` resized to ``size`` (w, h) without aliasing, cheaply: halved by pixel averaging (OpenCV's fast
     path for whole factors) while at least twice too large, then interpolated the rest of the way. A direct
-    area resize by 3.3 costs seven times as much."""
+    area resize by a fractional factor costs several times as much."""
     while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)

@@ -1,9 +1,9 @@
 """Classifier backends: one compiled call per batch of face crops, never ``Model.predict()``.
 
 * ``litert``: the bundle's model.tflite in a LiteRT interpreter, one interpreter per padded batch size.
-  About 0.35 ms per face on one core here, and the worker never imports TensorFlow.
-* ``tf``: the bundle's model.keras under ``tf.function``, traced once per padded batch size; about
-  2.5 ms for one face and 0.8 ms per face at 8.
+  The cheaper call per face, and the worker never imports TensorFlow.
+* ``tf``: the bundle's model.keras under ``tf.function``, traced once per padded batch size; dearer per face,
+  most of all for a single face (measured costs: the README's Architecture section).
 
 Batches are padded up to the next bucket so shapes, and therefore compiled graphs, stay few.
 """

@@ -1,6 +1,6 @@
 """Where to look for faces in a camera's next frame: the detection policy around a CameraTracker, per backend.
 
-Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost (40-130 ms at 640x480), so:
+Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost, so:
 
 * known faces are re-detected every frame in small regions around their last box (cheap);
 * a known face missing from its region is looked for again in the region turned by each of

@@ -5,12 +5,12 @@ here gets the same boxes, track ids and emotions a worker publishes for it. Resu
 with two extra keys: ``source`` (the input path) and ``t`` (seconds into a video, 0 for images). Nothing
 here opens a window, so it works on headless machines.
 
-Inputs become work units (an image, or a segment of a video: see ``analyze_plan``) that an engine runs in
-parallel (``engines``: local processes or Dask). This module hands units to the engine and writes what comes
+Inputs become work units (an image, or a segment of a video: see ``plan``) that an engine runs in
+parallel (``engines/``: local processes or Dask). This module hands units to the engine and writes what comes
 back strictly in input and frame order, so the output never depends on which worker finished first: JSON
 lines on stdout, and in ``--out`` per video ``<name>.jsonl`` or ``<name>.csv`` and ``<name>.annotated.mp4``,
 per image ``<name>.annotated.png``, and ``images.jsonl`` or ``images.csv`` for all images. Outputs are atomic
-and an input is complete once its manifest is written (``analyze_output``), which ``--resume`` relies on.
+and an input is complete once its manifest is written (``output``), which ``--resume`` relies on.
 
 A file that cannot be read is reported on stderr as one line and skipped; the others are still done.
 """

@@ -1,7 +1,7 @@
 """What every engine of ``emotiond analyze`` speaks: units in with ``submit``, events out with ``poll``.
 
 Events are progress (frames done in a unit), a unit that starts over because its worker died, and finished
-units. Every engine runs units with the same ``analyze_unit.run_unit``, so results do not depend on it.
+units. Every engine runs units with the same ``analyze.unit.run_unit``, so results do not depend on it.
 """
 
 from __future__ import annotations

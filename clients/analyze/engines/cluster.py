@@ -33,9 +33,9 @@ EVENT_TOPIC = "emotiond-analyze"
 SCHEDULER_SCHEMES = ("tcp", "tls")
 MAX_ADDRESS_LENGTH = 255
 PROGRESS_EVERY_S = 0.25
-# What this engine's LocalCluster changes from Dask's defaults, measured on 2 cores (see docs/analyze.md):
+# What this engine's LocalCluster changes from Dask's defaults, and why (figures in docs/analyze.md):
 # * Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which also turns off glibc's adaptive mmap threshold, so
-#   every decoded frame (about 1 MB) was mapped and unmapped again: a tenth of the run's CPU went to the kernel;
+#   every decoded frame (about 1 MB) was mapped and unmapped again, kernel work on every frame;
 # * the statistical profiler sampling the task's stack every 10 ms feeds a dashboard nobody opens here.
 LOCAL_CLUSTER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                         "distributed.worker.profile.enabled": False}
