@@ -37,6 +37,7 @@ from emotiond.core.redact import redact
 
 DEFAULT_MODEL_NAME = "fer-mini-xception"
 MASK_SECRETS = "mask_secrets"  # serialization context key: print secrets as ********** (config show)
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"  # an environment variable that holds a secret (password_env)
 
 
 def shipped_config(*parts: str) -> Path:
@@ -61,6 +62,9 @@ def default_models_dir() -> Path:
 
 
 class _Section(BaseModel):
+    """The base of every settings section, here and in the training config: an unknown key is an error naming
+    it (never a silent default), and assignments are validated like loaded values."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -88,7 +92,7 @@ class SourceSettings(_Section):
     password_file: Annotated[Path | None, Field(description="File whose first line is the camera's password, "
                                                 "put into the URL's user:password@ at each connect; the URL "
                                                 "then names only the user.")] = None
-    password_env: Annotated[str | None, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Environment "
+    password_env: Annotated[str | None, Field(pattern=ENV_NAME_PATTERN, description="Environment "
                                               "variable holding the camera's password (when password_file is "
                                               "unset).")] = None
 
@@ -386,7 +390,7 @@ class MqttSettings(_Section):
                                           "the password comes from password_file or password_env.")] = None
     password_file: Annotated[Path | None, Field(description="File holding the broker password (first line). "
                                                 "Never logged.")] = None
-    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Environment "
+    password_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN, description="Environment "
                                        "variable read for the password when password_file is unset.")] = (
         MQTT_PASSWORD_ENV)
     queue_size: Annotated[int, Field(ge=1, le=1_000_000, description="Messages held while the broker is away; "

@@ -11,6 +11,7 @@ from typing import Literal
 
 from emotiond.core.metrics import SOURCE_FAILURE_REASONS
 from emotiond.core.redact import redact
+from emotiond.core.secrets import SecretError, read_secret
 from emotiond.core.settings import SourceSettings
 
 SourceKind = Literal["demo", "camera", "stream", "file", "folder"]
@@ -66,25 +67,10 @@ def source_is_live(source: SourceSettings) -> bool:
 
 def read_source_password(source: SourceSettings) -> str | None:
     """The password of ``source`` from its ``password_file`` (first line) or ``password_env``, if either is set."""
-    if source.password_file is not None:
-        path = Path(source.password_file).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceError("unreadable", f"camera {source.name}: cannot read password_file {path}: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from None
-        if not lines or not lines[0]:
-            raise SourceError("unreadable", f"camera {source.name}: password_file {path} is empty")
-        return lines[0]
-    if source.password_env is not None:
-        import os
-
-        value = os.environ.get(source.password_env)
-        if not value:
-            raise SourceError("unreadable", f"camera {source.name}: environment variable {source.password_env} "
-                              "(password_env) is unset or empty")
-        return value
-    return None
+    try:
+        return read_secret(source.password_file, source.password_env, env_required=True)
+    except SecretError as exc:
+        raise SourceError("unreadable", f"camera {source.name}: {exc}") from None
 
 
 def connect_url(source: SourceSettings) -> str:

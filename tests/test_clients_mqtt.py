@@ -137,6 +137,48 @@ def test_outbox_bounds_the_queue_dropping_the_oldest_and_keeps_only_the_latest_r
     assert outbox.pop().payload == b"4"
 
 
+def test_broker_and_camera_passwords_are_read_one_way_each_with_its_own_errors(tmp_path, monkeypatch):
+    """One reader (core/secrets.py) serves [mqtt] and every camera source: the first line of password_file, else
+    password_env; each caller keeps its error type and names its own setting, never the password."""
+    from emotiond.clients.mqtt.link import MqttError, read_password
+    from emotiond.core.settings import MqttSettings, SourceSettings
+    from emotiond.core.sources import SourceError, read_source_password
+
+    def broker(**options) -> str | None:
+        return read_password(MqttSettings(username="bridge", **options))
+
+    def camera(**options) -> str | None:
+        return read_source_password(SourceSettings(name="door", url="rtsp://viewer@cam.local/stream", **options))
+
+    secret, empty, missing = tmp_path / "secret", tmp_path / "empty", tmp_path / "missing"
+    secret.write_text("s3cret-horse\nsecond line\n")
+    empty.write_text("\n")
+    monkeypatch.setenv("PW_UNDER_TEST", "env-horse")
+    assert broker(password_file=secret) == camera(password_file=secret) == "s3cret-horse"
+    assert broker(password_env="PW_UNDER_TEST") == camera(password_env="PW_UNDER_TEST") == "env-horse"
+    monkeypatch.delenv("PW_UNDER_TEST")
+    assert broker(password_env="PW_UNDER_TEST") is None, "a broker may take no password"
+    errors = []
+    for options, broker_error, camera_error in [
+        ({"password_file": empty}, f"mqtt.password_file {empty} is empty",
+         f"camera door: password_file {empty} is empty"),
+        ({"password_file": missing}, f"cannot read mqtt.password_file {missing}: No such file or directory",
+         f"camera door: cannot read password_file {missing}: No such file or directory"),
+        ({"password_env": "PW_UNDER_TEST"}, None,
+         "camera door: environment variable PW_UNDER_TEST (password_env) is unset or empty"),
+    ]:
+        if broker_error is not None:
+            with pytest.raises(MqttError) as caught:
+                broker(**options)
+            errors.append((str(caught.value), broker_error))
+        with pytest.raises(SourceError) as refused:
+            camera(**options)
+        assert refused.value.reason == "unreadable"
+        errors.append((str(refused.value), camera_error))
+    assert [said for said, _ in errors] == [expected for _, expected in errors]
+    assert not any("horse" in said for said, _ in errors)
+
+
 def test_events_are_new_then_update_on_change_or_interval_then_end():
     events = TrackEvents(update_interval=2.0)
 

@@ -10,15 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from emotiond.core.errors import format_validation_error
-from emotiond.core.settings import nest_dotted, shipped_config
+from emotiond.core.settings import _Section, nest_dotted, shipped_config
 from emotiond.training.errors import TrainingConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(_Section):

@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from emotiond.clients.mqtt.outbox import Outgoing
 from emotiond.core.errors import UsageError
+from emotiond.core.secrets import SecretError, read_secret
 from emotiond.core.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,11 @@ class Broker:
 
 
 def read_password(settings: MqttSettings) -> str | None:
-    """The password: first line of password_file, or the variable named by password_env."""
-    if settings.password_file is not None:
-        path = Path(settings.password_file).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MqttError(f"cannot read mqtt.password_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        if not lines or not lines[0]:
-            raise MqttError(f"mqtt.password_file {path} is empty")
-        return lines[0]
-    return os.environ.get(settings.password_env) or None
+    """The password: first line of password_file, or the variable named by password_env (unset: none)."""
+    try:
+        return read_secret(settings.password_file, settings.password_env, "mqtt")
+    except SecretError as exc:
+        raise MqttError(str(exc)) from None
 
 
 def default_client_id() -> str:
