@@ -21,7 +21,7 @@ from emotiond.clients.mqtt.topics import Topics
 from emotiond.core.settings import Settings
 
 from support.clients import CraftedPublisher
-from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, metric_value, wait_for
+from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, kill_leftovers, metric_value, wait_for
 from support.mqtt import Watcher, brokers, face_that_leaves, ha_problems, retained_now, tracked_result, watchers
 
 SIDE_KEYS = {"id", "camera", "track_id", "emotion", "score", "top_score", "scores", "box", "frame_time",
@@ -58,10 +58,7 @@ def bridges(tmp_path: Path) -> Iterator:
         return started[-1]
 
     yield start
-    for bridge in started:
-        if bridge.process.poll() is None:
-            bridge.process.kill()
-            bridge.process.wait(10)
+    kill_leftovers(bridge.process for bridge in started)
 
 
 class BridgeProcess:

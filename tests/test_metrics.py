@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import urllib.error
 from collections import Counter
 from typing import get_args
 
@@ -20,7 +19,7 @@ from emotiond.core.protocol import ProtocolError
 from emotiond.core.sources import SourceError
 from emotiond.workers.finder import DetectionKind
 
-from support.daemon import REPO, metric_value, wait_for
+from support.daemon import REPO, metric_value
 
 
 @pytest.fixture
@@ -65,18 +64,6 @@ def test_counters_match_events_and_promtool_accepts(start_daemon, events, mixed_
     assert daemon.stop() == 0
 
 
-def _first_scrape(daemon) -> str:
-    """/metrics as soon as it answers: the supervisor serves it before any child has started."""
-    def scrape() -> str | None:
-        try:
-            return daemon.metrics_text()
-        except (urllib.error.URLError, ConnectionError):
-            assert daemon.process.poll() is None, daemon.log()[-3000:]
-            return None
-
-    return wait_for(scrape, 60, "the metrics port", interval=0.02)
-
-
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -85,7 +72,7 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
 def test_first_scrape_has_every_known_series_at_zero(start_daemon, videos, default_model):
     """A dashboard must read 0, not "no data", and rate() needs a series before the first drop or error."""
     daemon = start_daemon("--source", "demo=demo", "--source", f"clip={videos['one_face']}", workers=1)
-    samples = _samples(_first_scrape(daemon))
+    samples = _samples(daemon.first_metrics_text())
     emotions = json.loads((default_model / "bundle.json").read_text())["labels"]
 
     def zero(name: str, **labels: str) -> None:

@@ -28,14 +28,7 @@ def _dashboard_expressions() -> list[str]:
 
 def _live_metric_names(daemon) -> set[str]:
     """The emotiond_ series names a running daemon exports (histograms by their base name)."""
-    def scrape() -> str | None:
-        try:
-            return daemon.metrics_text()
-        except (urllib.error.URLError, ConnectionError):
-            assert daemon.process.poll() is None, daemon.log()[-3000:]
-            return None
-
-    text = wait_for(scrape, 60, "the metrics endpoint", interval=0.1)
+    text = daemon.first_metrics_text()
     return {SERIES_SUFFIX.sub("", sample.name) for family in text_string_to_metric_families(text)
             for sample in family.samples if sample.name.startswith("emotiond_")}
 

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,14 @@ def child_env(runtime_dir: Path, **extra: str) -> dict[str, str]:
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess:
     """``emotiond ARGS`` to completion. ``env`` is required: it carries the test's own runtime folder."""
     return subprocess.run([*EMOTIOND, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def kill_leftovers(processes: Iterable[subprocess.Popen], timeout: float = 10.0) -> None:
+    """A fixture's teardown: kill and reap every process a test left running."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", interval: float = 0.05) -> Any:
@@ -97,6 +106,18 @@ class DaemonHandle:
 
     def metrics_text(self) -> str:
         return scrape(self.metrics_port)
+
+    def first_metrics_text(self, timeout: float = 60.0) -> str:
+        """/metrics as soon as it answers (the supervisor serves it before any child has started); fails at once,
+        with the log's tail, if the daemon exits first."""
+        def attempt() -> str | None:
+            try:
+                return self.metrics_text()
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process.poll() is None, self.log()[-3000:]
+                return None
+
+        return wait_for(attempt, timeout, "the metrics port", interval=0.02)
 
     def metric(self, name: str, **labels: str) -> float:
         """``metric_value`` on a fresh scrape; 0 while the endpoint does not answer yet (the daemon is starting)."""
@@ -220,10 +241,7 @@ def events(tmp_path: Path) -> Iterator:
         return reader
 
     yield start
-    for reader in readers:
-        if reader.process.poll() is None:
-            reader.process.kill()
-            reader.process.wait(5)
+    kill_leftovers(reader.process for reader in readers)
 
 
 class BusWatcher:
