@@ -7,6 +7,7 @@
 ``Subscription`` owns one SUB socket on the results endpoint. It subscribes to the topics of the chosen
 message kinds (``result``, ``status``, ``frame``) and cameras, decodes and validates every message, drops the
 ones of other cameras (a topic prefix also matches longer camera names) and counts malformed ones by reason.
+After ``REBUILD_AFTER_SECONDS`` without a message it rebuilds its socket, so a daemon that restarted is found again.
 ``emotiond events``, the viewer, the logger, the web console, the MQTT bridge and the tests all read through it.
 """
 
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 KIND_PREFIXES = {"result": protocol.RESULT_PREFIX, "status": protocol.STATUS_PREFIX, "frame": protocol.FRAME_PREFIX,
                  "*": b""}  # "*": every topic, so the decoder judges (and counts) whatever a publisher sends
 MAX_MESSAGES_PER_RECEIVE = 256  # bounds one drain, so a backlog cannot starve the caller's other work
+# Silence after which the SUB socket is rebuilt. ZeroMQ reconnects a socket by itself, but only to the peer it
+# knew: a daemon restarted while the old one still holds the connection (hung, or across a half-open tcp link),
+# bound again on a new ipc inode, or behind a host name that now resolves elsewhere, is reached only by
+# connecting anew. A running daemon publishes a result for every frame it processes, so seconds of silence
+# mostly mean it is gone or restarting. 5 s is longer than the gaps of a working live camera and shorter than a
+# daemon restart (its workers load a model), and a needless rebuild costs only one reconnect.
+REBUILD_AFTER_SECONDS = 5.0
 
 
 def message_camera(message: protocol.Message) -> str:
@@ -36,7 +44,8 @@ def message_camera(message: protocol.Message) -> str:
 class Subscription:
     def __init__(self, endpoint: str | None = None, cameras: Iterable[str] = (), *,
                  kinds: Iterable[str] = ("result",), settings: Settings | None = None,
-                 ctx: zmq.Context | None = None, on_bad: Callable[[protocol.ProtocolError], None] | None = None):
+                 ctx: zmq.Context | None = None, on_bad: Callable[[protocol.ProtocolError], None] | None = None,
+                 rebuild_after: float | None = REBUILD_AFTER_SECONDS):
         self.settings = settings or Settings()
         self.endpoint = endpoint or self.settings.endpoint("results")
         self.kinds = tuple(kinds)
@@ -46,6 +55,9 @@ class Subscription:
         self.cameras = tuple(cameras)
         self.bad_messages: collections.Counter[str] = collections.Counter()
         self.last_message_at = time.monotonic()
+        self.rebuild_after = rebuild_after  # None: never rebuild
+        self.rebuilds = 0
+        self._connected_at = self.last_message_at
         self._ctx = ctx
         self._on_bad = on_bad
         self._sock: zmq.Socket | None = None
@@ -59,7 +71,7 @@ class Subscription:
         """(Re)build the socket: also recovers from a daemon that came back on a new ipc inode or host."""
         self.close()
         self._sock = bus.results_subscriber(self.endpoint, self.topics(), self.settings, ctx=self._ctx)
-        self.last_message_at = time.monotonic()
+        self._connected_at = time.monotonic()
 
     def set_cameras(self, cameras: Iterable[str]) -> None:
         """Change cameras on the live socket (a viewer narrowing to one camera stops frames of the others)."""
@@ -72,10 +84,21 @@ class Subscription:
                 self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
 
     def silent_for(self) -> float:
+        """Seconds since the last message (or since the subscription was made), across rebuilds."""
         return time.monotonic() - self.last_message_at
+
+    def _rebuild_if_silent(self) -> None:
+        if self.rebuild_after is None or self._sock is None:
+            return
+        quiet = time.monotonic() - max(self.last_message_at, self._connected_at)
+        if quiet > self.rebuild_after and not self._sock.poll(0):  # messages waiting: the caller was away, not the bus
+            log.debug("no message from %s for %.1f s: rebuilding the subscription", self.endpoint, quiet)
+            self.rebuilds += 1
+            self.connect()
 
     def receive(self, timeout_ms: int, max_messages: int = MAX_MESSAGES_PER_RECEIVE) -> list[protocol.Message]:
         """The messages waiting now, after up to ``timeout_ms`` for the first one; valid and wanted only."""
+        self._rebuild_if_silent()
         assert self._sock is not None
         messages: list[protocol.Message] = []
         if not self._sock.poll(max(0, timeout_ms)):

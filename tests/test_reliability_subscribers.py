@@ -1,8 +1,10 @@
 """Slow and dead subscribers: one that never reads and a logger frozen mid-run must not slow the others or grow
-the daemon's memory; what they miss is dropped at the proxy's high-water mark and shows up as counted gaps."""
+the daemon's memory; what they miss is dropped at the proxy's high-water mark and shows up as counted gaps. And a
+subscription left silent by a hung daemon is rebuilt, so it finds the daemon that replaced it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -11,8 +13,11 @@ import time
 import pytest
 import zmq
 
+from emotiond.clients.subscribe import REBUILD_AFTER_SECONDS, Subscription
+from emotiond.core import protocol
 from emotiond.core.procfs import rss_kb
 
+from support.clients import CraftedPublisher, crafted_result
 from support.daemon import EMOTIOND, REPO, child_pids, free_port, metric_value, wait_for
 
 STALL_SECONDS = 20  # minutes in production; the mechanism (a full high-water mark) is the same after seconds
@@ -91,3 +96,70 @@ def test_stalled_subscribers_do_not_hurt_others_and_memory_stays_bounded(start_d
     print(f"logger: {len(results)} results written, {len(gaps)} gap(s) covering "
           f"{sum(g['missed'] for g in gaps)} missed seq numbers")
     assert daemon.stop() == 0
+
+
+def test_a_silent_subscription_is_rebuilt_and_finds_the_daemon_that_replaced_a_hung_one(tmp_path):
+    """A daemon restarted while the old one hangs binds the endpoint anew (a new ipc inode) and the old connection
+    stays open, so ZeroMQ never reconnects by itself. A Subscription, as every client reads the bus, rebuilds its
+    socket after REBUILD_AFTER_SECONDS of silence, not before, and reads the new daemon; one that never rebuilds
+    stays with the hung daemon."""
+    endpoint = f"ipc://{tmp_path}/results.sock"
+    old = CraftedPublisher(endpoint)
+    new: CraftedPublisher | None = None
+    received: dict[str, list[str]] = {"rebuilt": [], "never": []}
+    with zmq.Context() as ctx:
+        subscription = Subscription(endpoint, kinds=("result",), ctx=ctx)
+        never = Subscription(endpoint, kinds=("result",), ctx=ctx, rebuild_after=None)
+        pairs = (("rebuilt", subscription), ("never", never))
+
+        def read(timeout_ms: int) -> None:
+            for name, sub in pairs:
+                received[name] += [m.camera for m in sub.receive(timeout_ms) if isinstance(m, protocol.Result)]
+
+        try:
+            for seq in itertools.count():  # the old daemon, until both subscriptions have joined
+                old.publish(crafted_result("old", seq))
+                read(20)
+                if all(received.values()) or seq > 500:
+                    break
+            assert all(received.values()), "the first daemon's results did not reach both subscriptions"
+            silent_since = subscription.last_message_at
+            new = CraftedPublisher(endpoint)  # the old one hangs: its socket stays open, silent
+            for seq in itertools.count():
+                new.publish(crafted_result("new", seq))
+                read(50)
+                if "new" in received["rebuilt"] or time.monotonic() - silent_since > REBUILD_AFTER_SECONDS + 5:
+                    break
+            assert "new" in received["rebuilt"], \
+                f"no result of the new daemon {time.monotonic() - silent_since:.1f} s after the old one went silent"
+            silence = subscription.last_message_at - silent_since
+            assert REBUILD_AFTER_SECONDS <= silence < REBUILD_AFTER_SECONDS + 1.5, \
+                f"the new daemon was read after {silence:.2f} s of silence; expected {REBUILD_AFTER_SECONDS} s"
+            assert subscription.rebuilds == 1 and never.rebuilds == 0
+            assert "new" not in received["never"], "the new daemon reached a socket that was not rebuilt"
+        finally:
+            subscription.close()
+            never.close()
+            old.close()
+            if new is not None:
+                new.close()
+
+
+def test_a_subscription_read_late_keeps_what_is_waiting(tmp_path):
+    """Silence is the bus's, not the caller's: a reader that was busy for longer than the rebuild delay (a logger
+    blocked on its disk) finds every message that arrived meanwhile; nothing queued is thrown away by a rebuild."""
+    endpoint = f"ipc://{tmp_path}/results.sock"
+    publisher = CraftedPublisher(endpoint)
+    with zmq.Context() as ctx, Subscription(endpoint, kinds=("result",), ctx=ctx, rebuild_after=0.3) as subscription:
+        try:
+            publisher.wait_subscriber()
+            for seq in range(50):
+                publisher.publish(crafted_result("cam", seq))
+            time.sleep(0.6)  # the caller is away for twice the rebuild delay while the messages wait in its socket
+            seqs = [m.seq for m in subscription.receive(1000, max_messages=100) if isinstance(m, protocol.Result)]
+            assert seqs == list(range(50)) and subscription.rebuilds == 0, (seqs, subscription.rebuilds)
+            time.sleep(0.4)  # and a bus that is silent for the rebuild delay is still rebuilt
+            subscription.receive(0)
+            assert subscription.rebuilds == 1
+        finally:
+            publisher.close()

@@ -28,7 +28,6 @@ from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_MS = 100
-REBUILD_AFTER_SECONDS = 5.0  # bus silence after which the subscription is rebuilt (a restarted daemon's new socket)
 MAX_CAMERAS = 256
 MAX_LABELS = 64  # emotion labels with a topic of their own, per camera (a model has 7 or 8)
 STOP_FLUSH_SECONDS = 1.5
@@ -214,8 +213,6 @@ class Bridge:
         try:
             while not should_stop():
                 tick()
-                if self.subscription.silent_for() > REBUILD_AFTER_SECONDS:
-                    self.subscription.connect()
                 messages = self.subscription.receive(POLL_MS)
                 now = time.monotonic()
                 self.handle(messages, now)

@@ -30,7 +30,6 @@ from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.01  # bus poll interval when nothing is waiting
-REBUILD_AFTER_SECONDS = 10.0  # a silent results subscription is rebuilt (a daemon back on a new ipc inode)
 WS_TOPICS = ("result", "event", "status", "message")
 
 
@@ -138,8 +137,6 @@ class Hub:
 
     def poll(self, now: float) -> bool:
         """Handle what is waiting on both subscriptions; True if anything was."""
-        if self._results.silent_for() > REBUILD_AFTER_SECONDS:
-            self._results.connect()
         messages = self._results.receive(0)
         for message in messages:
             if isinstance(message, protocol.Result):
