@@ -39,7 +39,7 @@ SCORE_SUM_TOLERANCE = 0.01  # scores are one distribution, rounded: their sum ma
 CAMERA_NAME_CHARS = "A-Za-z0-9_-"
 CAMERA_NAME_MAX = 64
 CAMERA_NAME_PATTERN = rf"^[{CAMERA_NAME_CHARS}]{{1,{CAMERA_NAME_MAX}}}$"
-_CAMERA_RE = re.compile(CAMERA_NAME_PATTERN)
+CAMERA_NAME_RE = re.compile(CAMERA_NAME_PATTERN)  # compiled once, for every check of a camera name
 
 
 def camera_name_from(text: str) -> str:
@@ -371,7 +371,7 @@ def _topic_camera(camera_bytes: bytes) -> str:
         camera = camera_bytes.decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError("bad_topic", "topic is not ASCII") from None
-    if not _CAMERA_RE.match(camera):
+    if not CAMERA_NAME_RE.match(camera):
         raise ProtocolError("bad_topic", f"bad camera name in topic {camera[:70]!r}")
     return camera
 
@@ -533,7 +533,7 @@ def _decode_status(header: dict[str, Any]) -> Status:
 def _decode_control(header: dict[str, Any]) -> Control:
     kind = _kind(header, CONTROL_KINDS)
     camera = _str(header, "camera", 64)
-    if camera and not _CAMERA_RE.match(camera):
+    if camera and not CAMERA_NAME_RE.match(camera):
         raise ProtocolError("bad_header", "bad camera name")
     return Control(kind=kind, worker=_str(header, "worker", 64),  # type: ignore[arg-type]
                    pid=_int(header, "pid", 0, 2**31), credits=_int(header, "credits", 0, 1024),

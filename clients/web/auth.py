@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from emotiond.clients.web.responses import json_error
 from emotiond.core.endpoints import is_exposed
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ SECRET_PARAMS = {"token", "access_token", "auth", "password"}
 LOGIN_FAILURES_PER_MINUTE = 10
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
 def session_value(token: str) -> str:

@@ -3,7 +3,6 @@ the camera a path names. Bad parameters raise a JSON 400 that says which paramet
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -13,10 +12,9 @@ from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard
 from emotiond.clients.web.feeds import CameraFeed
 from emotiond.clients.web.hub import Hub
-from emotiond.core.protocol import CAMERA_NAME_PATTERN
+from emotiond.clients.web.responses import error_body
+from emotiond.core.protocol import CAMERA_NAME_RE
 from emotiond.core.settings import Settings
-
-CAMERA_RE = re.compile(CAMERA_NAME_PATTERN)
 
 HUB = web.AppKey("hub", Hub)
 GUARD = web.AppKey("guard", Guard)
@@ -28,7 +26,7 @@ STATS_CACHE = web.AppKey("stats_cache", dict)
 
 class BadParameter(web.HTTPBadRequest):
     def __init__(self, message: str):
-        super().__init__(text=json.dumps({"error": message, "status": 400}), content_type="application/json")
+        super().__init__(**error_body(self.status_code, message))
 
 
 def number(request: web.Request, key: str, default: float | None, low: float, high: float) -> float | None:
@@ -58,7 +56,7 @@ def integer(request: web.Request, key: str, default: int | None, low: int, high:
 
 def camera_name(request: web.Request) -> str:
     name = request.match_info["camera"]
-    if not CAMERA_RE.match(name):
+    if not CAMERA_NAME_RE.match(name):
         raise BadParameter(f"bad camera name {name[:70]!r}")
     return name
 
@@ -67,6 +65,5 @@ def feed_of(request: web.Request) -> CameraFeed:
     name = camera_name(request)
     feed = request.app[HUB].feed(name)
     if feed is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": f"unknown camera {name!r}", "status": 404}),
-                               content_type="application/json")
+        raise web.HTTPNotFound(**error_body(web.HTTPNotFound.status_code, f"unknown camera {name!r}"))
     return feed

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from emotiond.clients.web import stats
-from emotiond.clients.web.context import ANALYSIS, CAMERA_RE, HUB, STATS_CACHE, BadParameter, integer, number
+from emotiond.clients.web.context import ANALYSIS, HUB, STATS_CACHE, BadParameter, integer, number
 from emotiond.clients.web.ring import TOPICS, Query
+from emotiond.core.protocol import CAMERA_NAME_RE
 
 EMOTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATS_CACHE_SECONDS = 1.0
@@ -33,7 +34,7 @@ async def cameras(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     camera = request.query.get("camera") or None
-    if camera is not None and not CAMERA_RE.match(camera):
+    if camera is not None and not CAMERA_NAME_RE.match(camera):
         raise BadParameter(f"bad camera name {camera[:70]!r}")
     emotion = request.query.get("emotion") or None
     if emotion is not None and not EMOTION_RE.match(emotion):

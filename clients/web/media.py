@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import HUB, BadParameter, feed_of, integer, number
 from emotiond.clients.web.hub import StreamLimitError
 from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.responses import json_error
 
 LEASE_SECONDS = 10.0  # a latest.jpg caller keeps the camera's frames coming this long
 LATEST_WAIT_SECONDS = 3.0

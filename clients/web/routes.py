@@ -11,8 +11,8 @@ from importlib.resources import files
 from aiohttp import web
 
 from emotiond.clients.web import json_api, media, sockets, upload
-from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import GUARD, STATIC
+from emotiond.clients.web.responses import json_error
 
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # The page runs only its own script, shows frames from blob: URLs and uploads as data: URLs, talks only to this

@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from emotiond.clients.overlay import EMOTION_COLORS
-from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import HUB
 from emotiond.clients.web.hub import WS_TOPICS, Hub, StreamLimitError
 from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
 from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.responses import json_error
 
 log = logging.getLogger(__name__)
 WS_MAX_MESSAGE_BYTES = 64 * 1024

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import BodyPartReader, web
 
 from emotiond.clients.web.analysis import BusyError, UnavailableError
-from emotiond.clients.web.auth import json_error
 from emotiond.clients.web.context import ANALYSIS, SETTINGS
 from emotiond.clients.web.images import CONTENT_TYPES, ImageError, decode_image
+from emotiond.clients.web.responses import json_error
 
 log = logging.getLogger(__name__)
 
