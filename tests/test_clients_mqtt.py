@@ -15,7 +15,7 @@ import pytest
 
 from emotiond.clients.mqtt.discovery import Discovery
 from emotiond.clients.mqtt.events import STALE_SECONDS, TrackEvents
-from emotiond.clients.mqtt.outbox import Outbox, Outgoing
+from emotiond.clients.mqtt.outbox import BrokerOutbox, Outgoing
 from emotiond.clients.mqtt.states import camera_state
 from emotiond.clients.mqtt.topics import Topics
 from emotiond.core.settings import Settings
@@ -121,7 +121,7 @@ def test_discovery_payloads_have_what_home_assistant_requires():
 
 def test_outbox_bounds_the_queue_dropping_the_oldest_and_keeps_only_the_latest_retained_value():
     dropped: list[Outgoing] = []
-    outbox = Outbox(3, on_drop=dropped.append)
+    outbox = BrokerOutbox(3, on_drop=dropped.append)
     for index in range(5):
         outbox.send(Outgoing("e", str(index).encode(), "event"))
         outbox.retain(Outgoing("s", str(index).encode(), "state", retain=True))

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from test_layers import find_cycle, imported_names, layer_of
+from test_layers import find_cycle, folder_of, import_graph, imported_names, level_of
 
-from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.outbox import ViewerOutbox
 from emotiond.clients.web.pacing import Pacer, RateMeter
 from emotiond.clients.web.routes import load_static
 from emotiond.clients.web.stats import histogram_quantile
@@ -55,7 +55,7 @@ def test_histogram_quantile_matches_prometheus():
 
 def test_outbox_keeps_the_newest_frame_and_bounds_messages():
     async def scenario():
-        outbox = Outbox(max_texts=3)
+        outbox = ViewerOutbox(max_texts=3)
         outbox.watch("cam0", 100.0)
         outbox.offer_frame("cam0", 1, b"one", 0.0)
         outbox.offer_frame("cam0", 2, b"two", 1.0)  # the client was slow: the older frame is replaced
@@ -78,6 +78,11 @@ def test_the_web_package_stays_in_the_clients_layer():
     modules = {f"emotiond.clients.web.{p.stem}" if p.stem != "__init__" else "emotiond.clients.web": p
                for p in sorted(folder.glob("*.py"))}
     assert len(modules) > 10
+    everything = import_graph(REPO)
+
+    def layer_of(name: str) -> int:
+        return level_of(folder_of(name, everything))
+
     graph = {}
     for module, path in modules.items():
         names = imported_names(Path(path), module)

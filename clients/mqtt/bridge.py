@@ -18,7 +18,7 @@ from emotiond.clients.mqtt.discovery import Discovery
 from emotiond.clients.mqtt.events import TrackEvents, face_emotion
 from emotiond.clients.mqtt.link import BrokerLink, MqttError
 from emotiond.clients.mqtt.metrics import BridgeMetrics, daemon_figures
-from emotiond.clients.mqtt.outbox import Outbox, Outgoing
+from emotiond.clients.mqtt.outbox import BrokerOutbox, Outgoing
 from emotiond.clients.mqtt.snapshots import Snapshots
 from emotiond.clients.mqtt.states import camera_state
 from emotiond.clients.mqtt.topics import Topics, emotion_topic_ok
@@ -48,7 +48,7 @@ class Bridge:
         self.link = link
         self.metrics = metrics
         self.fail_on_refusal = fail_on_refusal
-        self.outbox = Outbox(self.options.queue_size, on_drop=lambda _message: metrics.dropped.inc())
+        self.outbox = BrokerOutbox(self.options.queue_size, on_drop=lambda _message: metrics.dropped.inc())
         self.events = TrackEvents(self.options.update_interval)
         self.snapshots = Snapshots(self.options.snapshot_quality) if self.options.snapshots else None
         kinds = ("result", "status", "frame") if self.snapshots else ("result", "status")

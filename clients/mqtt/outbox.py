@@ -22,7 +22,9 @@ class Outgoing:
     retain: bool = False
 
 
-class Outbox:
+class BrokerOutbox:
+    """What the bridge has to publish, held while the broker is away: retained values and a bounded queue."""
+
     def __init__(self, capacity: int, on_drop: Callable[[Outgoing], None] | None = None):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")

@@ -23,7 +23,7 @@ import zmq
 from emotiond.clients.changes import ChangeDetector
 from emotiond.clients.subscribe import Subscription
 from emotiond.clients.web.feeds import CameraFeed
-from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.outbox import ViewerOutbox
 from emotiond.clients.web.ring import EventRing
 from emotiond.core import protocol
 from emotiond.core.settings import Settings
@@ -52,7 +52,7 @@ class Hub:
         self._messages = messages
         self._executor = executor
         self._changes = ChangeDetector()
-        self._clients: dict[Outbox, frozenset[str]] = {}
+        self._clients: dict[ViewerOutbox, frozenset[str]] = {}
         self._ctx = zmq.Context()
         self._results = Subscription(endpoint, (), kinds=("result", "status"), settings=settings, ctx=self._ctx,
                                      on_bad=self._count_bad)
@@ -102,14 +102,14 @@ class Hub:
     def close_stream(self) -> None:
         self.streams = max(0, self.streams - 1)
 
-    def add_client(self, outbox: Outbox, topics: frozenset[str] = frozenset(WS_TOPICS)) -> None:
+    def add_client(self, outbox: ViewerOutbox, topics: frozenset[str] = frozenset(WS_TOPICS)) -> None:
         self._clients[outbox] = topics
 
-    def set_client_topics(self, outbox: Outbox, topics: frozenset[str]) -> None:
+    def set_client_topics(self, outbox: ViewerOutbox, topics: frozenset[str]) -> None:
         if outbox in self._clients:
             self._clients[outbox] = topics
 
-    def remove_client(self, outbox: Outbox) -> None:
+    def remove_client(self, outbox: ViewerOutbox) -> None:
         self._clients.pop(outbox, None)
 
     def _broadcast(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:

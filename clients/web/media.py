@@ -7,7 +7,7 @@ from aiohttp import web
 
 from emotiond.clients.web.context import HUB, BadParameter, feed_of, integer, number
 from emotiond.clients.web.hub import StreamLimitError
-from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.outbox import ViewerOutbox
 from emotiond.clients.web.responses import json_error
 
 LEASE_SECONDS = 10.0  # a latest.jpg caller keeps the camera's frames coming this long
@@ -44,7 +44,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         hub.open_stream()
     except StreamLimitError as exc:
         return json_error(503, str(exc), headers={"Retry-After": "5"})
-    outbox = Outbox()
+    outbox = ViewerOutbox()
     response = web.StreamResponse(headers={
         "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff"})

@@ -15,7 +15,9 @@ from emotiond.clients.web.pacing import Pacer
 MAX_QUEUED_TEXTS = 512
 
 
-class Outbox:
+class ViewerOutbox:
+    """What one viewer (a browser's WebSocket or an MJPEG stream) has yet to take: frames and JSON texts."""
+
     def __init__(self, max_texts: int = MAX_QUEUED_TEXTS):
         self._texts: collections.deque[str] = collections.deque()
         self._max_texts = max_texts

@@ -14,7 +14,7 @@ from emotiond.clients.overlay import EMOTION_COLORS
 from emotiond.clients.web.context import HUB
 from emotiond.clients.web.hub import WS_TOPICS, Hub, StreamLimitError
 from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
-from emotiond.clients.web.outbox import Outbox
+from emotiond.clients.web.outbox import ViewerOutbox
 from emotiond.clients.web.responses import json_error
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ EMOTION_CSS = {emotion: "#{2:02x}{1:02x}{0:02x}".format(*bgr) for emotion, bgr i
 class _WsSession:
     """One browser: the topics it wants, the cameras whose frames it watches, and its outbox."""
 
-    def __init__(self, hub: Hub, outbox: Outbox):
+    def __init__(self, hub: Hub, outbox: ViewerOutbox):
         self.hub = hub
         self.outbox = outbox
         self.watching: set[str] = set()
@@ -96,7 +96,7 @@ class _WsSession:
         self.watching.clear()
 
 
-async def _ws_sender(ws: web.WebSocketResponse, outbox: Outbox) -> None:
+async def _ws_sender(ws: web.WebSocketResponse, outbox: ViewerOutbox) -> None:
     """Texts as they come; each frame as one binary message: name length (1 byte), camera name (ASCII), seq
     (8 bytes, big-endian), then the JPEG."""
     while not outbox.closed and not ws.closed:
@@ -122,7 +122,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return json_error(503, str(exc), headers={"Retry-After": "5"})
     # No permessage-deflate: the frames are JPEG already, deflating them costs CPU for nothing.
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECONDS, max_msg_size=WS_MAX_MESSAGE_BYTES, compress=False)
-    outbox = Outbox()
+    outbox = ViewerOutbox()
     session = _WsSession(hub, outbox)
     sender: asyncio.Task | None = None
     try:
