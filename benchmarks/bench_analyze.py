@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Config:
+class EngineSetup:
     label: str
     engine: str
     workers: int
@@ -50,7 +50,7 @@ class Config:
 
 
 @dataclass
-class Run:
+class EngineRun:
     frames: int
     wall_s: float
     warmup_s: float
@@ -79,7 +79,8 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_once(config: Config, videos: list[Path], settings: Settings, scratch: Path, chunk_seconds: float) -> Run:
+def run_once(config: EngineSetup, videos: list[Path], settings: Settings, scratch: Path,
+             chunk_seconds: float) -> EngineRun:
     out = Path(tempfile.mkdtemp(dir=scratch))
     options = AnalyzeOptions(out=out, fmt="csv", chunk_seconds=chunk_seconds, stdout=io.StringIO(),
                              stderr=io.StringIO())
@@ -98,7 +99,7 @@ def run_once(config: Config, videos: list[Path], settings: Settings, scratch: Pa
     if code != 0:
         raise SystemExit(f"{config.label}: analyze failed: {options.stderr.getvalue()}")  # type: ignore[attr-defined]
     summary = analysis.summary
-    return Run(frames=summary.frames, wall_s=summary.seconds, warmup_s=summary.warmup_seconds or 0.0,
+    return EngineRun(frames=summary.frames, wall_s=summary.seconds, warmup_s=summary.warmup_seconds or 0.0,
                cpu_s=cpu_seconds() - cpu_before, load=load)
 
 
@@ -106,9 +107,9 @@ def spread(values: list[float], digits: int = 1) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def report(configs: list[Config], runs: dict[str, list[Run]]) -> str:
+def report(configs: list[EngineSetup], runs: dict[str, list[EngineRun]]) -> str:
     """Medians (min-max); ratios of medians to one process, and to one process held to one core."""
-    def median(config: Config, rate: str) -> float:
+    def median(config: EngineSetup, rate: str) -> float:
         return statistics.median(getattr(r, rate) for r in runs[config.label])
 
     one_process = configs[0]
@@ -142,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = load_settings()
-    configs = [Config("local, 1 process", "local", 1),
-               Config(f"local, {args.workers} processes", "local", args.workers),
-               Config(f"dask LocalCluster, {args.workers} workers", "dask", args.workers),
-               Config("local, 1 process held to 1 core", "local", 1, one_core=True)]
-    runs: dict[str, list[Run]] = {c.label: [] for c in configs}
+    configs = [EngineSetup("local, 1 process", "local", 1),
+               EngineSetup(f"local, {args.workers} processes", "local", args.workers),
+               EngineSetup(f"dask LocalCluster, {args.workers} workers", "dask", args.workers),
+               EngineSetup("local, 1 process held to 1 core", "local", 1, one_core=True)]
+    runs: dict[str, list[EngineRun]] = {c.label: [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="bench-analyze-") as scratch:
         videos = make_videos(Path(scratch) / "videos", args.videos, args.frames)
         for round_number in range(1, args.rounds + 1):

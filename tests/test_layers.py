@@ -186,13 +186,7 @@ def test_no_client_folder_holds_a_family_of_prefixed_modules():
 
 def test_no_two_classes_share_a_name():
     """Two classes of one name (there were two ``Outbox`` classes) make every import, traceback and review ask which
-    one is meant. The top-level classes of every module are read with ast; a name may stand in one module only.
-    The pairs listed still wait for their modules' owners to rename one side; each is let pass only as it is."""
-    still_to_rename = {
-        "Config": ["emotiond.benchmarks.bench_analyze", "emotiond.training.config"],
-        "ModelConfig": ["emotiond.training.architectures", "emotiond.training.config"],
-        "Run": ["emotiond.benchmarks.bench_analyze", "emotiond.benchmarks.emotiond_run"],
-    }
+    one is meant. The top-level classes of every module are read with ast; a name may stand in one module only."""
     owners: dict[str, list[str]] = {}
     for module, path in package_modules(REPO).items():
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
@@ -200,4 +194,4 @@ def test_no_two_classes_share_a_name():
                 owners.setdefault(node.name, []).append(module)
     assert len(owners) > 150 and "Subscription" in owners, "the scan found too few classes"
     shared = {name: sorted(modules) for name, modules in owners.items() if len(modules) > 1}
-    assert {n: m for n, m in shared.items() if still_to_rename.get(n) != m} == {}, "classes that share a name"
+    assert shared == {}, "classes that share a name"

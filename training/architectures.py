@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-class ModelConfig(Protocol):
+class ArchitectureOptions(Protocol):
     """The ``[model]`` section of a training config (training/config.py), as the builders read it; a
     structural type, so the registry stays below the config that names its architectures."""
 
@@ -29,7 +29,7 @@ BASE_LAYER = "base"
 @dataclass(frozen=True)
 class ArchSpec:
     name: str
-    build: Callable[[tuple[int, int, int], int, ModelConfig], Any]
+    build: Callable[[tuple[int, int, int], int, ArchitectureOptions], Any]
     default_color: str
     transfer: bool
     min_size: int
@@ -44,7 +44,7 @@ def _l2(value: float) -> Any:
     return keras.regularizers.L2(value) if value else None
 
 
-def build_lenet(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+def build_lenet(shape: tuple[int, int, int], classes: int, cfg: ArchitectureOptions) -> Any:
     """The seeds' configurable LeNet-style stack: [conv → max-pool] per filter count, then dense layers."""
     import keras
     from keras import layers
@@ -66,7 +66,7 @@ def build_lenet(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> 
     return keras.Model(inputs, outputs, name="lenet")
 
 
-def build_cnn4(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+def build_cnn4(shape: tuple[int, int, int], classes: int, cfg: ArchitectureOptions) -> Any:
     """Four conv blocks (2 x conv-BN-ReLU, pool, dropout) with He-normal init and L2, then a dense head."""
     import keras
     from keras import layers
@@ -91,7 +91,7 @@ def build_cnn4(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> A
     return keras.Model(inputs, outputs, name="cnn4")
 
 
-def build_mini_xception(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+def build_mini_xception(shape: tuple[int, int, int], classes: int, cfg: ArchitectureOptions) -> Any:
     """mini-Xception (Arriaga et al., 2017): two convs, four separable residual modules, conv-to-classes + GAP."""
     import keras
     from keras import layers
@@ -122,7 +122,7 @@ def build_mini_xception(shape: tuple[int, int, int], classes: int, cfg: ModelCon
     return keras.Model(inputs, outputs, name="mini_xception")
 
 
-def build_vit_small(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+def build_vit_small(shape: tuple[int, int, int], classes: int, cfg: ArchitectureOptions) -> Any:
     """A small Vision Transformer for face crops, from stock Keras layers only.
 
     Non-overlapping patches (a strided convolution) become tokens; pre-norm encoder blocks (multi-head
@@ -189,8 +189,8 @@ def base_input_side(face_side: int, min_input: int, requested: int) -> int:
     return max(face_side, requested or min_input)
 
 
-def _transfer(app: str, min_input: int) -> Callable[[tuple[int, int, int], int, ModelConfig], Any]:
-    def build(shape: tuple[int, int, int], classes: int, cfg: ModelConfig) -> Any:
+def _transfer(app: str, min_input: int) -> Callable[[tuple[int, int, int], int, ArchitectureOptions], Any]:
+    def build(shape: tuple[int, int, int], classes: int, cfg: ArchitectureOptions) -> Any:
         import keras
         from keras import applications, layers
 
@@ -263,7 +263,7 @@ REGISTRY: dict[str, ArchSpec] = {spec.name: spec for spec in (
 )}
 
 
-def build_model(arch: str, image_size: int, channels: int, classes: int, cfg: ModelConfig) -> Any:
+def build_model(arch: str, image_size: int, channels: int, classes: int, cfg: ArchitectureOptions) -> Any:
     spec = REGISTRY[arch]
     if image_size < spec.min_size:
         from emotiond.training.errors import TrainingConfigError
