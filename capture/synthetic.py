@@ -26,12 +26,18 @@ class SceneSpec:
     height: int = 480
     frames: int = 300
     fps: float = 30.0
+    # Each face's side as a fraction of the frame height, one per face, before its +-20% zoom (a face of 0.17 or
+    # more of the height overflows its cell in a 2x2 grid); empty keeps the default sizes.
+    face_sizes: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.faces <= 4:
             raise ValueError("a scene holds 1 to 4 faces")
         if self.width < 160 or self.height < 120 or self.frames < 1:
             raise ValueError("scene too small")
+        if self.face_sizes and (len(self.face_sizes) != self.faces
+                                or not all(0.0 < size <= 0.5 for size in self.face_sizes)):
+            raise ValueError("face_sizes gives one size per face, each above 0 and at most 0.5 of the height")
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,15 @@ def _background(width: int, height: int) -> np.ndarray:
 def _actors(spec: SceneSpec) -> list[tuple[_Photo, float, tuple[float, float, float, float]]]:
     """(photo, face size in px, region x0, y0, x1, y1 as fractions) per face."""
     grace, astronaut = _photos()
+    actors = _default_actors(spec, grace, astronaut)
+    if spec.face_sizes:
+        return [(photo, size * spec.height, cell) for (photo, _, cell), size in zip(actors, spec.face_sizes,
+                                                                                   strict=True)]
+    return actors
+
+
+def _default_actors(spec: SceneSpec, grace: _Photo,
+                    astronaut: _Photo) -> list[tuple[_Photo, float, tuple[float, float, float, float]]]:
     if spec.faces == 1:
         return [(astronaut, 0.26 * spec.height, (0.0, 0.0, 1.0, 1.0))]
     cells = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 0.5), (0.0, 0.5, 0.5, 1.0), (0.5, 0.5, 1.0, 1.0)]
