@@ -196,6 +196,12 @@ class DetectionSettings(_Section):
     downscale: Annotated[float, Field(gt=0.0, le=1.0, description="Resize factor applied before full-frame "
                                       "detection; boxes are mapped back to full frame. Faces smaller than "
                                       "24 / downscale pixels are not found.")] = 1.0
+    max_scan_width: Annotated[int, Field(ge=0, le=16384, description="Haar: full-frame scans look at the frame "
+                                         "shrunk to at most this many pixels wide (with downscale, the smaller "
+                                         "scale wins), so their cost stops growing with the camera's resolution; "
+                                         "boxes are mapped back, and known faces are still re-detected at full "
+                                         "resolution. A scan then misses faces narrower than 24 x frame width / "
+                                         "this (72 px at 1920 wide). 0 scans at full resolution.")] = 640
     threads: Annotated[int, Field(ge=0, le=64, description="OpenCV threads per worker; 0 divides the "
                                   "cores among workers.")] = 0
 

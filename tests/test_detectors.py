@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from emotiond.benchmarks import hardset
+from emotiond.capture import synthetic
 from emotiond.core.settings import DetectionSettings, Settings, TrackingSettings, default_models_dir
 from emotiond.workers import blazeface
 from emotiond.workers.detector import DetectorError, roll_from_eyes
@@ -208,6 +209,31 @@ def test_a_face_found_in_a_turned_region_is_boxed_where_it_is_in_the_frame():
     assert detector.detect_regions(gray, [region], [w], 40) == [None]
     (turned,) = detector.detect_rotated(gray, [region], [w], 40, [rolls[0]])
     assert turned is not None and hardset.iou(turned, truth[0]) >= 0.6
+
+
+# ---------------------------------------------------------------- large frames
+
+def test_haar_scans_a_1080p_frame_at_most_640_px_wide_and_boxes_faces_in_frame_pixels():
+    """By default a full scan of a 1920x1080 frame looks at it 640 px wide: faces from 72 px are found and boxed
+    in the frame's own pixels, a 56-px face only by a full-size scan (max_scan_width = 0); a 640x480 frame is
+    scanned exactly as before."""
+    scene = synthetic.SceneSpec(faces=4, width=1920, height=1080, frames=1, face_sizes=(0.16, 0.10, 0.07, 0.05))
+    frame, truth = synthetic.render(scene, 0)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    assert [box[2] for box in truth] == [173, 126, 89, 56]
+
+    def found(settings: DetectionSettings) -> list[bool]:
+        boxes = HaarFaceDetector(settings).detect(frame, gray).boxes
+        return [any(hardset.iou(box, other) >= hardset.MATCH_IOU for other in boxes) for box in truth]
+
+    assert DetectionSettings().max_scan_width == 640
+    assert found(DetectionSettings()) == [True, True, True, False]
+    assert found(DetectionSettings(max_scan_width=0)) == [True, True, True, True]
+    vga, _ = synthetic.render(synthetic.SceneSpec(faces=4, frames=1), 0)
+    vga_gray = cv2.cvtColor(vga, cv2.COLOR_BGR2GRAY)
+    capped = HaarFaceDetector(DetectionSettings()).detect(vga, vga_gray).boxes
+    assert len(capped) == 4
+    assert np.array_equal(capped, HaarFaceDetector(DetectionSettings(max_scan_width=0)).detect(vga, vga_gray).boxes)
 
 
 # ---------------------------------------------------------------- choosing the backend

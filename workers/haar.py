@@ -53,6 +53,9 @@ class HaarFaceDetector:
 
     def _scan(self, gray: np.ndarray) -> np.ndarray:
         scale = self._settings.downscale
+        widest = self._settings.max_scan_width
+        if widest and gray.shape[1] > widest:
+            scale = min(scale, widest / gray.shape[1])
         image = gray
         if scale < 1.0:
             image = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
