@@ -27,10 +27,10 @@ import psutil
 import pytest
 
 from emotiond.capture import synthetic
-from emotiond.clients.analyze.runner.engines.cluster import check_scheduler_address
-from emotiond.clients.analyze.runner.output import OutputFolder
-from emotiond.clients.analyze.runner.plan import plan_input, probe_video
-from emotiond.clients.analyze.runner.unit import BUSY_MARK, _frames, _seek, _Segment, open_video
+from emotiond.clients.analyze.engines.cluster import check_scheduler_address
+from emotiond.clients.analyze.output import OutputFolder
+from emotiond.clients.analyze.plan import plan_input, probe_video
+from emotiond.clients.analyze.unit import BUSY_MARK, _frames, _seek, _Segment, open_video
 from emotiond.core.errors import UsageError
 
 from support.daemon import EMOTIOND, REPO, free_port, wait_for
