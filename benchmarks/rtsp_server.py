@@ -12,6 +12,11 @@ appsrc at its frame rate with live timestamps, so the stream looks like a camera
 that joins late gets the current picture. The media factory is shared, so every client sees the same stream and
 a client that reconnects is served again. Clients choose TCP (interleaved) or UDP transport.
 
+``--encode-once`` encodes the video to H.264 once at start-up (main profile, ``--bitrate``, a key frame every
+second, no B-frames, as IP cameras send it) and sends those frames on every loop, so serving costs this machine
+almost no CPU: for benchmarks, where the camera's encoder would otherwise compete with what is measured. A stream
+that jumps ahead (after SIGSTOP) then resumes at the next key frame.
+
 Basic authentication (``--user``; the password comes from the environment variable named by
 ``--password-env``, default RTSP_SERVER_PASSWORD, or from the first line of stdin with ``--password-stdin``,
 never from argv, which ``ps`` shows): a client without credentials or with wrong ones gets 401.
@@ -47,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=0, help="scale to this width (default: the file's)")
     parser.add_argument("--height", type=int, default=0, help="scale to this height (default: the file's)")
     parser.add_argument("--protocols", default="tcp,udp", help="transports clients may choose: tcp, udp or both")
+    parser.add_argument("--encode-once", action="store_true",
+                        help="encode the video once at start-up and send the same H.264 on every loop")
+    parser.add_argument("--bitrate", type=int, default=4096, help="kbit/s of --encode-once (default %(default)s)")
     parser.add_argument("--user", default=None, help="require basic authentication as this user")
     parser.add_argument("--password-env", default=DEFAULT_PASSWORD_ENV,
                         help="environment variable holding the password (default %(default)s)")
@@ -56,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--mount must start with /")
     if (args.width > 0) != (args.height > 0):
         parser.error("--width and --height go together")
+    if not 64 <= args.bitrate <= 100_000:
+        parser.error("--bitrate goes from 64 to 100000 kbit/s")
     return args
 
 
@@ -69,12 +79,18 @@ def password_of(args: argparse.Namespace) -> str | None:
 
 
 class Frames:
-    """The file's frames, decoded once: I420 buffers at the requested size, and the frame rate."""
+    """The file's frames, decoded once: I420 buffers at the requested size (or, with ``encode_kbps``, H.264 access
+    units encoded from them at that bitrate), and the frame rate."""
 
-    def __init__(self, path: str, width: int, height: int, fps: float) -> None:
+    def __init__(self, path: str, width: int, height: int, fps: float, encode_kbps: int = 0) -> None:
         scale = f",width={width},height={height}" if width > 0 else ""
+        encode = ""
+        if encode_kbps:  # a key frame every second at the rate served (every 30 frames without --fps)
+            encode = (f"! x264enc speed-preset=veryfast tune=zerolatency bitrate={encode_kbps} "
+                      f"key-int-max={max(1, round(fps or 30.0))} bframes=0 "
+                      "! video/x-h264,profile=main,stream-format=byte-stream,alignment=au ")
         pipeline = Gst.parse_launch(
-            f"filesrc name=file ! decodebin ! videoconvert ! videoscale ! video/x-raw,format=I420{scale} "
+            f"filesrc name=file ! decodebin ! videoconvert ! videoscale ! video/x-raw,format=I420{scale} {encode}"
             "! appsink name=sink sync=false max-buffers=0")
         pipeline.get_by_name("file").set_property("location", path)
         sink = pipeline.get_by_name("sink")
@@ -100,9 +116,13 @@ class Frames:
         ok, num, den = structure.get_fraction("framerate")
         self.fps = fps if fps > 0 else (num / den if ok and num > 0 and den > 0 else 30.0)
         self.width, self.height = structure.get_value("width"), structure.get_value("height")
-        self.caps = Gst.Caps.from_string(
-            f"video/x-raw,format=I420,width={self.width},height={self.height},"
-            f"framerate={Gst.util_double_to_fraction(self.fps)[0]}/{Gst.util_double_to_fraction(self.fps)[1]}")
+        self.encoded = bool(encode_kbps)
+        # Where a stream that jumps ahead may resume: any frame, or only key frames of an encoded video.
+        self.key_frames = [index for index, buffer in enumerate(self.buffers)
+                           if not self.encoded or not buffer.has_flags(Gst.BufferFlags.DELTA_UNIT)]
+        rate = f"{Gst.util_double_to_fraction(self.fps)[0]}/{Gst.util_double_to_fraction(self.fps)[1]}"
+        kind = "video/x-h264,stream-format=byte-stream,alignment=au" if self.encoded else "video/x-raw,format=I420"
+        self.caps = Gst.Caps.from_string(f"{kind},width={self.width},height={self.height},framerate={rate}")
 
 
 class Feeder:
@@ -127,7 +147,7 @@ class Feeder:
         if clock is not None:
             now = clock.get_time() - appsrc.get_base_time()
             if now - self.next * self.duration > self.CATCH_UP * Gst.SECOND:
-                self.next = now // self.duration
+                self.next = self._resume_at(now // self.duration)
         source = self.frames.buffers[self.next % len(self.frames.buffers)]
         buffer = source.copy()  # shares the memory, owns its own timestamps
         buffer.pts = buffer.dts = self.next * self.duration
@@ -135,17 +155,26 @@ class Feeder:
         self.next += 1
         appsrc.emit("push-buffer", buffer)
 
+    def _resume_at(self, wanted: int) -> int:
+        """The first frame number from ``wanted`` on whose frame a stream may resume at (every frame, or a key
+        frame of an encoded video)."""
+        count = len(self.frames.buffers)
+        offset = wanted % count
+        later = [index for index in self.frames.key_frames if index >= offset]
+        return wanted - offset + (later[0] if later else count + self.frames.key_frames[0])
+
 
 class Factory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, frames: Frames) -> None:
         super().__init__()
         self.frames = frames
         gop = max(1, round(frames.fps))  # a key frame every second: a client that joins waits at most that long
+        encode = ("! videoconvert ! video/x-raw,format=I420 "
+                  f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bframes=0 "
+                  "! video/x-h264,profile=baseline ")
         self.set_launch(
             "( appsrc name=src is-live=true format=time block=true max-bytes=0 max-buffers=2 "
-            "! videoconvert ! video/x-raw,format=I420 "
-            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bframes=0 "
-            "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+            f"{'! h264parse ' if frames.encoded else encode}! rtph264pay name=pay0 pt=96 config-interval=1 )")
         self.set_shared(True)
         self.connect("media-configure", self.configure)
 
@@ -170,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     password = password_of(args)
     Gst.init(None)
-    frames = Frames(args.video, args.width, args.height, args.fps)
+    frames = Frames(args.video, args.width, args.height, args.fps, args.bitrate if args.encode_once else 0)
 
     server = GstRtspServer.RTSPServer()
     server.set_address(args.address)
@@ -200,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
     print(f"ready {server.get_bound_port()}", flush=True)
     print(f"serving {args.video} ({frames.width}x{frames.height} at {frames.fps:g} fps, "
-          f"{len(frames.buffers)} frames) at rtsp://{args.address}:{server.get_bound_port()}{args.mount}",
-          file=sys.stderr, flush=True)
+          f"{len(frames.buffers)} frames{', encoded once' if frames.encoded else ''}) "
+          f"at rtsp://{args.address}:{server.get_bound_port()}{args.mount}", file=sys.stderr, flush=True)
     loop.run()
     return 0
 
