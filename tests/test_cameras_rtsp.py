@@ -273,9 +273,15 @@ def test_logging_masks_url_passwords_whoever_logs_them(capsys):
 
     from emotiond.core.lifecycle import configure_logging
 
-    configure_logging("INFO")
-    logging.getLogger("emotiond.anything").warning("opening %s", "rtsp://viewer:hunter2@10.0.0.5/stream")
-    logging.getLogger("cv2").warning("failed: http://cam/snap.jpg?user=a&password=hunter2")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        logging.getLogger("emotiond.anything").warning("opening %s", "rtsp://viewer:hunter2@10.0.0.5/stream")
+        logging.getLogger("cv2").warning("failed: http://cam/snap.jpg?user=a&password=hunter2")
+    finally:  # the handler writes to this test's captured stderr, closed after it: later tests must not log there
+        root.handlers[:] = handlers
+        root.setLevel(level)
     err = capsys.readouterr().err
     assert "rtsp://viewer:***@10.0.0.5/stream" in err and "password=***" in err
     assert "hunter2" not in err
