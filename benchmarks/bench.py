@@ -3,15 +3,18 @@
 1. Builds 640x480, 30 fps test videos of real face photos (1 face and 4 faces), with the true boxes.
 2. Runs fer 25.10.3 frame by frame with its defaults, in its own venv (never a project dependency).
 3. Runs the emotiond daemon end to end in file mode with the user's settings (config file, ``EMOTIOND_*``
-   environment, flags), read by a subscriber that stamps each event on receipt; then, unless ``--quick``, paced
-   at 30 fps (live) with one camera and with three cameras.
+   environment, flags), read by a subscriber that stamps each event on receipt; then paced at 30 fps (live)
+   with one camera on a 1-face video of at least LIVE_FRAMES frames (10 s), and, unless ``--quick``, with three.
 4. Prints a Markdown table (throughput and ratio to fer, wall throughput with start-up, recall, agreement with
    fer, worker-side and subscriber-side latency, CPU per frame, peak RSS, drop rates, CPU breakdown), writes it
-   with a JSON copy to --out, and checks the limits of benchmarks/checks.py: exit status 1 when one fails.
+   with a JSON copy to --out, and checks the limits of benchmarks/checks.py (file mode: lost frames, recall,
+   agreement, ratio to fer per video; live: drops and subscriber p95 of the one camera): exit status 1 when one
+   fails, with every check printed.
 5. Unless ``--quick``, runs both face detectors side by side on the same videos and fer figures
    (benchmarks/bench_detectors.py) and adds their tables to the report.
 
-``--quick`` (60 frames per video, file mode only, a minute or two) is the form the test suite runs.
+``--quick`` (60 frames per video in file mode plus the 10 s one-camera live run, under a minute of emotiond and
+one to two of fer) is the form the test suite runs, so every limit is checked by ``make test``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from emotiond.core.settings import load_settings
 
 FULL_FRAMES = 300
 QUICK_FRAMES = 60
+LIVE_FRAMES = 300  # 10 s at 30 fps: long enough for start-up drops not to decide the live checks
 DEFAULT_OUT = Path("benchmarks") / "results"
 
 
@@ -44,6 +48,14 @@ def build_videos(root: Path, frames: int) -> dict[str, Path]:
         "1 face": synthetic.write_video(root / "one_face.mp4", synthetic.SceneSpec(faces=1, frames=frames)),
         "4 faces": synthetic.write_video(root / "four_faces.mp4", synthetic.SceneSpec(faces=4, frames=frames)),
     }
+
+
+def live_video(videos: dict[str, Path], frames: int, root: Path) -> tuple[Path, int]:
+    """The one-camera live run's 1-face video and its length: the file-mode one when it lasts LIVE_FRAMES."""
+    if frames >= LIVE_FRAMES:
+        return videos["1 face"], frames
+    spec = synthetic.SceneSpec(faces=1, frames=LIVE_FRAMES)
+    return synthetic.write_video(root / "one_face_live.mp4", spec), LIVE_FRAMES
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -84,8 +96,17 @@ def file_mode_entry(frames: int, truth: list, fer: dict[str, Any], run: Run) -> 
     }
 
 
-def live_entry(run: Run) -> dict[str, Any]:
-    return {"drop_rate": scoring.live_drop_rate(run.results),
+def live_entry(run: Run, cameras: list[str], frames: int) -> dict[str, Any]:
+    """Drops and latencies of a live run. A camera the daemon stopped serving (no end of stream) also counts
+    the frames after its last result, and one with no result dropped everything: a stall must not look clean."""
+    rates = scoring.live_drop_rate(run.results)
+    for camera in cameras:
+        seqs = {r.seq for r in run.results if r.camera == camera}
+        if not seqs:
+            rates[camera] = 1.0
+        elif camera in run.unfinished:
+            rates[camera] = 1 - len(seqs) / max(1, frames - min(seqs))
+    return {"results": len(run.results), "drop_rate": rates, "unfinished": run.unfinished,
             "worker_latency_ms": _spread(scoring.worker_latency_ms(run.results)),
             "subscriber_latency_ms": _spread(scoring.subscriber_latency_ms(run.results, run.received_at))}
 
@@ -93,7 +114,8 @@ def live_entry(run: Run) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_FRAMES} frames per video, file mode only; fails on the limits")
+                        help=f"{QUICK_FRAMES} frames per video in file mode and {LIVE_FRAMES // 30} s live with one "
+                             "camera; fails on the limits")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"frames per test video (default {FULL_FRAMES}, {QUICK_FRAMES} with --quick)")
     parser.add_argument("--out", type=Path, default=None,
@@ -163,17 +185,26 @@ def measure(args: argparse.Namespace, daemon: DaemonSettings, work: Path) -> dic
                              f"{args.frames} frames; run without --fer-from")
         run = run_emotiond({"cam0": video}, realtime=False, daemon=daemon, work=work)
         entry = file_mode_entry(len(truth), truth, fer, run)
+        if run.unfinished and not entry["lost"]:
+            raise RunError(f"every frame of the {label} video arrived, but its end of stream never did "
+                           "(the daemon's log tail is above)")
         entry.update(video_sha256=digest, fer_raw=fer)
         report["file_mode"][label] = entry
         ours = entry["emotiond"]
         print(f"{label}: fer {fer['fps']:.1f} fps, emotiond {ours['fps']:.1f} fps ({ours['ratio']:.2f}x); "
               f"recall {ours['recall']:.3f}; subscriber latency p50 {ours['subscriber_latency_ms']['p50']:.0f} ms",
               flush=True)
+    paced, paced_frames = live_video(videos, args.frames, work)
+    one = run_emotiond({checks.LIVE_CAMERA: paced}, realtime=True, daemon=daemon, work=work)
+    report["live"] = {"frames": paced_frames,
+                      "one_camera": live_entry(one, [checks.LIVE_CAMERA], paced_frames)}
+    live_one = report["live"]["one_camera"]
+    print(f"live, 1 camera at 30 fps: dropped {live_one['drop_rate'][checks.LIVE_CAMERA]:.1%}; subscriber latency "
+          f"p95 {live_one['subscriber_latency_ms']['p95']:.0f} ms", flush=True)
     if not args.quick:
-        one = run_emotiond({"cam0": videos["1 face"]}, realtime=True, daemon=daemon, work=work)
-        three = run_emotiond({"cam0": videos["1 face"], "cam1": videos["4 faces"], "cam2": videos["1 face"]},
-                             realtime=True, daemon=daemon, work=work)
-        report["live"] = {"one_camera": live_entry(one), "three_cameras": live_entry(three)}
+        sources = {"cam0": videos["1 face"], "cam1": videos["4 faces"], "cam2": videos["1 face"]}
+        three = run_emotiond(sources, realtime=True, daemon=daemon, work=work)
+        report["live"]["three_cameras"] = live_entry(three, list(sources), args.frames)
     if not args.quick:  # both face detectors side by side, on the same videos and fer run (bench_detectors.py)
         fer_by_label = {label: entry["fer_raw"] for label, entry in report["file_mode"].items()}
         report["detectors"] = bench_detectors.compare(videos, fer_by_label, daemon, work)
@@ -192,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    found = checks.file_mode_checks(report["file_mode"])
+    found = checks.file_mode_checks(report["file_mode"]) + checks.live_checks(report["live"])
     report["checks"] = [{"video": c.video, "name": c.name, "value": c.value, "limit": c.limit,
                          "passed": c.passed} for c in found]
     markdown = render(report)

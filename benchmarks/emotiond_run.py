@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotiond.clients.subscribe import Subscription
@@ -29,10 +29,12 @@ from emotiond.core.settings import load_settings
 log = logging.getLogger(__name__)
 RECEIVE_MS = 200
 LOG_TAIL_LINES = 15
+SILENT_SECONDS = 15.0  # once the daemon has spoken, this long without a result means it has stalled
+STARTUP_SECONDS = 60.0  # this long without any message from its start, model load included, means the same
 
 
 class RunError(RuntimeError):
-    """The daemon did not deliver every camera's end of stream (it exited, or the run timed out)."""
+    """Nothing could be measured: the daemon exited with an error or before a word, or its input never started."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Run:
     cpu_seconds: float  # all processes, first to last event
     cpu_by_role: dict[str, float]
     peak_rss: dict[str, float]
+    unfinished: list[str] = field(default_factory=list)  # cameras whose end of stream never reached us
 
 
 class ProcessSampler(threading.Thread):
@@ -99,7 +102,14 @@ class ProcessSampler(threading.Thread):
 
 def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSettings, work: Path,
                  timeout: float = 600.0) -> Run:
-    """Start the daemon on ``sources``, collect every result until each camera ends, then let it exit."""
+    """Start the daemon on ``sources``, collect every result until each camera ends, then let it exit.
+
+    A daemon that sends no result for SILENT_SECONDS once it has spoken (status messages alone, such as a source
+    reopened again and again, are no progress), that says nothing for STARTUP_SECONDS from its start (its first
+    status can go out before the subscription reaches it), or that exits 0 without an end of stream reaching the
+    subscriber, is stopped and its run returned as it stands, with those cameras in ``unfinished``: the frames it
+    still owed then show as lost (or dropped) in the figures rather than as a timeout with no figures at all.
+    """
     runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
     command = [sys.executable, "-m", "emotiond", "run", "--metrics-port", "0", "--runtime-dir", str(runtime),
                *daemon.flags]
@@ -115,7 +125,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     log_path = runtime / "daemon.log"
     results: list[protocol.Result] = []
     received_at: list[float] = []
-    first = last = 0.0
+    first = last = spoke = 0.0
     ended: set[str] = set()
     with Subscription(settings=settings, kinds=("result", "status")) as subscription:
         started = time.monotonic()
@@ -128,6 +138,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
             while ended != set(sources):
                 messages = subscription.receive(RECEIVE_MS)
                 now_wall, now = time.time(), time.monotonic()
+                spoke = spoke or (now if messages else 0.0)
                 for message in messages:
                     if isinstance(message, protocol.Status):
                         if message.state == "eos":
@@ -142,12 +153,25 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
                 if process.poll() is not None:
                     if process.returncode == 2 and not results:
                         raise UsageError(f"the daemon refused its settings: {_tail(log_path, 1)}")
-                    raise RunError(f"the daemon exited with status {process.returncode} before the end of "
-                                   f"{sorted(set(sources) - ended)}; its log ends:\n{_tail(log_path)}")
+                    if process.returncode != 0 or not spoke:
+                        raise RunError(f"the daemon exited with status {process.returncode} before the end of "
+                                       f"{sorted(set(sources) - ended)}; its log ends:\n{_tail(log_path)}")
+                    # Exit status 0 comes only once every source has ended: what is missing was lost on the way.
+                    log.warning("the daemon finished but the end of stream of %s never reached the subscriber",
+                                sorted(set(sources) - ended))
+                    break
+                waited = now - max(spoke, last) if spoke else now - started
+                if waited > (SILENT_SECONDS if spoke else STARTUP_SECONDS):
+                    # Frames still owed after this long without a result are lost as far as any subscriber can
+                    # tell; stopping here lets the checks count them beside every other figure, not a timeout.
+                    log.warning("no result for %.0f s with %s unfinished; stopping the daemon; its log ends:\n%s",
+                                waited, sorted(set(sources) - ended), _tail(log_path))
+                    break
                 if now - started > timeout:
                     raise RunError(f"no end of stream within {timeout:.0f} s; the daemon's log ends:\n"
                                    f"{_tail(log_path)}")
-            process.wait(60)
+            if ended == set(sources):
+                process.wait(60)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -157,7 +181,8 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     steady = sampler.cpu_between(first, last)
     return Run(results=results, received_at=received_at, startup_seconds=first - started if first else 0.0,
                wall_seconds=last - started if last else 0.0, cpu_seconds=sum(steady.values()),
-               cpu_by_role=_by_role(steady, roles), peak_rss=_by_role(sampler.peak_rss, roles, peak=True))
+               cpu_by_role=_by_role(steady, roles), peak_rss=_by_role(sampler.peak_rss, roles, peak=True),
+               unfinished=sorted(set(sources) - ended))
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
