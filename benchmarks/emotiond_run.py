@@ -3,7 +3,8 @@
 The daemon is ``emotiond run`` with the user's settings (config file, ``EMOTIOND_*`` environment, flags) plus
 its own runtime folder and metrics port, so a misconfiguration shows in the figures. Its events are read
 through a ``Subscription`` that stamps each batch on receipt, which gives capture→event latency where a
-subscriber sees it. A sampler thread records CPU and peak RSS of every process of the daemon's session.
+subscriber sees it. A sampler thread records CPU and peak RSS of every process of the daemon's session, and the
+role each one names in its process title.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emotiond.benchmarks import harness
 from emotiond.clients.subscribe import Subscription
 from emotiond.core import procfs, protocol
 from emotiond.core.errors import UsageError
@@ -65,12 +63,14 @@ class Run:
 
 
 class ProcessSampler(threading.Thread):
-    """Cumulative CPU seconds and peak RSS of every process of a session, sampled every 50 ms until stopped."""
+    """Cumulative CPU seconds, peak RSS and role of every process of a session, sampled every 50 ms until stopped.
+    Roles are read while the processes run (``supervisor``, ``worker``, ``capture``...), so they outlive them."""
 
     def __init__(self, session: int):
         super().__init__(daemon=True)
         self.session = session
         self.peak_rss: dict[int, int] = {}
+        self.roles: dict[int, str] = {}
         self._cpu: dict[int, float] = {}
         self._snapshots: list[tuple[float, dict[int, float]]] = []
         self._halt = threading.Event()
@@ -81,9 +81,12 @@ class ProcessSampler(threading.Thread):
             self._halt.wait(0.05)
 
     def sample(self) -> None:
-        for pid in procfs.session_pids(self.session):
+        pids = procfs.session_pids(self.session)
+        for pid in pids:
             self._cpu[pid] = procfs.cpu_seconds(pid)
             self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), procfs.peak_rss_kb(pid) * 1024)
+        named = procfs.roles(pid for pid in pids if pid not in self.roles)
+        self.roles.update({pid: role.split(" ")[0] for pid, role in named.items()})
         self._snapshots.append((time.monotonic(), dict(self._cpu)))
 
     def cpu_between(self, start: float, end: float) -> dict[int, float]:
@@ -111,15 +114,14 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     still owed then show as lost (or dropped) in the figures rather than as a timeout with no figures at all.
     """
     runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
-    command = [sys.executable, "-m", "emotiond", "run", "--metrics-port", "0", "--runtime-dir", str(runtime),
-               *daemon.flags]
+    args = ["--runtime-dir", str(runtime), *daemon.flags]
     config = daemon.config_file()
     if config is not None:
-        command += ["--config", str(config)]
+        args += ["--config", str(config)]
     for name, path in sources.items():
-        command += ["--source", f"{name}={path}"]
+        args += ["--source", f"{name}={path}"]
     if realtime:
-        command.append("--realtime")
+        args.append("--realtime")
     settings = load_settings(config, {"bus": {"runtime_dir": runtime}})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     log_path = runtime / "daemon.log"
@@ -129,9 +131,8 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     ended: set[str] = set()
     with Subscription(settings=settings, kinds=("result", "status")) as subscription:
         started = time.monotonic()
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        running = harness.start(args, env, log_path, metrics_port=0)
+        process = running.process
         sampler = ProcessSampler(process.pid)
         sampler.start()
         try:
@@ -173,27 +174,18 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
             if ended == set(sources):
                 process.wait(60)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(30)
+            running.stop(30, session=True)
             sampler.stop()
-    roles = _roles(log_path.read_text(errors="replace"), process.pid)
     steady = sampler.cpu_between(first, last)
     return Run(results=results, received_at=received_at, startup_seconds=first - started if first else 0.0,
                wall_seconds=last - started if last else 0.0, cpu_seconds=sum(steady.values()),
-               cpu_by_role=_by_role(steady, roles), peak_rss=_by_role(sampler.peak_rss, roles, peak=True),
+               cpu_by_role=_by_role(steady, sampler.roles),
+               peak_rss=_by_role(sampler.peak_rss, sampler.roles, peak=True),
                unfinished=sorted(set(sources) - ended))
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _roles(log_text: str, supervisor: int) -> dict[int, str]:
-    roles = {supervisor: "supervisor"}
-    for name, pid in re.findall(r"started (\S+) \(pid (\d+)\)", log_text):
-        roles[int(pid)] = "worker" if name.startswith("w") else name
-    return roles
 
 
 def _by_role(values: dict[int, float] | dict[int, int], roles: dict[int, str],
