@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
@@ -57,13 +56,13 @@ from typing import Any
 
 import numpy as np
 
-from emotiond.benchmarks import scoring
-from emotiond.benchmarks.emotiond_run import DaemonSettings, ProcessSampler, RunError
+from emotiond.benchmarks import harness, scoring
+from emotiond.benchmarks.emotiond_run import DaemonSettings, RunError, sampled_daemon
 from emotiond.capture import synthetic
 from emotiond.clients.subscribe import Subscription
 from emotiond.core import procfs, protocol
 from emotiond.core.errors import UsageError
-from emotiond.core.lifecycle import TITLE_PREFIX, exit_on_sigterm
+from emotiond.core.lifecycle import exit_on_sigterm
 from emotiond.core.settings import load_settings
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30.0
@@ -246,18 +245,6 @@ def _scrape(address: tuple[str, int]) -> dict[str, float]:
         return _metric_totals(response.read().decode())
 
 
-def _titles(session: int) -> dict[int, str]:
-    """The role each process of the daemon's session names in its title (``capture``, ``worker w1``...)."""
-    found = {}
-    for pid in procfs.session_pids(session):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        found[pid] = title[len(TITLE_PREFIX):] if title.startswith(TITLE_PREFIX) else "other"
-    return found
-
-
 def _role_group(title: str) -> str:
     return "worker" if title.startswith("worker") else title
 
@@ -267,14 +254,8 @@ def measure(configuration: Configuration, cameras: dict[str, Camera], daemon: Da
     """Start the daemon on ``cameras``; after every camera's first result and ``warmup`` s, measure for
     ``seconds``; stop it."""
     runtime = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    command = [sys.executable, "-m", "emotiond", "run", "--metrics-port", "0", "--runtime-dir", str(runtime),
-               *daemon.flags]
-    config = daemon.config_file()
-    if config is not None:
-        command += ["--config", str(config)]
-    for name, camera in cameras.items():
-        command += ["--source", f"{name}={camera.url}"]
-    settings = load_settings(config, {"bus": {"runtime_dir": runtime}})
+    args = daemon.run_args(runtime, {name: camera.url for name, camera in cameras.items()})
+    settings = load_settings(daemon.config_file(), {"bus": {"runtime_dir": runtime}})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **configuration.env}
     log_path = runtime / "daemon.log"
     results: list[protocol.Result] = []
@@ -282,12 +263,9 @@ def measure(configuration: Configuration, cameras: dict[str, Camera], daemon: Da
     seen: set[str] = set()
     with Subscription(settings=settings, kinds=("result",)) as subscription:
         started = time.monotonic()
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        sampler = ProcessSampler(process.pid)
-        sampler.start()
-        try:
+        with sampled_daemon(args, env, log_path) as (running, sampler):
+            process = running.process
+
             def receive(until: float, keep: bool) -> None:
                 while time.monotonic() < until:
                     if process.poll() is not None:
@@ -311,7 +289,7 @@ def measure(configuration: Configuration, cameras: dict[str, Camera], daemon: Da
             startup = time.monotonic() - started
             receive(time.monotonic() + warmup, keep=False)
             address = _metrics_address(log_path)
-            titles = _titles(process.pid)
+            titles = procfs.roles(procfs.session_pids(process.pid))  # "capture", "worker w1"...
             servers = [camera.pid for camera in cameras.values()]
             load_before = os.getloadavg()
             server_before = sum(procfs.cpu_seconds(pid) for pid in servers)
@@ -324,9 +302,6 @@ def measure(configuration: Configuration, cameras: dict[str, Camera], daemon: Da
             machine_after = _machine_cpu_seconds()
             server_after = sum(procfs.cpu_seconds(pid) for pid in servers)
             load_after = os.getloadavg()
-        finally:
-            _end_session(process, 30.0)
-            sampler.stop()
     cpu: dict[str, float] = {}
     for pid, used in sampler.cpu_between(window_start, window_end).items():
         role = _role_group(titles.get(pid, "other"))
@@ -606,9 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     markdown = render(report)
     print(markdown)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cameras.md").write_text(markdown)
-    (args.out / "cameras.json").write_text(json.dumps(report, indent=2))
+    harness.write_results(args.out, "cameras", markdown, report)
     return 0
 
 

@@ -10,11 +10,13 @@ role each one names in its process title.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,17 @@ class DaemonSettings:
         if self.config is not None:
             return self.config
         return Path(os.environ["EMOTIOND_CONFIG"]) if os.environ.get("EMOTIOND_CONFIG") else None
+
+    def run_args(self, runtime: Path, sources: Mapping[str, object]) -> list[str]:
+        """``emotiond run`` arguments: ``runtime`` as its runtime folder, these flags and config file, and
+        ``--source NAME=WHERE`` for each of ``sources`` (a file or a URL)."""
+        args = ["--runtime-dir", str(runtime), *self.flags]
+        config = self.config_file()
+        if config is not None:
+            args += ["--config", str(config)]
+        for name, where in sources.items():
+            args += ["--source", f"{name}={where}"]
+        return args
 
 
 @dataclass
@@ -103,6 +116,22 @@ class ProcessSampler(threading.Thread):
         self.join(2)
 
 
+@contextlib.contextmanager
+def sampled_daemon(args: Sequence[str], env: Mapping[str, str],
+                   log_path: Path) -> Iterator[tuple[harness.Daemon, ProcessSampler]]:
+    """``emotiond run ARGS`` started by ``harness.start`` (a metrics port of its choosing) with a ``ProcessSampler``
+    on its session; on leaving, the daemon is stopped (SIGTERM to its session, SIGKILL after 30 s), then the
+    sampler."""
+    running = harness.start(args, env, log_path, metrics_port=0)
+    sampler = ProcessSampler(running.pid)
+    sampler.start()
+    try:
+        yield running, sampler
+    finally:
+        running.stop(30, session=True)
+        sampler.stop()
+
+
 def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSettings, work: Path,
                  timeout: float = 600.0) -> Run:
     """Start the daemon on ``sources``, collect every result until each camera ends, then let it exit.
@@ -114,15 +143,10 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     still owed then show as lost (or dropped) in the figures rather than as a timeout with no figures at all.
     """
     runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
-    args = ["--runtime-dir", str(runtime), *daemon.flags]
-    config = daemon.config_file()
-    if config is not None:
-        args += ["--config", str(config)]
-    for name, path in sources.items():
-        args += ["--source", f"{name}={path}"]
+    args = daemon.run_args(runtime, sources)
     if realtime:
         args.append("--realtime")
-    settings = load_settings(config, {"bus": {"runtime_dir": runtime}})
+    settings = load_settings(daemon.config_file(), {"bus": {"runtime_dir": runtime}})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     log_path = runtime / "daemon.log"
     results: list[protocol.Result] = []
@@ -131,11 +155,8 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     ended: set[str] = set()
     with Subscription(settings=settings, kinds=("result", "status")) as subscription:
         started = time.monotonic()
-        running = harness.start(args, env, log_path, metrics_port=0)
-        process = running.process
-        sampler = ProcessSampler(process.pid)
-        sampler.start()
-        try:
+        with sampled_daemon(args, env, log_path) as (running, sampler):
+            process = running.process
             while ended != set(sources):
                 messages = subscription.receive(RECEIVE_MS)
                 now_wall, now = time.time(), time.monotonic()
@@ -173,9 +194,6 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
                                    f"{_tail(log_path)}")
             if ended == set(sources):
                 process.wait(60)
-        finally:
-            running.stop(30, session=True)
-            sampler.stop()
     steady = sampler.cpu_between(first, last)
     return Run(results=results, received_at=received_at, startup_seconds=first - started if first else 0.0,
                wall_seconds=last - started if last else 0.0, cpu_seconds=sum(steady.values()),

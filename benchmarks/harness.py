@@ -4,12 +4,14 @@
 output in a log file; ``Daemon.stop`` sends SIGTERM and waits, and kills the whole session if the daemon does not
 exit in time. The children of a daemon are named by the role in their process title (``core.procfs.roles``),
 never by reading its log. A benchmark stops what it started when it is sent SIGTERM because its ``main`` calls
-``core.lifecycle.exit_on_sigterm``, so the ``finally`` block holding ``stop`` still runs.
+``core.lifecycle.exit_on_sigterm``, so the ``finally`` block holding ``stop`` still runs. ``write_results`` saves
+a benchmark's Markdown tables with their JSON copy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from emotiond.core import procfs
 
@@ -30,6 +33,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_results(out: Path, stem: str, markdown: str, report: dict[str, Any]) -> None:
+    """``out``/STEM.md holding ``markdown`` and ``out``/STEM.json holding ``report``, creating ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(markdown)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
 
 
 def child_roles(root: int) -> dict[int, str]:
