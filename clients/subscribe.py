@@ -7,7 +7,8 @@
 ``Subscription`` owns one SUB socket on the results endpoint. It subscribes to the topics of the chosen
 message kinds (``result``, ``status``, ``frame``) and cameras, decodes and validates every message, drops the
 ones of other cameras (a topic prefix also matches longer camera names) and counts malformed ones by reason.
-After ``REBUILD_AFTER_SECONDS`` without a message it rebuilds its socket, so a daemon that restarted is found again.
+After ``REBUILD_AFTER_SECONDS`` without a message (once it has heard one) it rebuilds its socket, so a daemon that
+restarted is found again.
 ``emotiond events``, the viewer, the logger, the web console, the MQTT bridge and the tests all read through it.
 """
 
@@ -57,6 +58,7 @@ class Subscription:
         self.last_message_at = time.monotonic()
         self.rebuild_after = rebuild_after  # None: never rebuild
         self.rebuilds = 0
+        self._heard = False  # a message arrived on this subscription (rebuilds keep it)
         self._connected_at = self.last_message_at
         self._ctx = ctx
         self._on_bad = on_bad
@@ -88,7 +90,9 @@ class Subscription:
         return time.monotonic() - self.last_message_at
 
     def _rebuild_if_silent(self) -> None:
-        if self.rebuild_after is None or self._sock is None:
+        # Only a bus that spoke and went quiet is rebuilt: before the first message the daemon may still be loading
+        # its models, and a rebuild then would open a window in which a short file's results are missed.
+        if self.rebuild_after is None or self._sock is None or not self._heard:
             return
         quiet = time.monotonic() - max(self.last_message_at, self._connected_at)
         if quiet > self.rebuild_after and not self._sock.poll(0):  # messages waiting: the caller was away, not the bus
@@ -109,6 +113,7 @@ class Subscription:
             except zmq.Again:
                 break
             self.last_message_at = time.monotonic()
+            self._heard = True
             try:
                 message = protocol.decode(parts, self.settings.bus.max_frame_pixels)
             except protocol.ProtocolError as exc:
