@@ -8,5 +8,5 @@ from emotiond.daemon.supervisor import ClientRole
 
 CLIENT_ROLES: tuple[ClientRole, ...] = (
     ClientRole("mqtt", mqtt_role.enabled, mqtt_role.main),
-    ClientRole("web", web_role.enabled, web_role.main),
+    ClientRole("web", web_role.enabled, web_role.main, web_role.preflight),
 )

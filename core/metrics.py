@@ -143,9 +143,15 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+METRICS_PORT_CHANGE = "--metrics-port (0: any free port) or [metrics] port"
+
+
 def serve(host: str, port: int) -> int:
-    """Serve /metrics for every process sharing the multiprocess folder; returns the bound port."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    """Serve /metrics for every process sharing the multiprocess folder; returns the bound port. A port that
+    cannot be bound is a UsageError (one line, exit 2)."""
+    from prometheus_client import CollectorRegistry
+
+    from emotiond.core.listen import serve_metrics
 
     registry = CollectorRegistry()
     if os.environ.get(ENV_DIR):
@@ -156,7 +162,6 @@ def serve(host: str, port: int) -> int:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    bound = server.server_port
+    bound = serve_metrics("the daemon's /metrics", host, port, registry, METRICS_PORT_CHANGE)
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound

@@ -7,12 +7,16 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emotiond.core.errors import UsageError
 from emotiond.core.settings import Settings, load_settings, to_toml
 from emotiond.daemon.flags import CONFIG, DAEMON, PIPELINE, SOURCES, add_command, settings_from_args
+
+if TYPE_CHECKING:
+    from emotiond.daemon.supervisor import ClientRole
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,30 @@ def _preflight(settings: Settings) -> None:
     open_detector(settings)  # raises DetectorError when the face detector's model is missing or altered
 
 
+def _check_listeners(settings: Settings, client_roles: Sequence[ClientRole]) -> None:
+    """Every port and folder the daemon and the clients it starts will bind, before anything starts."""
+    from emotiond.core.listen import check_port, check_tcp_endpoint, writable_folder
+    from emotiond.core.metrics import METRICS_PORT_CHANGE
+    from emotiond.daemon.supervisor import RUNTIME_DIR_CHANGE
+
+    if settings.metrics.enabled:
+        check_port("the daemon's /metrics", settings.metrics.host, settings.metrics.port, METRICS_PORT_CHANGE)
+    for role in ("frames", "results_in", "results"):
+        check_tcp_endpoint(f"the {role} socket", settings.endpoint(role), f"[bus] {role}_endpoint")
+    writable_folder("the runtime folder", settings.bus.runtime_dir, RUNTIME_DIR_CHANGE, 0o700)
+    for client in client_roles:
+        if client.preflight is not None and client.enabled(settings):
+            client.preflight(settings)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from emotiond.daemon.supervisor import Supervisor
 
     settings = settings_from_args(args)
+    client_roles = getattr(args, "client_roles", ())
+    _check_listeners(settings, client_roles)
     _preflight(settings)
-    return Supervisor(settings, getattr(args, "client_roles", ())).run()
+    return Supervisor(settings, client_roles).run()
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -63,6 +85,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not settings.sources:
         raise UsageError("no source: give --source or [[sources]] in the config")
+    from emotiond.core.listen import check_tcp_endpoint
+
+    check_tcp_endpoint("the frames socket", settings.endpoint("frames"), "[bus] frames_endpoint")
     _serve_role_metrics(settings, metrics)
     capture.main(settings.model_dump(mode="json"))
     return 0

@@ -24,12 +24,14 @@ from emotiond.core import bundle as bundles
 from emotiond.core import bus, metrics, security
 from emotiond.core.errors import UsageError
 from emotiond.core.lifecycle import set_process_title
+from emotiond.core.listen import writable_folder
 from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 RESTART_WINDOW_SECONDS = 60.0
 FIRST_RESTART_DELAY = 0.05
 POLL_SECONDS = 0.1
+RUNTIME_DIR_CHANGE = "--runtime-dir or [bus] runtime_dir"
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ClientRole:
     name: str
     enabled: Callable[[Settings], bool]
     target: Callable[..., None]  # a module-level function(settings data, heartbeat): spawn must find it by name
+    preflight: Callable[[Settings], None] | None = None  # raises UsageError for what cannot work (a taken port)
 
 
 class Supervisor:
@@ -86,8 +89,7 @@ class Supervisor:
         return plan
 
     def _acquire_runtime_dir(self) -> None:
-        runtime = self._settings.bus.runtime_dir
-        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        runtime = writable_folder("the runtime folder", self._settings.bus.runtime_dir, RUNTIME_DIR_CHANGE, 0o700)
         self._lock_file = (runtime / "daemon.lock").open("w")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,7 +122,11 @@ class Supervisor:
         metrics.initialize([s.name for s in self._settings.sources], self._emotions(),
                            sorted({c.role for c in self._children}))
         if self._settings.metrics.enabled:
-            metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
+            try:  # checked before start-up too; this catches a port taken since
+                metrics.serve(self._settings.metrics.host, self._settings.metrics.port)
+            except UsageError:
+                self._release_runtime_dir()
+                raise
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for child in self._children:
@@ -195,7 +201,11 @@ class Supervisor:
                     process.kill()
                     process.join(1.0)
         bus.remove_ipc(self._settings.endpoint(role) for role in ("frames", "results_in", "results"))
+        self._release_runtime_dir()
+        log.info("stopped")
+
+    def _release_runtime_dir(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
             Path(self._lock_file.name).unlink(missing_ok=True)
-        log.info("stopped")
+            self._lock_file = None

@@ -26,6 +26,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
     settings = settings_from_args(args)
+    if args.out is not None:
+        from emotiond.core.listen import writable_folder
+
+        writable_folder("annotated files and results", args.out, "--out")
     model = bundles.resolve(settings.classifier.model, settings.models.dir)
     if not model.exists():
         raise UsageError(f"model {settings.classifier.model!r} not found; run `emotiond models fetch` for the "
@@ -34,7 +38,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not inputs:
         raise UsageError("no images or videos found in the given paths")
     payload = settings_payload(settings)
-    options = AnalyzeOptions(out=args.out, fmt=args.format, progress=args.progress, resume=args.resume,
+    fmt = "csv" if args.format == "csv" else "json"  # jsonl and json are one format
+    options = AnalyzeOptions(out=args.out, fmt=fmt, progress=args.progress, resume=args.resume,
                              chunk_seconds=args.chunk_seconds, landmarks=args.landmarks)
     analysis = Analysis(settings, options, lambda: make_engine(
         args.engine, payload, args.workers, args.scheduler, args.connect_timeout, settings.logging.level))
@@ -49,9 +54,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "go to stdout as JSON lines (event schema plus source and t), and with --out into JSONL or "
                     "CSV files and annotated copies. See docs/analyze.md.")
     analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
-    analyze.add_argument("--out", type=Path, default=None, help="folder for annotated images/videos (and CSV)")
-    analyze.add_argument("--format", choices=["json", "csv"], default="json",
-                         help="json: JSON lines on stdout; csv: one CSV per video (+ images.csv) in --out")
+    analyze.add_argument("--out", type=Path, default=None,
+                         help="folder for annotated images/videos and result files, named after each input's "
+                              "stem; inputs sharing a stem are numbered in input order (photo.jpg and photo.mp4 "
+                              "give photo.annotated.png and photo-1.annotated.mp4), so --resume finds them again")
+    analyze.add_argument("--format", choices=["jsonl", "json", "csv"], default="jsonl",
+                         help="jsonl (default; json is the same): JSON lines on stdout and, with --out, "
+                              "<video>.jsonl and images.jsonl, as `emotiond log --format jsonl` writes; csv: one "
+                              "CSV per video (+ images.csv) in --out")
     analyze.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a tty")
     analyze.add_argument("--engine", choices=["local", "dask"], default="local",
                          help="local: one process per core here (default); dask: a Dask cluster")

@@ -29,15 +29,18 @@ def cmd_log(args: argparse.Namespace) -> int:
     # The logger keeps its metrics in its own registry; a multiprocess folder inherited from the daemon's
     # environment would make prometheus_client write files there instead.
     os.environ.pop(ENV_DIR, None)
-    from emotiond.clients.log.logger import LoggerOptions, ResultLogger, install_signal_handlers
+    from emotiond.clients.log.logger import LoggerMetrics, LoggerOptions, ResultLogger, install_signal_handlers
+    from emotiond.core.listen import writable_folder
 
     settings = settings_from_args(args)
+    writable_folder("log files", args.out, "--out")
+    metrics = LoggerMetrics()
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_host, args.metrics_port)
     options = LoggerOptions(out=args.out, fmt=args.format, faces_only=args.faces_only, rotate_mb=args.rotate_mb,
                             fsync_seconds=args.fsync_seconds, cameras=tuple(args.camera or ()))
-    logger = ResultLogger(args.connect or settings.endpoint("results"), settings, options)
+    logger = ResultLogger(args.connect or settings.endpoint("results"), settings, options, metrics)
     install_signal_handlers(logger)
-    if args.metrics_port is not None:
-        logger.metrics.serve(args.metrics_host, args.metrics_port)
     return logger.run()
 
 

@@ -67,10 +67,9 @@ class LoggerMetrics:
                              registry=self.registry)
 
     def serve(self, host: str, port: int) -> int:
-        from prometheus_client import start_http_server
+        from emotiond.core.listen import serve_metrics
 
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        bound = server.server_port
+        bound = serve_metrics("the logger's /metrics", host, port, self.registry, "--metrics-port (0: any free port)")
         log.info("log metrics on http://%s:%d/metrics", host, bound)
         return bound
 

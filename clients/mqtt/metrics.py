@@ -38,11 +38,12 @@ class BridgeMetrics:
         self.queued.set(0)
 
     def serve(self, host: str, port: int) -> int:
-        from prometheus_client import start_http_server
+        from emotiond.core.listen import serve_metrics
 
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        log.info("mqtt bridge metrics on http://%s:%d/metrics", host, server.server_port)
-        return server.server_port
+        bound = serve_metrics("the MQTT bridge's /metrics", host, port, self.registry,
+                              "--metrics-port (0: any free port)")
+        log.info("mqtt bridge metrics on http://%s:%d/metrics", host, bound)
+        return bound
 
 
 def daemon_figures(metrics_dir: Path) -> dict[str, dict[str, float]]:

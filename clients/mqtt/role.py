@@ -52,9 +52,9 @@ def run_command(settings: Settings, endpoint: str | None, metrics_host: str, met
     from emotiond.clients.mqtt.metrics import BridgeMetrics
 
     metrics = BridgeMetrics(CollectorRegistry())
-    bridge = build_bridge(settings, endpoint, metrics, fail_on_refusal=True)
-    if metrics_port is not None:
+    if metrics_port is not None:  # first: a taken port is one line before anything connects
         metrics.serve(metrics_host, metrics_port)
+    bridge = build_bridge(settings, endpoint, metrics, fail_on_refusal=True)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

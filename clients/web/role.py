@@ -18,8 +18,18 @@ from emotiond.core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+PORT_CHANGE = "--port (0: any free port) or [web] port"
+
+
 def enabled(settings: Settings) -> bool:
     return settings.web.enabled
+
+
+def preflight(settings: Settings) -> None:
+    """``emotiond run``: a taken console port is one line before the daemon starts, not a child restarting."""
+    from emotiond.core.listen import check_port
+
+    check_port("the web console", settings.web.host, settings.web.port, PORT_CHANGE)
 
 
 def main(settings_data: dict[str, Any], heartbeat: Any = None) -> None:
