@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from emotiond.capture.dispatch import Dispatcher
+from emotiond.capture.opencv_log import route_opencv_output
 from emotiond.capture.readers import WAKE_ENDPOINT, Captured, SourceReader
 from emotiond.core import bus, protocol
 from emotiond.core.lifecycle import Lifecycle
@@ -212,5 +213,6 @@ def main(settings_data: dict[str, Any], heartbeat: Any = None, progress: Any = N
     """Process entry point (spawned by the supervisor, or run alone by ``emotiond capture``)."""
     settings = Settings.model_validate(settings_data)
     life = Lifecycle("capture", heartbeat, settings.logging.level)
+    route_opencv_output(settings.logging.opencv)
     code = CaptureService(settings, life, progress).run()
     raise SystemExit(code)

@@ -193,6 +193,8 @@ class SourceReader:
                     source = self._open(start)
                 except SourceError as exc:
                     self._m.source_errors.labels(camera, exc.reason).inc()
+                    with self._lock:
+                        repeated = (self._state, self._message) == ("down", str(exc))
                     if not self._set_state(generation, "down", str(exc)):
                         return
                     if not is_live_kind(self.kind):
@@ -201,7 +203,10 @@ class SourceReader:
                     with self._lock:
                         delay, self._backoff = self._backoff, min(
                             self._backoff * 2, self._settings.capture.reconnect_max_seconds)
-                    log.warning("source %s: %s; retrying in %.1fs", camera, redact(str(exc)), delay)
+                    # Once per change of state: a camera that stays away is retried quietly (DEBUG) with backoff.
+                    log.log(logging.DEBUG if repeated else logging.WARNING,
+                            "source %s: %s; retrying in %.1fs, with backoff (said again when its state changes)",
+                            camera, redact(str(exc)), delay)
                     self._stopping.wait(delay)
                     continue
                 if not self._set_state(generation, "up", f"reading {self.source.url}"):

@@ -49,11 +49,26 @@ def preflight(url: str) -> SourceKind:
                 raise SourceError("unreadable", f"not a video OpenCV can decode: {path}")
         finally:
             capture.release()
+    elif kind == "camera":
+        device = camera_device(url)
+        if not device.exists():
+            present = ", ".join(str(path) for path in local_cameras()) or "none"
+            raise SourceError("missing", f"no camera {device} on this machine (cameras here: {present})")
     elif kind == "folder":
         folder = Path(url[7:] if url.startswith("file://") else url)
         if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file()):
             raise SourceError("empty", f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
     return kind
+
+
+def camera_device(url: str) -> Path:
+    """The V4L2 device of a camera source: ``7`` and ``/dev/video7`` are both /dev/video7 to OpenCV on Linux."""
+    return Path(f"/dev/video{url}" if url.isdigit() else url)
+
+
+def local_cameras() -> list[Path]:
+    """The video devices this machine has now, in number order."""
+    return sorted(Path("/dev").glob("video[0-9]*"), key=lambda path: int(path.name[5:]))
 
 
 def _readable(path: Path) -> bool:

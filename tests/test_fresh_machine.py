@@ -90,7 +90,7 @@ def test_apt_lists_resolve_with_and_without_node(tmp_path):
 
     missing_all = packages_with_only(tmp_path)
     assert {"nodejs", "npm"} <= set(missing_all), missing_all
-    assert {"xvfb", "x11-apps", "xdotool", "prometheus", "ffmpeg"} <= set(missing_all), missing_all
+    assert {"xvfb", "x11-apps", "xdotool", "prometheus", "ffmpeg", "mosquitto-clients"} <= set(missing_all), missing_all
     with_node = packages_with_only(tmp_path, "node", "npm")
     assert "nodejs" not in with_node and "npm" not in with_node, with_node
     assert set(with_node) == set(missing_all) - {"nodejs", "npm"}
