@@ -143,11 +143,13 @@ class Subscription:
 def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None, *,
               settings: Settings | None = None, include_status: bool = False,
               timeout: float | None = None, idle_timeout: float | None = None,
+              on_wait: Callable[[Subscription], None] | None = None,
               ) -> Iterator[protocol.Result | protocol.Status]:
     """Yield results (and status events if asked) as they are published.
 
     ``timeout`` bounds the whole iteration; ``idle_timeout`` ends it after that long without a message.
-    Malformed messages are logged and skipped.
+    ``on_wait`` is called with the subscription before each wait (at least once a second), so a caller can
+    notice silence. Malformed messages are logged and skipped.
     """
     kinds = ("result", "status") if include_status else ("result",)
     deadline = time.monotonic() + timeout if timeout else None
@@ -158,6 +160,8 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
                 return
             if idle_timeout is not None and subscription.silent_for() >= idle_timeout:
                 return
+            if on_wait is not None:
+                on_wait(subscription)
             wait = 1.0 if deadline is None else min(1.0, deadline - now)
             for message in subscription.receive(max(1, int(wait * 1000))):
                 if isinstance(message, protocol.Result | protocol.Status):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, settings_from_args
 
@@ -16,22 +17,28 @@ from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, settings_from
 def cmd_events(args: argparse.Namespace) -> int:
     """Print one JSON object per result, flushing each line."""
     from emotiond.clients.changes import ChangeDetector
+    from emotiond.clients.events.silence import EXIT_NOTHING_HEARD, SilenceNotice
     from emotiond.clients.subscribe import subscribe
     from emotiond.core import protocol
 
     settings = settings_from_args(args)
+    endpoint = args.connect or settings.endpoint("results")
     changes = ChangeDetector() if args.changes else None
-    printed = 0
+    notice = SilenceNotice(endpoint)
+    started = time.monotonic()
+    printed = received = 0
     seen: set[str] = set()
     ended: set[str] = set()
-    for message in subscribe(args.connect, args.camera, settings=settings,
-                             include_status=args.status or args.until_eos, timeout=args.timeout):
+    for message in subscribe(endpoint, args.camera, settings=settings, include_status=args.status or args.until_eos,
+                             timeout=args.timeout, on_wait=lambda sub: notice.check(sub.silent_for())):
+        received += 1
+        notice.heard()
         seen.add(message.camera)
         if isinstance(message, protocol.Status):
             if message.state == "eos":
                 ended.add(message.camera)
             if args.status:
-                sys.stdout.write(json.dumps({"status": message.to_dict()}) + "\n")
+                sys.stdout.write(json.dumps({"status": message.to_dict()}, separators=(",", ":")) + "\n")
                 sys.stdout.flush()
             if args.until_eos and ended >= (set(args.camera or ()) or seen):
                 return 0
@@ -45,18 +52,22 @@ def cmd_events(args: argparse.Namespace) -> int:
             printed += 1
             if args.count and printed >= args.count:
                 return 0
-    return 0
+    notice.at_exit(time.monotonic() - started, received)
+    return EXIT_NOTHING_HEARD if received == 0 else 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``emotiond events`` to the emotiond parser."""
     events = add_command(commands, "events", cmd_events, (CONNECTION, CONFIG), help="print results as JSON lines",
-                         description="Subscribe to the daemon and print one JSON result per line.")
+                         description="Subscribe to the daemon and print one JSON result per line (status lines "
+                                     "too with --status, in the same compact JSON). After a few seconds of "
+                                     "silence, one line on stderr says where it listens.")
     events.add_argument("--camera", action="append", default=None, help="only this camera (repeatable)")
     events.add_argument("--faces-only", action="store_true", help="skip results without faces")
     events.add_argument("--changes", action="store_true",
                         help="print only track events: appeared, disappeared, smoothed emotion changed")
     events.add_argument("--count", type=int, default=0, help="exit after this many events")
-    events.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    events.add_argument("--timeout", type=float, default=None,
+                        help="exit after this many seconds; exit status 3 if nothing at all was received")
     events.add_argument("--until-eos", action="store_true", help="exit when the cameras reach end of stream")
     events.add_argument("--status", action="store_true", help="also print status events ({\"status\": ...})")
