@@ -13,8 +13,11 @@ is described by ``preprocessing`` and applied by workers.preprocess.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +25,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emotiond.core.errors import UsageError, format_validation_error
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "emotiond-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -233,7 +238,14 @@ def export_tflite(model: Any, out: Path, calibration: Any = None) -> Path:
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(converter.convert())
+    # Keras prints its SavedModel summary ("Saved artifact at ... Captures: ...") on stdout while converting;
+    # stdout belongs to the commands' own output, so the summary goes to the debug log.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        flat = converter.convert()
+    if printed.getvalue().strip():
+        log.debug("TFLite conversion of %s said: %s", out.name, printed.getvalue().strip())
+    out.write_bytes(flat)
     return out
 
 

@@ -539,12 +539,34 @@ def load_settings(config_file: Path | str | None = None, overrides: dict[str, An
         if not toml_path.is_file():
             raise ConfigError([f"{toml_path}: no such config file"])
         _check_toml_syntax(toml_path)
+    _check_env_sections()
     loaded_cls = type("LoadedSettings", (Settings,), {"settings_customise_sources": _sources_with(toml_path)})
     try:
         loaded = loaded_cls(**(overrides or {}))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(toml_path or "settings"))) from None
+        lines = format_validation_error(exc, str(toml_path or "settings"))
+        raise ConfigError([line + _env_origin(item["loc"]) for line, item in zip(lines, exc.errors(), strict=True)]
+                          ) from None
     return Settings.model_validate(loaded.model_dump())
+
+
+ENV_PREFIX, ENV_DELIMITER = "EMOTIOND_", "__"
+
+
+def _env_origin(loc: tuple) -> str:
+    """`` (from $EMOTIOND_SECTION__KEY)`` when that environment variable set the failing key, else nothing."""
+    wanted = (ENV_PREFIX + ENV_DELIMITER.join(str(part) for part in loc)).upper()
+    named = [name for name in os.environ if name.upper() == wanted]
+    return f" (from ${named[0]})" if named else ""
+
+
+def _check_env_sections() -> None:
+    """An ``EMOTIOND_SECTION__KEY`` variable whose section does not exist would be ignored silently: refuse it."""
+    wrong = [name for name in sorted(os.environ) if name.upper().startswith(ENV_PREFIX) and ENV_DELIMITER in name
+             and name[len(ENV_PREFIX):].split(ENV_DELIMITER)[0].lower() not in Settings.model_fields]
+    if wrong:
+        raise ConfigError([f"${name}: unknown section {name[len(ENV_PREFIX):].split(ENV_DELIMITER)[0].lower()!r} "
+                           f"(sections: {', '.join(Settings.model_fields)})" for name in wrong])
 
 
 def _check_toml_syntax(path: Path) -> None:

@@ -53,9 +53,13 @@ def curves_png(history: dict[str, list[float]], out: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         epochs = np.arange(1, len(history[metric]) + 1)
-        ax.plot(epochs, history[metric], label=f"train {metric}")
+        # Markers: a one-epoch run has one point per series, which a line alone would not draw.
+        ax.plot(epochs, history[metric], marker="o", label=f"train {metric}")
         if history.get(f"val_{metric}"):
-            ax.plot(epochs[: len(history[f"val_{metric}"])], history[f"val_{metric}"], label=f"val {metric}")
+            ax.plot(epochs[: len(history[f"val_{metric}"])], history[f"val_{metric}"], marker="s",
+                    label=f"val {metric}")
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)  # whole epochs, not 0.96 .. 1.04 around a single one
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

@@ -73,7 +73,9 @@ async def stats_view(request: web.Request) -> web.Response:
         cameras_out[name] = entry
     return web.json_response({
         "cameras": cameras_out,
-        "metrics": "daemon metric files" if samples is not None else None,
+        # Where the per-camera series came from: the daemon's metric files (how many samples, read how long ago),
+        # or null when this runtime folder holds none (no local daemon).
+        "metrics": {"samples": len(samples), "age_s": round(now - cache["at"], 1)} if samples is not None else None,
         "web": {"streams": hub.streams, "max_streams": hub.settings.web.max_streams,
                 "frame_subscriptions": list(hub.frame_cameras), "results_received": hub.results_received,
                 "frames_received": hub.frames_received, "bad_messages": dict(hub.bad_messages),
