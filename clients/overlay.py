@@ -9,6 +9,7 @@ ringed in black.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,19 +78,58 @@ def _text_block(image: np.ndarray, text: str, origin: tuple[int, int], scale: fl
     cv2.putText(image, text, (x + 3, y + th + 3), FONT, scale, fg, 1, cv2.LINE_AA)
 
 
-def _score_chart(image: np.ndarray, face: Face, box: tuple[int, int, int, int]) -> None:
-    """One bar per class, beside the box (right if it fits, else left)."""
+Rect = tuple[int, int, int, int]  # left, top, width, height
+
+
+def panel_size(face: Face) -> tuple[int, int]:
+    """Width and height of a face's score panel: one row per class."""
+    return BAR_LABEL_WIDTH + BAR_WIDTH + 6, BAR_ROW * len(face.scores) + 4
+
+
+PANEL_GAP = 2  # pixels kept free between two panels
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    gap = PANEL_GAP
+    return (a[0] <= b[0] + b[2] + gap and b[0] <= a[0] + a[2] + gap
+            and a[1] <= b[1] + b[3] + gap and b[1] <= a[1] + a[3] + gap)
+
+
+def place_panels(boxes: Sequence[tuple[int, int, int, int]], sizes: Sequence[tuple[int, int]],
+                 image_size: tuple[int, int]) -> list[Rect | None]:
+    """Where each face's score panel goes, so that no two panels cover each other.
+
+    Each panel tries beside its box (right, then left), from the box's top downwards, then upwards; on a frame
+    too crowded for that, any free place in the image, scanned row by row; failing that, no panel (None)
+    rather than one over another's rows."""
+    width, height = image_size
+    placed: list[Rect] = []
+    out: list[Rect | None] = []
+    for (x, y, w, _h), (panel_w, panel_h) in zip(boxes, sizes, strict=True):
+        max_left, max_top = max(0, width - panel_w), max(0, height - panel_h)
+        step = max(1, BAR_ROW)
+        tops = [min(max(0, y), max_top)]
+        tops += [t for t in range(tops[0] + step, max_top + 1, step)] + [t for t in range(tops[0] - step, -1, -step)]
+        sides = [min(max(0, left), max_left) for left in (x + w + 4, x - 4 - panel_w)]
+        if x + w + 4 + panel_w > width:
+            sides.reverse()
+        beside = [(left, top) for top in tops for left in sides]
+        anywhere = ((left, top) for top in range(0, max_top + 1, step) for left in range(0, max_left + 1, step))
+        spot = next(((left, top, panel_w, panel_h) for left, top in itertools.chain(beside, anywhere)
+                     if not any(_overlaps((left, top, panel_w, panel_h), other) for other in placed)), None)
+        if spot is not None:
+            placed.append(spot)
+        out.append(spot)
+    return out
+
+
+def _score_chart(image: np.ndarray, face: Face, panel: Rect) -> None:
+    """One bar per class, in the panel ``place_panels`` chose."""
     scores = sorted(face.scores.items(), key=lambda kv: list(EMOTION_COLORS).index(kv[0])
                     if kv[0] in EMOTION_COLORS else len(EMOTION_COLORS))
     if not scores:
         return
-    x, y, w, _h = box
-    height, width = image.shape[:2]
-    panel_w = BAR_LABEL_WIDTH + BAR_WIDTH + 6
-    panel_h = BAR_ROW * len(scores) + 4
-    left = x + w + 4 if x + w + 4 + panel_w <= width else x - 4 - panel_w
-    left = min(max(0, left), max(0, width - panel_w))
-    top = min(max(0, y), max(0, height - panel_h))
+    left, top, panel_w, panel_h = panel
     cv2.rectangle(image, (left, top), (left + panel_w, top + panel_h), PANEL_BG, cv2.FILLED)
     for row, (label, score) in enumerate(scores):
         row_top = top + 2 + row * BAR_ROW
@@ -119,14 +159,19 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], frame_size: tuple[int, 
     scaled to the image."""
     height, width = image.shape[:2]
     scale_x, scale_y = width / max(1, frame_size[0]), height / max(1, frame_size[1])
-    for face in faces:
-        box = _scaled_box(face, scale_x, scale_y)
+    boxes = [_scaled_box(face, scale_x, scale_y) for face in faces]
+    for face, box in zip(faces, boxes, strict=True):
         x, y, w, h = box
         color = color_for(face.emotion)
         cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, BOX_THICKNESS, cv2.LINE_8)
         if landmarks:
             _landmarks(image, face, scale_x, scale_y, color)
-        _score_chart(image, face, box)
+    panels = place_panels(boxes, [panel_size(face) for face in faces], (width, height))
+    for face, panel in zip(faces, panels, strict=True):
+        if panel is not None and face.scores:
+            _score_chart(image, face, panel)
+    for face, (x, y, _w, _h) in zip(faces, boxes, strict=True):
+        color = color_for(face.emotion)
         label = f"{face.emotion} {face.confidence:.2f}"
         (_tw, th), base = cv2.getTextSize(label, FONT, 0.5, 1)
         _text_block(image, label, (x, y - th - base - 6 - BOX_THICKNESS), 0.5, (0, 0, 0), color)
