@@ -57,25 +57,87 @@ function countResult(t, result) {
   }
 }
 
+const CHART_AXIS = "#9aa0a6";     // axes, ticks and their labels
+const CHART_TEXT = "#e8e8e8";
+const CHART_FONT_PX = 11;
+const CHART_LEFT = 36, CHART_RIGHT = 8, CHART_BOTTOM = 16;  // room for the y labels, and the x labels below
+
+// The legend: a swatch and a name per emotion of the model, wrapped into rows; returns the height it took.
+function drawLegend(ctx, width) {
+  const row = CHART_FONT_PX + 5;
+  let x = CHART_LEFT, y = 2;
+  for (const [emotion, colour] of Object.entries(colors)) {
+    const w = 14 + ctx.measureText(emotion).width + 10;
+    if (x + w > width && x > CHART_LEFT) { x = CHART_LEFT; y += row; }
+    ctx.fillStyle = colour;
+    ctx.fillRect(x, y + 2, 10, 10);
+    ctx.fillStyle = CHART_TEXT;
+    ctx.fillText(emotion, x + 14, y + 7);
+    x += w;
+  }
+  return y + row + 2;
+}
+
+// Axes: the share of faces (0-100%) up, minutes ago along.
+function drawAxes(ctx, plot) {
+  ctx.strokeStyle = CHART_AXIS;
+  ctx.fillStyle = CHART_AXIS;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(plot.x - 0.5, plot.y);
+  ctx.lineTo(plot.x - 0.5, plot.y + plot.h + 0.5);
+  ctx.lineTo(plot.x + plot.w, plot.y + plot.h + 0.5);
+  ctx.stroke();
+  ctx.textAlign = "right";
+  for (const share of [0, 50, 100]) {
+    const y = plot.y + plot.h * (1 - share / 100);
+    ctx.fillRect(plot.x - 4, Math.round(y), 3, 1);
+    ctx.fillText(`${share}%`, plot.x - 6, Math.min(plot.y + plot.h - 4, Math.max(plot.y + 4, y)));
+  }
+  ctx.textAlign = "center";
+  for (let minutes = CHART_MINUTES; minutes >= 0; minutes--) {
+    const x = plot.x + plot.w * (1 - minutes / CHART_MINUTES);
+    ctx.fillRect(Math.round(x), plot.y + plot.h + 1, 1, 3);
+    ctx.textAlign = minutes === 0 ? "right" : minutes === CHART_MINUTES ? "left" : "center";
+    ctx.fillText(minutes === 0 ? "now" : `-${minutes} min`, x, plot.y + plot.h + 10);
+  }
+  ctx.textAlign = "left";
+}
+
+// Stacked bars of each emotion's share of the faces seen per bucket, with axes and a legend, drawn at the
+// canvas's shown size in device pixels so the text stays sharp.
 function drawChart(t) {
   const canvas = t.chart, ctx = canvas.getContext("2d");
+  const scale = window.devicePixelRatio || 1;
+  const cssWidth = canvas.clientWidth || canvas.width, cssHeight = canvas.clientHeight || canvas.height;
+  if (canvas.width !== Math.round(cssWidth * scale) || canvas.height !== Math.round(cssHeight * scale)) {
+    canvas.width = Math.round(cssWidth * scale);
+    canvas.height = Math.round(cssHeight * scale);
+  }
+  ctx.setTransform(scale, 0, 0, scale, 0, 0);
+  ctx.clearRect(0, 0, cssWidth, cssHeight);
+  ctx.font = `${CHART_FONT_PX}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
   const count = CHART_MINUTES * 60 / BUCKET_SECONDS;
   const last = Math.floor(Date.now() / 1000 / BUCKET_SECONDS);
   for (const key of t.buckets.keys()) if (key <= last - count) t.buckets.delete(key);
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const width = canvas.width / count;
+  const top = drawLegend(ctx, cssWidth - CHART_RIGHT) + 4;
+  const plot = {x: CHART_LEFT, y: top, w: cssWidth - CHART_LEFT - CHART_RIGHT,
+                h: Math.max(10, cssHeight - top - CHART_BOTTOM)};
+  const width = plot.w / count;
   for (let i = 0; i < count; i++) {
     const counts = t.buckets.get(last - count + 1 + i);
     if (!counts) continue;
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
-    let y = canvas.height;
+    let y = plot.y + plot.h;
     for (const [emotion, n] of Object.entries(counts).sort()) {
-      const h = canvas.height * n / total;
+      const h = plot.h * n / total;
       ctx.fillStyle = colors[emotion] || "#888";
-      ctx.fillRect(i * width, y - h, Math.max(1, width - 1), h);
+      ctx.fillRect(plot.x + i * width, y - h, Math.max(1, width - 1), h);
       y -= h;
     }
   }
+  drawAxes(ctx, plot);
 }
 
 async function loadHistory(camera) {
