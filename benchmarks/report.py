@@ -1,4 +1,4 @@
-"""The benchmark's Markdown tables (benchmarks/results/latest.md, copied into the README), each figure labelled
+"""The benchmark's Markdown tables (benchmarks/results/latest.md, copied into docs/performance.md), each figure labelled
 with what it measures."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 * ``litert``: the bundle's model.tflite in a LiteRT interpreter, one interpreter per padded batch size.
   The cheaper call per face, and the worker never imports TensorFlow.
 * ``tf``: the bundle's model.keras under ``tf.function``, traced once per padded batch size; dearer per face,
-  most of all for a single face (measured costs: the README's Architecture section).
+  most of all for a single face (measured costs: docs/architecture.md).
 
 Batches are padded up to the next bucket so shapes, and therefore compiled graphs, stay few.
 """
