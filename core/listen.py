@@ -68,8 +68,15 @@ def serve_metrics(what: str, host: str, port: int, registry: Any, change: str) -
     return server.server_port
 
 
-def writable_folder(what: str, folder: Path, change: str, mode: int = 0o777) -> Path:
-    """Create ``folder`` (with ``mode``) if needed and check this process can write there; else one line."""
+def writable_folder(what: str, folder: Path, change: str, mode: int = 0o777, create: bool = True) -> Path:
+    """Create ``folder`` (with ``mode``) if needed and check this process can write there; else one line.
+    With ``create=False`` a missing folder is left for later, and only the nearest existing parent is checked."""
+    if not create and not folder.exists():
+        parent = next((p for p in folder.absolute().parents if p.exists()), Path("/"))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write {what} into {folder}: {parent} is not a folder this process can "
+                             f"write; choose another with {change}")
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=mode)
     except FileExistsError:

@@ -78,6 +78,7 @@ FOLDER_CASES = {
     "run runtime folder": (["run", "--source", "demo", "--metrics-port", "0"], "runtime", "the runtime folder"),
     "log --out": (["log", "--out", "{file}"], "out", "log files"),
     "analyze --out": (["analyze", "{photo}", "--out", "{file}"], "out", "annotated files and results"),
+    "view --snapshots": (["view", "--snapshots", "{file}"], "out", "snapshots"),
 }
 
 

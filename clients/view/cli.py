@@ -16,8 +16,10 @@ def cmd_view(args: argparse.Namespace) -> int:
     from emotiond.clients.messages import MessagePicker, load_messages
     from emotiond.clients.view.feed import LiveFeed
     from emotiond.clients.view.viewer import ViewerModel, run_viewer
+    from emotiond.core.listen import writable_folder
 
     settings = settings_from_args(args)
+    writable_folder("snapshots", args.snapshots, "--snapshots", create=False)  # made at the first snapshot
     picker = MessagePicker(load_messages(args.messages))
     feed = LiveFeed(args.connect or settings.endpoint("results"), settings, args.camera)
     model = ViewerModel(picker, camera=args.camera, waiting_after=args.waiting_after)
