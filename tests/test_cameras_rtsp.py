@@ -149,8 +149,9 @@ def test_a_wrong_password_is_one_clear_status_retried_with_backoff(four_faces, r
                                                                      tmp_path, default_model):
     wrong = "wr0ng-" + secrets.token_hex(6)
     camera = rtsp_camera(four_faces, user="viewer", password="right-" + secrets.token_hex(6))
-    daemon, watcher = start_on_camera(start_daemon, watch,
-                                      camera_config(tmp_path / "cam.toml", camera.url("viewer", wrong)))
+    daemon, watcher = start_on_camera(start_daemon, watch,  # DEBUG: where each retry is logged after the first
+                                      camera_config(tmp_path / "cam.toml", camera.url("viewer", wrong)),
+                                      env={"EMOTIOND_LOGGING__LEVEL": "DEBUG"})
     daemon.wait_for(lambda: daemon.metric("emotiond_source_errors_total", camera="lobby", reason="auth_failed") >= 4,
                     30, "four refused attempts")
     (down,) = watcher.statuses("down")  # one status for the change; the retries are counted, not repeated
