@@ -32,7 +32,7 @@ def test_no_daemon_socket_names_the_endpoint_and_hints_then_exits_3(tmp_path):
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert f"nothing heard for 3 s on ipc://{socket_file}; no daemon socket at {socket_file}" in lines[0], lines[0]
+    assert f"nothing heard for 3 s on ipc://{socket_file}; no daemon socket at {socket_file} yet" in lines[0], lines[0]
     assert "emotiond run --source demo --realtime --loop" in lines[0]
 
 

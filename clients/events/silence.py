@@ -23,7 +23,7 @@ def silence_line(endpoint: str, seconds: float) -> str:
     if endpoint.startswith("ipc://"):
         socket_file = Path(endpoint[len("ipc://"):])
         if not socket_file.exists():
-            return f"{line}; no daemon socket at {socket_file}: {START_HINT}"
+            return f"{line}; no daemon socket at {socket_file} yet: {START_HINT}"
         return f"{line} (a daemon's socket is there: is it still loading, or are its sources idle?)"
     return f"{line} (is a daemon publishing there?)"
 
