@@ -1,11 +1,18 @@
 """The capture process: reader threads (capture.readers) fill one slot per source; one loop owns every socket,
 hands frames to workers that have credit (capture.dispatch), and announces each camera's end of stream.
+
+It also says when a camera's tracks must end, to the worker that holds them (``end``): at end of stream (and waits
+for the worker's ``ended`` before announcing ``eos``, so a reader that stops at ``eos`` has seen every track end),
+when a live source stays down past ``[tracking] down_grace_seconds``, and when the worker that held them is lost
+(the ids it last reported go to the camera's next worker, which announces them). On SIGTERM each worker ends the
+tracks it holds itself, after capture has let the frames in flight finish.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,6 +31,7 @@ from emotiond.core.settings import Settings
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 0.3  # lets the last results leave the workers before end-of-stream is announced
 DRAIN_SECONDS = 2.5  # on SIGTERM, how long frames in flight may take to finish
+END_ACK_SECONDS = 5.0  # how long end-of-stream waits for the worker to confirm the camera's tracks ended
 
 
 def _drain(sock: zmq.Socket) -> None:
@@ -55,6 +63,11 @@ class CaptureService:
         self._finished: dict[str, float] = {}  # camera -> when its end-of-stream is due
         self._last_dispatched: dict[str, int] = {}  # camera -> seq of the newest frame handed to a worker
         self._announced: set[str] = set()
+        self._track_holders: dict[str, tuple[bytes, int, int, tuple[int, ...]]] = {}  # camera -> worker, pid, seq, ids
+        self._orphans: dict[str, tuple[int, tuple[int, ...]]] = {}  # camera -> seq, ids of a lost worker's tracks
+        self._end_waits: dict[str, float] = {}  # camera -> when end-of-stream stops waiting for ``ended``
+        self._down_since: dict[str, float] = {}  # live camera -> since when it is down
+        self._down_ended: set[str] = set()  # live cameras down past the grace period, their tracks ended
 
     def _start_seq(self, index: int) -> int:
         return int(self._progress[index]) if self._progress is not None else 0
@@ -97,7 +110,10 @@ class CaptureService:
                 self._dispatcher.expire(now)
                 if drain_deadline is None:
                     self._dispatch(router)
-                self._announce_finished(now)
+                if self._settings.tracking.enabled:
+                    self._end_lost_tracks(router)
+                    self._end_tracks_of_down_cameras(router, now)
+                self._announce_finished(router, now)
                 self._publish_statuses(publisher)
                 if drain_deadline is not None:
                     unfinished = sum(len(s.inflight) for s in self._dispatcher.workers.values())
@@ -151,8 +167,75 @@ class CaptureService:
                 self._dispatcher.ready(worker, message.pid, message.credits, now)
             elif message.kind == "heartbeat":
                 self._dispatcher.heartbeat(worker, message.pid, message.credits, now)
-            else:
+            elif message.kind == "ended":
+                if self._end_waits.pop(message.camera, None) is not None:
+                    self._finished[message.camera] = now + SETTLE_SECONDS
+            elif message.kind == "done":
                 self._dispatcher.done(worker, message.camera, message.seq, now)
+                self._note_tracks(worker, message)
+            else:
+                self._m.bad_messages.labels("frames", "unexpected_kind").inc()
+
+    # ------------------------------------------------------------ ending tracks
+    def _note_tracks(self, worker: bytes, done: protocol.Control) -> None:
+        """Remember which worker holds a camera's tracks, and their ids, from its acknowledgements."""
+        state = self._dispatcher.workers.get(worker)
+        if not done.camera or state is None or state.pid != done.pid:
+            return
+        held = self._track_holders.get(done.camera)
+        if held is None or held[0] != worker or done.seq >= held[2]:
+            self._track_holders[done.camera] = (worker, done.pid, done.seq, done.tracks)
+
+    def _holder(self, camera: str) -> bytes | None:
+        held = self._track_holders.get(camera)
+        if held is None:
+            return None
+        state = self._dispatcher.workers.get(held[0])
+        return held[0] if state is not None and state.pid == held[1] else None
+
+    def _send_end(self, router: zmq.Socket, worker: bytes, camera: str, reason: str, seq: int = -1,
+                  tracks: tuple[int, ...] = ()) -> bool:
+        message = protocol.Control("end", "capture", os.getpid(), camera=camera, seq=seq, tracks=tracks,
+                                   reason=reason)
+        try:
+            router.send_multipart([worker, *protocol.encode_control(message)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("camera %s: could not ask worker %s to end its tracks: %s", camera,
+                        worker.decode(errors="replace"), exc)
+            return False
+        return True
+
+    def _end_lost_tracks(self, router: zmq.Socket) -> None:
+        """The tracks of a worker that was lost end through the camera's next worker."""
+        for camera, (worker, _pid, seq, tracks) in list(self._track_holders.items()):
+            if tracks and self._holder(camera) is None:
+                log.info("camera %s: worker %s holding tracks %s was lost", camera, worker.decode(errors="replace"),
+                         list(tracks))
+                self._orphans[camera] = (seq, tracks)
+                del self._track_holders[camera]
+        for camera, (seq, tracks) in list(self._orphans.items()):
+            heir = self._dispatcher.owner(camera)
+            if heir is not None and self._send_end(router, heir, camera, "worker_lost", seq, tracks):
+                del self._orphans[camera]
+
+    def _end_tracks_of_down_cameras(self, router: zmq.Socket, now: float) -> None:
+        grace = self._settings.tracking.down_grace_seconds
+        for camera, since in self._down_since.items():
+            if camera in self._down_ended or now - since < grace:
+                continue
+            holder = self._holder(camera)
+            if holder is None or self._send_end(router, holder, camera, "down"):
+                self._down_ended.add(camera)
+
+    def _note_status(self, status: protocol.Status) -> None:
+        """Live cameras going down and coming back, for the grace period of their tracks."""
+        if not self._readers[status.camera].live:
+            return
+        if status.state == "down":
+            self._down_since.setdefault(status.camera, time.monotonic())
+        elif status.state == "up":
+            self._down_since.pop(status.camera, None)
+            self._down_ended.discard(status.camera)
 
     def _dispatch(self, router: zmq.Socket) -> None:
         while True:
@@ -187,13 +270,15 @@ class CaptureService:
                 status = self._statuses.get_nowait()
             except queue.Empty:
                 return
+            self._note_status(status)
             try:
                 publisher.send_multipart(protocol.encode_status(status), zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 log.warning("status for %s not published: %s", status.camera, exc)
 
-    def _announce_finished(self, now: float) -> None:
-        """End-of-stream goes out once a camera has nothing left anywhere, after a short settle delay."""
+    def _announce_finished(self, router: zmq.Socket, now: float) -> None:
+        """End-of-stream goes out once a camera has nothing left anywhere and its tracks have ended, after a short
+        settle delay."""
         for name, reader in self._readers.items():
             if name in self._announced:
                 continue
@@ -202,11 +287,21 @@ class CaptureService:
                     self._announced.add(name)
                     self._statuses.put(protocol.Status(name, "eos", "end of stream", time.time(), reader.next_seq))
                 continue
+            if name in self._end_waits:
+                if now >= self._end_waits.pop(name):
+                    log.warning("camera %s: its worker did not confirm the end of its tracks within %.0f s", name,
+                                END_ACK_SECONDS)
+                    self._finished[name] = now + SETTLE_SECONDS
+                continue
             if not reader.slot.finished or len(reader.slot):
                 continue
-            if self._dispatcher.retry_pending(name) or self._dispatcher.inflight(name):
+            if self._dispatcher.retry_pending(name) or self._dispatcher.inflight(name) or name in self._orphans:
                 continue
-            self._finished[name] = now + SETTLE_SECONDS
+            holder = self._holder(name) if self._settings.tracking.enabled else None
+            if holder is not None and self._send_end(router, holder, name, "eos"):
+                self._end_waits[name] = now + END_ACK_SECONDS
+            else:
+                self._finished[name] = now + SETTLE_SECONDS
 
 
 def main(settings_data: dict[str, Any], heartbeat: Any = None, progress: Any = None) -> None:

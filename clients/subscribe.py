@@ -22,11 +22,13 @@ from types import TracebackType
 
 import zmq
 
+from emotiond.clients.gaps import Gap, GapWatch
 from emotiond.core import bus, protocol
 from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 KIND_PREFIXES = {"result": protocol.RESULT_PREFIX, "status": protocol.STATUS_PREFIX, "frame": protocol.FRAME_PREFIX,
+                 "tracks": protocol.TRACKS_PREFIX,
                  "*": b""}  # "*": every topic, so the decoder judges (and counts) whatever a publisher sends
 MAX_MESSAGES_PER_RECEIVE = 256  # bounds one drain, so a backlog cannot starve the caller's other work
 # Silence after which the SUB socket is rebuilt. ZeroMQ reconnects a socket by itself, but only to the peer it
@@ -58,6 +60,8 @@ class Subscription:
         self.last_message_at = time.monotonic()
         self.rebuild_after = rebuild_after  # None: never rebuild
         self.rebuilds = 0
+        self.drain_started = self.last_message_at  # when the latest receive began reading
+        self.last_full_drain: float | None = None  # when the latest receive that found the queue full began
         self._heard = False  # a message arrived on this subscription (rebuilds keep it)
         self._connected_at = self.last_message_at
         self._ctx = ctx
@@ -107,11 +111,14 @@ class Subscription:
         messages: list[protocol.Message] = []
         if not self._sock.poll(max(0, timeout_ms)):
             return messages
+        self.drain_started = time.monotonic()
+        drained = 0
         while len(messages) < max_messages:
             try:
                 parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            drained += 1
             self.last_message_at = time.monotonic()
             self._heard = True
             try:
@@ -125,6 +132,8 @@ class Subscription:
             if self.cameras and message_camera(message) not in self.cameras:
                 continue
             messages.append(message)
+        if drained >= min(self.settings.bus.high_water_mark, max_messages):
+            self.last_full_drain = self.drain_started  # a queue this long is likely to have overflowed
         return messages
 
     def close(self) -> None:
@@ -141,28 +150,44 @@ class Subscription:
 
 
 def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None, *,
-              settings: Settings | None = None, include_status: bool = False,
-              timeout: float | None = None, idle_timeout: float | None = None,
+              settings: Settings | None = None, include_status: bool = False, include_tracks: bool = False,
+              include_gaps: bool = False, timeout: float | None = None, idle_timeout: float | None = None,
               on_wait: Callable[[Subscription], None] | None = None,
-              ) -> Iterator[protocol.Result | protocol.Status]:
-    """Yield results (and status events if asked) as they are published.
+              ) -> Iterator[protocol.Result | protocol.Status | protocol.TracksEnded | Gap]:
+    """Yield results (and status events, tracks ended when a camera stops, if asked) as they are published.
 
+    No result is missed silently: every gap in a camera's seq numbers (also at its end of stream) is yielded as a
+    ``Gap`` with ``include_gaps`` (``camera``, ``first_seq``, ``last_seq``, ``missed``, ``cause``: ``reader_slow``
+    when this loop did not keep up and the bus dropped results for it), else logged as a warning.
     ``timeout`` bounds the whole iteration; ``idle_timeout`` ends it after that long without a message.
     ``on_wait`` is called with the subscription before each wait (at least once a second), so a caller can
     notice silence. Malformed messages are logged and skipped.
     """
-    kinds = ("result", "status") if include_status else ("result",)
+    kinds = ("result", "status", "tracks") if include_tracks else ("result", "status")
     deadline = time.monotonic() + timeout if timeout else None
+    watch = GapWatch()
     with Subscription(endpoint, cameras or (), kinds=kinds, settings=settings) as subscription:
         while True:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return
-            if idle_timeout is not None and subscription.silent_for() >= idle_timeout:
+            if (deadline is not None and now >= deadline) or (
+                    idle_timeout is not None and subscription.silent_for() >= idle_timeout):
+                yield from _gap_items(watch.close(), include_gaps)  # nothing more comes: open holes are final
                 return
             if on_wait is not None:
                 on_wait(subscription)
             wait = 1.0 if deadline is None else min(1.0, deadline - now)
             for message in subscription.receive(max(1, int(wait * 1000))):
-                if isinstance(message, protocol.Result | protocol.Status):
+                gaps = watch.see(message, subscription.drain_started, subscription.last_full_drain)
+                yield from _gap_items(gaps, include_gaps)
+                if isinstance(message, protocol.Result | protocol.TracksEnded) or (
+                        include_status and isinstance(message, protocol.Status)):
                     yield message
+            yield from _gap_items(watch.expire(), include_gaps)
+
+
+def _gap_items(gaps: list[Gap], include: bool) -> Iterator[Gap]:
+    for gap in gaps:
+        if include:
+            yield gap
+        else:
+            log.warning("%s", gap.describe())

@@ -2,7 +2,8 @@
 
 Every message is three ZeroMQ frames: ``[topic, header, payload]``.
 
-* ``topic`` is ASCII: ``frame.<camera>``, ``result.<camera>``, ``status.<camera>`` or ``ctl``.
+* ``topic`` is ASCII: ``frame.<camera>``, ``result.<camera>``, ``status.<camera>``, ``tracks.<camera>`` or
+  ``ctl``.
 * ``header`` is a msgpack map that always holds ``v`` (protocol version) and ``kind``.
 * ``payload`` is raw bytes: pixels for frames, empty for everything else.
 
@@ -28,6 +29,7 @@ PROTOCOL_VERSION = 1
 FRAME_PREFIX = b"frame."
 RESULT_PREFIX = b"result."
 STATUS_PREFIX = b"status."
+TRACKS_PREFIX = b"tracks."
 CONTROL_TOPIC = b"ctl"
 MAX_HEADER_BYTES = 1 << 20
 MAX_LANDMARKS = 64  # keypoints per face (BlazeFace gives 6)
@@ -48,10 +50,14 @@ def camera_name_from(text: str) -> str:
     return name or "file"
 
 FrameEncoding = Literal["raw", "jpeg"]
-ControlKind = Literal["ready", "done", "heartbeat"]
+ControlKind = Literal["ready", "done", "heartbeat", "end", "ended"]
 StatusState = Literal["up", "down", "eos", "error"]
-CONTROL_KINDS = ("ready", "done", "heartbeat")
+CONTROL_KINDS = ("ready", "done", "heartbeat", "end", "ended")
 STATUS_STATES = ("up", "down", "eos", "error")
+# Why a camera's open tracks were ended all at once (``tracks.<camera>``): its stream ended, the live source stayed
+# down past the grace period, the daemon is stopping, or the worker that held them was lost.
+TRACK_END_REASONS = ("eos", "down", "stop", "worker_lost")
+MAX_TRACKS = 4096  # track ids in one message
 
 
 class ProtocolError(ValueError):
@@ -277,8 +283,29 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class TracksEnded:
+    """Every open track of a camera, ended because the camera stopped producing frames (``reason``, one of
+    TRACK_END_REASONS; readers accept others). Published by the worker that held them, after its last result of
+    the camera, so a reader sees each track's last face before its end. ``seq`` is the last frame of the camera
+    the tracks were followed in."""
+
+    camera: str
+    ended_tracks: tuple[int, ...]
+    reason: str
+    at: float
+    seq: int
+    worker: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "camera": self.camera, "ended_tracks": list(self.ended_tracks),
+                "reason": self.reason, "at": self.at, "seq": self.seq, "worker": self.worker}
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
-    """Worker to capture: ``ready`` grants credits, ``done`` acknowledges a frame and returns its credit."""
+    """Worker to capture: ``ready`` grants credits, ``done`` acknowledges a frame and returns its credit (with
+    ``tracks``, the camera's open track ids after that frame), ``ended`` confirms an ``end``. Capture to worker:
+    ``end`` ends the camera's open tracks (or exactly ``tracks``, held by a worker that was lost) for ``reason``."""
 
     kind: ControlKind
     worker: str
@@ -286,9 +313,11 @@ class Control:
     credits: int = 0
     camera: str = ""
     seq: int = -1
+    tracks: tuple[int, ...] = ()
+    reason: str = ""
 
 
-Message = Frame | Result | Status | Control
+Message = Frame | Result | Status | TracksEnded | Control
 Parts = list[bytes | memoryview]
 
 
@@ -327,9 +356,18 @@ def encode_status(status: Status) -> Parts:
     return [STATUS_PREFIX + status.camera.encode(), _pack(body), b""]
 
 
+def encode_tracks_ended(message: TracksEnded) -> Parts:
+    body = {"kind": "tracks", **message.to_dict()}
+    return [TRACKS_PREFIX + message.camera.encode(), _pack(body), b""]
+
+
 def encode_control(control: Control) -> Parts:
     body = {"v": PROTOCOL_VERSION, "kind": control.kind, "worker": control.worker, "pid": control.pid,
             "credits": control.credits, "camera": control.camera, "seq": control.seq}
+    if control.tracks:
+        body["tracks"] = list(control.tracks)
+    if control.reason:
+        body["reason"] = control.reason
     return [CONTROL_TOPIC, _pack(body), b""]
 
 
@@ -354,6 +392,8 @@ def decode(parts: Sequence[bytes | memoryview | Any], max_frame_pixels: int = 40
         return _decode_result(header)
     if prefix == b"status":
         return _decode_status(header)
+    if prefix == b"tracks":
+        return _decode_tracks_ended(header)
     raise ProtocolError("bad_topic", f"unknown topic {topic_bytes[:32]!r}")
 
 
@@ -530,14 +570,30 @@ def _decode_status(header: dict[str, Any]) -> Status:
                   frames=_int(header, "frames"))
 
 
+def _track_ids(header: dict[str, Any], key: str) -> tuple[int, ...]:
+    ids = _get(header, key, (list,))
+    if len(ids) > MAX_TRACKS or not all(_is_int(i) and 0 <= i < 2**63 for i in ids):
+        raise ProtocolError("bad_header", f"{key} must be at most {MAX_TRACKS} non-negative integers")
+    return tuple(int(i) for i in ids)
+
+
+def _decode_tracks_ended(header: dict[str, Any]) -> TracksEnded:
+    _kind(header, ("tracks",))
+    return TracksEnded(camera=_str(header, "camera", 64), ended_tracks=_track_ids(header, "ended_tracks"),
+                       reason=_str(header, "reason", 32), at=_float(header, "at"), seq=_int(header, "seq"),
+                       worker=_str(header, "worker", 64))
+
+
 def _decode_control(header: dict[str, Any]) -> Control:
     kind = _kind(header, CONTROL_KINDS)
     camera = _str(header, "camera", 64)
     if camera and not CAMERA_NAME_RE.match(camera):
         raise ProtocolError("bad_header", "bad camera name")
+    tracks = _track_ids(header, "tracks") if "tracks" in header else ()
+    reason = _str(header, "reason", 32) if "reason" in header else ""
     return Control(kind=kind, worker=_str(header, "worker", 64),  # type: ignore[arg-type]
                    pid=_int(header, "pid", 0, 2**31), credits=_int(header, "credits", 0, 1024),
-                   camera=camera, seq=_int(header, "seq", -1))
+                   camera=camera, seq=_int(header, "seq", -1), tracks=tracks, reason=reason)
 
 
 def result_from_dict(data: dict[str, Any]) -> Result:

@@ -225,6 +225,9 @@ class TrackingSettings(_Section):
                                       "smoothed emotion.")] = 0.4
     hysteresis: Annotated[float, Field(ge=0.0, le=1.0, description="Lead another label needs over the "
                                        "current smoothed label before it changes.")] = 0.1
+    down_grace_seconds: Annotated[float, Field(ge=0.0, le=600.0, description="A live camera down for longer "
+                                               "than this ends its open tracks; one back sooner keeps them."
+                                               )] = 5.0
 
 
 class ClassifierSettings(_Section):

@@ -79,6 +79,23 @@ class Pipeline:
         """Forget a camera's tracks (a new video under the same camera name starts afresh)."""
         self._finders.pop(camera, None)
 
+    @property
+    def tracked_cameras(self) -> tuple[str, ...]:
+        return tuple(self._finders)
+
+    def open_tracks(self, camera: str) -> tuple[int, ...]:
+        """Ids of the camera's tracks that have not ended (each was in a published face)."""
+        finder = self._finders.get(camera)
+        return tuple(track.track_id for track in finder.tracker.tracks) if finder is not None else ()
+
+    def end_tracks(self, camera: str) -> tuple[tuple[int, ...], int]:
+        """End every open track of a camera that stopped producing frames: their ids and the last frame they were
+        followed in. The camera starts afresh with its next frame."""
+        finder = self._finders.pop(camera, None)
+        if finder is None:
+            return (), 0
+        return tuple(track.track_id for track in finder.tracker.tracks), max(0, finder.tracker.last_seq)
+
     # ------------------------------------------------------------ the two halves
     def detect(self, camera: str, seq: int, pixels: np.ndarray) -> Detection:
         """Grey, faces (tracked when tracking is on), and the classifier's crops of one frame."""

@@ -3,6 +3,10 @@
 A worker holds at most ``capture.credits_per_worker`` frames. It detects faces in each frame as it arrives,
 then classifies the faces of every frame it holds in one compiled call, publishes one result per frame and
 acknowledges each frame, which returns its credit.
+
+It also ends tracks: when capture says a camera stopped producing frames (``end``: end of stream, down past the
+grace period, or the tracks of a lost worker) and, on SIGTERM, every camera it holds, after the results of the
+frames it holds. Each camera's ended tracks go out in one ``tracks.<camera>`` message.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class WorkerService:
         self._batcher = MicroBatcher(settings.classifier.max_batch, settings.classifier.max_wait_ms / 1000.0)
         self._capacity = settings.capture.credits_per_worker
         self._held = 0
+        self._end_requests: list[protocol.Control] = []
         self._m = metrics()
         self._subscriptions = bus.SubscriptionTracker()
 
@@ -65,6 +70,8 @@ class WorkerService:
                     self._subscriptions.drain(publisher)
                 if dealer in events:
                     self._receive(dealer)
+                if self._end_requests:
+                    self._end_tracks(dealer, publisher)
                 now = time.monotonic()
                 if self._batcher.due(now, more_may_arrive=self._held < self._capacity):
                     self._flush(dealer, publisher)
@@ -73,13 +80,16 @@ class WorkerService:
                     next_heartbeat = now + heartbeat_every
             if len(self._batcher):
                 self._flush(dealer, publisher)
+            for camera in self._pipeline.tracked_cameras:
+                self._publish_ended(publisher, camera, "stop")
         finally:
             publisher.close(linger=500)
             dealer.close(linger=500)
         return 0
 
-    def _send_control(self, dealer: zmq.Socket, kind: str, credits: int = 0, camera: str = "", seq: int = -1) -> None:
-        message = protocol.Control(kind, self._name, self._pid, credits, camera, seq)  # type: ignore[arg-type]
+    def _send_control(self, dealer: zmq.Socket, kind: str, credits: int = 0, camera: str = "", seq: int = -1,
+                      tracks: tuple[int, ...] = ()) -> None:
+        message = protocol.Control(kind, self._name, self._pid, credits, camera, seq, tracks)  # type: ignore[arg-type]
         try:
             dealer.send_multipart(protocol.encode_control(message), zmq.NOBLOCK)
         except zmq.Again:
@@ -100,6 +110,9 @@ class WorkerService:
                 self._m.bad_messages.labels("worker", exc.reason).inc()
                 log.warning("dropping malformed frame message: %s", exc)
                 self._send_control(dealer, "done")  # return the credit all the same
+                continue
+            if isinstance(frame, protocol.Control) and frame.kind == "end":
+                self._end_requests.append(frame)
                 continue
             if not isinstance(frame, protocol.Frame):
                 self._m.bad_messages.labels("worker", "unexpected_kind").inc()
@@ -128,7 +141,34 @@ class WorkerService:
         for item, faces in zip(items, all_faces, strict=True):
             self._publish(publisher, item, faces, classify_ms)
             self._held -= 1
-            self._send_control(dealer, "done", camera=item.frame.header.camera, seq=item.frame.header.seq)
+            camera = item.frame.header.camera
+            self._send_control(dealer, "done", camera=camera, seq=item.frame.header.seq,
+                               tracks=self._pipeline.open_tracks(camera))
+
+    def _end_tracks(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
+        """Carry out capture's ``end`` requests, after the results of every frame already held."""
+        if len(self._batcher):
+            self._flush(dealer, publisher)
+        requests, self._end_requests = self._end_requests, []
+        for request in requests:
+            if request.tracks:  # a lost worker's tracks: only announced, this worker's own tracks go on
+                self._publish_tracks(publisher, protocol.TracksEnded(request.camera, request.tracks, request.reason,
+                                                              time.time(), max(0, request.seq), self._name))
+            else:
+                self._publish_ended(publisher, request.camera, request.reason)
+            self._send_control(dealer, "ended", camera=request.camera)
+
+    def _publish_ended(self, publisher: zmq.Socket, camera: str, reason: str) -> None:
+        tracks, seq = self._pipeline.end_tracks(camera)
+        if tracks:
+            self._publish_tracks(publisher, protocol.TracksEnded(camera, tracks, reason, time.time(), seq, self._name))
+
+    def _publish_tracks(self, publisher: zmq.Socket, message: protocol.TracksEnded) -> None:
+        log.info("camera %s: tracks %s ended (%s)", message.camera, list(message.ended_tracks), message.reason)
+        try:
+            publisher.send_multipart(protocol.encode_tracks_ended(message), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("camera %s: ended tracks not published: the results proxy is not keeping up", message.camera)
 
     def _publish(self, publisher: zmq.Socket, item: PendingFrame, faces: tuple[protocol.Face, ...],
                  classify_ms: float) -> None:

@@ -15,9 +15,12 @@ from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, settings_from
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """Print one JSON object per result, flushing each line."""
+    """Print one JSON object per result, flushing each line. Missed results are told on stderr; with
+    ``--until-eos`` they make the exit status 1, and so does a timeout before end of stream."""
     from emotiond.clients.changes import ChangeDetector
+    from emotiond.clients.events.missed import MissedResults
     from emotiond.clients.events.silence import EXIT_NOTHING_HEARD, SilenceNotice
+    from emotiond.clients.gaps import Gap
     from emotiond.clients.subscribe import subscribe
     from emotiond.core import protocol
 
@@ -25,12 +28,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     endpoint = args.connect or settings.endpoint("results")
     changes = ChangeDetector() if args.changes else None
     notice = SilenceNotice(endpoint)
+    missed = MissedResults()
     started = time.monotonic()
     printed = received = 0
     seen: set[str] = set()
     ended: set[str] = set()
     for message in subscribe(endpoint, args.camera, settings=settings, include_status=args.status or args.until_eos,
-                             timeout=args.timeout, on_wait=lambda sub: notice.check(sub.silent_for())):
+                             include_tracks=args.changes, include_gaps=True, timeout=args.timeout,
+                             on_wait=lambda sub: notice.check(sub.silent_for())):
+        if isinstance(message, Gap):
+            missed.report(message)
+            continue
         received += 1
         notice.heard()
         seen.add(message.camera)
@@ -41,9 +49,9 @@ def cmd_events(args: argparse.Namespace) -> int:
                 sys.stdout.write(json.dumps({"status": message.to_dict()}, separators=(",", ":")) + "\n")
                 sys.stdout.flush()
             if args.until_eos and ended >= (set(args.camera or ()) or seen):
-                return 0
+                break
             continue
-        if args.faces_only and not message.faces:
+        if args.faces_only and isinstance(message, protocol.Result) and not message.faces:
             continue
         lines = list(changes.feed(message)) if changes else [message.to_dict()]
         for line in lines:
@@ -53,7 +61,16 @@ def cmd_events(args: argparse.Namespace) -> int:
             if args.count and printed >= args.count:
                 return 0
     notice.at_exit(time.monotonic() - started, received)
-    return EXIT_NOTHING_HEARD if received == 0 else 0
+    if received == 0:
+        return EXIT_NOTHING_HEARD
+    if missed.missed:
+        sys.stderr.write(missed.summary() + "\n")
+    waiting = sorted((set(args.camera or ()) or seen) - ended)
+    if args.until_eos and waiting:  # the timeout came first
+        sys.stderr.write(f"emotiond events: no end of stream from {', '.join(waiting)} before the timeout; results "
+                         "after the last ones printed may be missing\n")
+        return 1
+    return 1 if args.until_eos and missed.missed else 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -69,5 +86,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     events.add_argument("--count", type=int, default=0, help="exit after this many events")
     events.add_argument("--timeout", type=float, default=None,
                         help="exit after this many seconds; exit status 3 if nothing at all was received")
-    events.add_argument("--until-eos", action="store_true", help="exit when the cameras reach end of stream")
+    events.add_argument("--until-eos", action="store_true",
+                        help="exit when the cameras reach end of stream (status 1 if results were missed or the "
+                             "timeout came first)")
     events.add_argument("--status", action="store_true", help="also print status events ({\"status\": ...})")
