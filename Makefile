@@ -53,10 +53,14 @@ test: deps lint
 test-heavy: deps
 	$(VENV)/bin/pytest -q -rs -m heavy $(PYTEST_ARGS)
 
+# The raw results, then the track changes of the same run (a second subscriber collects them meanwhile).
 demo: venv model
-	@$(EMOTIOND) run --source demo & pid=$$!; \
+	@changes=$$(mktemp); \
+	$(EMOTIOND) run --source demo & pid=$$!; \
+	$(EMOTIOND) events --changes --until-eos --timeout 120 > $$changes & cpid=$$!; \
 	$(EMOTIOND) events --until-eos --timeout 120; status=$$?; \
-	wait $$pid; exit $$status
+	wait $$cpid || status=$$?; wait $$pid; \
+	echo "--- track changes: appeared, changed, disappeared ---"; cat $$changes; rm -f $$changes; exit $$status
 
 bench: deps
 	$(EMOTIOND) bench

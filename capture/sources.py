@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jp2"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif",
                             ".ts"})
-DEMO_SPEC = synthetic.SceneSpec(faces=2, frames=300, fps=30.0)
+DEMO_SPEC = synthetic.SceneSpec(faces=2, frames=300, fps=30.0, expressions=True)
 MAX_CONSECUTIVE_BAD_FRAMES = 25
 # A stream that stalls without closing its connection would otherwise block a read for OpenCV's default 30 s.
 # The capture's stall watchdog ([capture] stall_seconds) notices first: readers pass a read timeout beyond it.

@@ -2,6 +2,10 @@
 
 Used by the ``demo`` source, the tests and the benchmarks. Every frame is a pure function of its index,
 so the true face boxes are known exactly and no network or camera is needed.
+
+With ``expressions``, a neutral face (Grace Hopper, whom the default model calls neutral) cross-fades into a
+smiling one (the astronaut, called happy) at the same place and size and back again in every pass over the
+scene, so a tracked face's smoothed emotion changes while its track goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class SceneSpec:
     # Each face's side as a fraction of the frame height, one per face, before its +-20% zoom (a face of 0.17 or
     # more of the height overflows its cell in a 2x2 grid); empty keeps the default sizes.
     face_sizes: tuple[float, ...] = ()
+    # The neutral face smiles for a while in every pass: it cross-fades into the smiling photo and back.
+    expressions: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.faces <= 4:
@@ -115,11 +121,53 @@ def _default_actors(spec: SceneSpec, grace: _Photo,
     return [(photos[i], size, cells[i]) for i in range(spec.faces)]
 
 
+# Fractions of a pass over the scene: the neutral face starts turning into the smiling one, smiles fully, starts
+# turning back, and is itself again. Each fade lasts a second of the 10 s demo: long enough for the face to stay
+# detected (and its track to go on) while the two photos are blended.
+SMILE = (0.3, 0.4, 0.7, 0.8)
+
+
+def smile_weight(spec: SceneSpec, index: int) -> float:
+    """How much of the smiling photo the changing face shows in frame ``index`` (0 to 1)."""
+    if not spec.expressions:
+        return 0.0
+    x = (index % spec.frames) / spec.frames
+    begin, full, back, end = SMILE
+    if x < begin or x >= end:
+        return 0.0
+    if x < full:
+        return (x - begin) / (full - begin)
+    return 1.0 if x < back else (end - x) / (end - back)
+
+
+def _paste(frame: np.ndarray, photo: _Photo, x0: int, y0: int, w: int, h: int) -> None:
+    """Blend the photo's sprite, at ``w`` x ``h`` with its corner at ``x0``, ``y0``, into the frame (clipped)."""
+    sprite, alpha = photo.scaled(w, h)
+    left, top = max(0, x0), max(0, y0)
+    x1, y1 = min(frame.shape[1], x0 + w), min(frame.shape[0], y0 + h)
+    if x1 <= left or y1 <= top:
+        return
+    target = frame[top:y1, left:x1]
+    cut = (slice(top - y0, y1 - y0), slice(left - x0, x1 - x0))
+    blend = np.ascontiguousarray(alpha[cut])
+    target[:] = cv2.blendLinear(np.ascontiguousarray(sprite[cut]), target, blend, 1.0 - blend)
+
+
+def _paste_face(frame: np.ndarray, photo: _Photo, face: Box) -> None:
+    """Blend the photo so that its face fills ``face`` (same place and size as another photo's face)."""
+    scale = face[2] / photo.face[2]
+    x0, y0 = face[0] - round(photo.face[0] * scale), face[1] - round(photo.face[1] * scale)
+    _paste(frame, photo, x0, y0, max(1, round(photo.image.shape[1] * scale)),
+           max(1, round(photo.image.shape[0] * scale)))
+
+
 def render(spec: SceneSpec, index: int) -> tuple[np.ndarray, list[Box]]:
     """Frame ``index`` of the scene and the true face boxes in it."""
     frame = _background(spec.width, spec.height).copy()
     boxes: list[Box] = []
     t = index / spec.fps
+    grace, astronaut = _photos()
+    smile = smile_weight(spec, index)
     for i, (photo, face_px, (fx0, fy0, fx1, fy1)) in enumerate(_actors(spec)):
         zoom = 1.0 + 0.2 * math.sin(2 * math.pi * t / 4.0 + i)
         scale = face_px * zoom / photo.face[2]
@@ -130,13 +178,18 @@ def render(spec: SceneSpec, index: int) -> tuple[np.ndarray, list[Box]]:
         cy = fy0 * spec.height + max(0.0, region_h) * (0.5 + 0.45 * math.cos(2 * math.pi * t / 7.0 + 0.9 * i))
         x0, y0 = round(cx), round(cy)
         w, h = max(1, round(sprite_w)), max(1, round(sprite_h))
-        sprite, alpha = photo.scaled(w, h)
-        x1, y1 = min(spec.width, x0 + w), min(spec.height, y0 + h)
-        target = frame[y0:y1, x0:x1]
-        blend = np.ascontiguousarray(alpha[: y1 - y0, : x1 - x0])
-        target[:] = cv2.blendLinear(np.ascontiguousarray(sprite[: y1 - y0, : x1 - x0]), target, blend, 1.0 - blend)
         fx, fy, fw, fh = photo.face
-        boxes.append((x0 + round(fx * scale), y0 + round(fy * scale), round(fw * scale), round(fh * scale)))
+        face = (x0 + round(fx * scale), y0 + round(fy * scale), round(fw * scale), round(fh * scale))
+        if photo is grace and smile >= 1.0:
+            _paste_face(frame, astronaut, face)
+        elif photo is grace and smile > 0.0:
+            smiling = frame.copy()
+            _paste_face(smiling, astronaut, face)
+            _paste(frame, photo, x0, y0, w, h)
+            frame = cv2.addWeighted(frame, 1.0 - smile, smiling, smile, 0.0)
+        else:
+            _paste(frame, photo, x0, y0, w, h)
+        boxes.append(face)
     return frame, boxes
 
 

@@ -1,10 +1,10 @@
 """How results and log events become JSON lines or CSV rows (shared by ``log`` and ``analyze``).
 
 JSON lines hold results exactly in the event schema (``Result.to_dict()``, as ``emotiond events`` prints
-them); other records carry a ``kind`` key (``gap``, ``restart``, ``status``) so readers can tell them
-apart. CSV has one row per face, because that is what spreadsheets and pandas want; the ``record``
-column says what a row is (``face``, ``frame`` for a result without faces, ``gap``, ``restart``,
-``status``).
+them); other records carry a ``kind`` key (``gap``, ``restart``, ``status``, ``tracks`` for the tracks a
+camera ended when it stopped) so readers can tell them apart. CSV has one row per face, because that is what
+spreadsheets and pandas want; the ``record`` column says what a row is (``face``, ``frame`` for a result without
+faces, ``gap``, ``restart``, ``status``, ``tracks``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from emotiond.clients.gaps import Event, Gap, Restart
 from emotiond.core.bundle import FER_PLUS_LABELS
-from emotiond.core.protocol import Result, Status
+from emotiond.core.protocol import Result, Status, TracksEnded
 
 SCORE_COLUMNS = [f"score_{label}" for label in FER_PLUS_LABELS]
 CSV_COLUMNS = ["record", "camera", "seq", "captured_at", "published_at", "frame_width", "frame_height",
@@ -25,11 +25,16 @@ CSV_COLUMNS = ["record", "camera", "seq", "captured_at", "published_at", "frame_
                *SCORE_COLUMNS, "other_scores", "missed", "detail", "extra"]
 
 
-def json_line(record: Result | Status | Event) -> str:
+Record = Result | Status | TracksEnded | Event
+
+
+def json_line(record: Record) -> str:
     if isinstance(record, Result):
         data: dict[str, Any] = record.to_dict()
     elif isinstance(record, Status):
         data = {"kind": "status", **record.to_dict()}
+    elif isinstance(record, TracksEnded):
+        data = {"kind": "tracks", **record.to_dict()}
     else:
         data = record.to_dict()
     return json.dumps(data, separators=(",", ":")) + "\n"
@@ -57,12 +62,16 @@ def _result_rows(result: Result, faces_only: bool) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def csv_rows(record: Result | Status | Event, faces_only: bool = False) -> Iterator[dict[str, Any]]:
+def csv_rows(record: Record, faces_only: bool = False) -> Iterator[dict[str, Any]]:
     if isinstance(record, Result):
         yield from _result_rows(record, faces_only)
     elif isinstance(record, Status):
         yield {"record": "status", "camera": record.camera, "captured_at": record.at, "detail": record.state,
                "extra": json.dumps({"message": record.message, "frames": record.frames})}
+    elif isinstance(record, TracksEnded):
+        yield {"record": "tracks", "camera": record.camera, "seq": record.seq, "captured_at": record.at,
+               "worker": record.worker, "detail": record.reason,
+               "extra": json.dumps({"ended_tracks": list(record.ended_tracks)})}
     elif isinstance(record, Gap):
         yield {"record": "gap", "camera": record.camera, "seq": record.first_seq, "captured_at": record.at,
                "missed": record.missed}

@@ -112,16 +112,17 @@ class ResultLogger:
                 log.info("camera %s: seq restarted (%d -> %d)", event.camera, event.from_seq, event.to_seq)
         return events
 
-    def _render(self, items: Iterable[protocol.Result | protocol.Status | Event]) -> str:
+    def _render(self, items: Iterable[records.Record]) -> str:
         if self.options.fmt == "csv":
             return records.csv_text(row for item in items for row in records.csv_rows(item, self.options.faces_only))
         return "".join(records.json_line(item) for item in items)
 
     def handle(self, messages: Iterable[protocol.Message], now: float | None = None) -> None:
-        """Write one batch: results (and the gaps they reveal), status events."""
+        """Write one batch: results (and the gaps they reveal), status events (end of stream settles a camera's
+        gaps, up to its last frame), tracks ended when a camera stopped."""
         now = time.monotonic() if now is None else now
         wall = time.time()
-        batch: list[protocol.Result | protocol.Status | Event] = []
+        batch: list[records.Record] = []
         for message in messages:
             if isinstance(message, protocol.Result) and self._wanted(message.camera):
                 self.received += 1
@@ -131,11 +132,15 @@ class ResultLogger:
                 batch.append(message)
                 self.metrics.results.labels(message.camera).inc()
             elif isinstance(message, protocol.Status) and self._wanted(message.camera):
+                if message.state == "eos":
+                    batch += self._count_events(self.gaps.finish(message.camera, message.frames, wall))
+                batch.append(message)
+            elif isinstance(message, protocol.TracksEnded) and self._wanted(message.camera):
                 batch.append(message)
         batch += self._count_events(self.gaps.expire(now))
         self._write(batch)
 
-    def _write(self, batch: list[protocol.Result | protocol.Status | Event]) -> None:
+    def _write(self, batch: list[records.Record]) -> None:
         if not batch:
             return
         text = self._render(batch)
@@ -146,7 +151,7 @@ class ResultLogger:
         self.metrics.pending.set(self.gaps.pending())
 
     def run(self) -> int:
-        subscription = Subscription(self._endpoint, self.options.cameras, kinds=("result", "status"),
+        subscription = Subscription(self._endpoint, self.options.cameras, kinds=("result", "status", "tracks"),
                                     settings=self._settings, on_bad=self._count_bad)
         log.info("logging results from %s into %s (%s)", self._endpoint, self.options.out, self.options.fmt)
         try:

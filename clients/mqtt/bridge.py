@@ -51,7 +51,7 @@ class Bridge:
         self.outbox = BrokerOutbox(self.options.queue_size, on_drop=lambda _message: metrics.dropped.inc())
         self.events = TrackEvents(self.options.update_interval)
         self.snapshots = Snapshots(self.options.snapshot_quality) if self.options.snapshots else None
-        kinds = ("result", "status", "frame") if self.snapshots else ("result", "status")
+        kinds = ("result", "status", "tracks", "frame") if self.snapshots else ("result", "status", "tracks")
         self.subscription = Subscription(endpoint, (), kinds=kinds, settings=settings)
         self.configured = tuple(source.name for source in settings.sources)
         self.cameras: dict[str, set[str]] = {}  # camera -> its emotion labels with a topic
@@ -120,6 +120,8 @@ class Bridge:
                 self._on_snapshot(self.snapshots.add(message))
             elif isinstance(message, protocol.Status):
                 self._add_camera(message.camera)
+            elif isinstance(message, protocol.TracksEnded):
+                self._on_tracks_ended(message, now)
 
     def _on_result(self, result: protocol.Result, now: float) -> None:
         if not self._add_camera(result.camera):
@@ -134,6 +136,14 @@ class Bridge:
         else:
             emotions = [face_emotion(face) for face in result.faces]
         self._publish_state(result.camera, emotions)
+
+    def _on_tracks_ended(self, message: protocol.TracksEnded, now: float) -> None:
+        """The camera stopped producing frames: ``end`` for each of its tracks, and its states back to none."""
+        if message.camera not in self.cameras:
+            return
+        for event in self.events.end(message, now):
+            self._send(self.topics.events, _json(event), "event")
+        self._publish_state(message.camera, [face_emotion(state.face) for state in self.events.live(message.camera)])
 
     def _on_snapshot(self, snapshot: tuple[str, bytes] | None) -> None:
         if snapshot is not None:

@@ -5,8 +5,9 @@ set ``track_id``, ``smoothed_emotion`` and ``ended_tracks``). This module adds w
 it: each track's start time, latest box and scores, its top score, the state last published, and the rate rule:
 an ``update`` goes out when the smoothed emotion changes, otherwise at most every ``update_interval`` seconds.
 
-A track whose end was never published (a worker restarted and its tracker with it) ends after
-``STALE_SECONDS`` without a sighting, so the live set stays true and bounded.
+Tracks end when a result says so, when their camera stops producing frames (a ``TracksEnded`` message: end of
+stream, down, daemon stopping, worker lost), or, should that message be lost too, after ``STALE_SECONDS`` without a
+sighting, so the live set stays true and bounded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emotiond.clients.changes import ChangeDetector
-from emotiond.core.protocol import Face, Result
+from emotiond.core.protocol import Face, Result, TracksEnded
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 10.0
@@ -111,10 +112,17 @@ class TrackEvents:
         for camera, ended in stale.items():
             log.info("camera %s: tracks %s unseen for %.0f s; ending them", camera, ended, STALE_SECONDS)
             last = max(self.tracks[(camera, t)].frame_time for t in ended)
-            closing = Result(camera, -1, last, last, (0, 0), (), {}, "", "", extra={"ended_tracks": ended})
-            yield from self.feed(closing, now)
-            for track in ended:  # a track the detector had not heard of: nothing to announce, just forget it
-                self.tracks.pop((camera, track), None)
+            yield from self._close(camera, ended, last, now)
+
+    def end(self, message: TracksEnded, now: float) -> Iterator[dict[str, Any]]:
+        """``end`` for every track of a camera that stopped producing frames."""
+        yield from self._close(message.camera, list(message.ended_tracks), message.at, now)
+
+    def _close(self, camera: str, ended: list[Any], end_time: float, now: float) -> Iterator[dict[str, Any]]:
+        closing = Result(camera, -1, end_time, end_time, (0, 0), (), {}, "", "", extra={"ended_tracks": ended})
+        yield from self.feed(closing, now)
+        for track in ended:  # a track the detector had not heard of: nothing to announce, just forget it
+            self.tracks.pop((camera, track), None)
 
     def live(self, camera: str) -> list[TrackState]:
         return [state for (cam, _), state in self.tracks.items() if cam == camera]

@@ -54,8 +54,8 @@ class Hub:
         self._changes = ChangeDetector()
         self._clients: dict[ViewerOutbox, frozenset[str]] = {}
         self._ctx = zmq.Context()
-        self._results = Subscription(endpoint, (), kinds=("result", "status"), settings=settings, ctx=self._ctx,
-                                     on_bad=self._count_bad)
+        self._results = Subscription(endpoint, (), kinds=("result", "status", "tracks"), settings=settings,
+                                     ctx=self._ctx, on_bad=self._count_bad)
         self._frames: Subscription | None = None
         self._frame_cameras: tuple[str, ...] = ()
         self._stopping = asyncio.Event()
@@ -143,6 +143,8 @@ class Hub:
                 self._on_result(message, now)
             elif isinstance(message, protocol.Status):
                 self._on_status(message)
+            elif isinstance(message, protocol.TracksEnded):
+                self._on_tracks_ended(message)
         frames = self._frames.receive(0) if self._frames is not None else []
         for frame in frames:
             if isinstance(frame, protocol.Frame):
@@ -166,6 +168,11 @@ class Hub:
             self.ring.add_event(event, self._broadcast("event", event))
         if (feed.emotion, feed.message) != message_before:
             self._broadcast("message", {"camera": feed.name, "emotion": feed.emotion, "text": feed.message})
+
+    def _on_tracks_ended(self, message: protocol.TracksEnded) -> None:
+        """The camera stopped producing frames: its open tracks disappear from the events list too."""
+        for event in self._changes.feed(message):
+            self.ring.add_event(event, self._broadcast("event", event))
 
     def _on_status(self, status: protocol.Status) -> None:
         feed = self.feed(status.camera, create=True)

@@ -161,7 +161,8 @@ function addEvent(event, live) {
   kind.textContent = event.event;
   const time = new Date(event.at * 1000).toLocaleTimeString();
   const what = event.previous ? `${event.previous} → ${event.emotion}` : event.emotion;
-  li.append(kind, `${time} ${event.camera} #${event.track_id} ${what}`);
+  const why = event.reason ? ` (${event.reason})` : "";
+  li.append(kind, `${time} ${event.camera} #${event.track_id} ${what}${why}`);
   if (live) list.prepend(li); else list.append(li);
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
 }
