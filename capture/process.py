@@ -298,7 +298,8 @@ class CaptureService:
             if self._dispatcher.retry_pending(name) or self._dispatcher.inflight(name) or name in self._orphans:
                 continue
             holder = self._holder(name) if self._settings.tracking.enabled else None
-            if holder is not None and self._send_end(router, holder, name, "eos"):
+            reason = "stop" if self._stopping.is_set() else "eos"  # readers also finish when capture is stopping
+            if holder is not None and self._send_end(router, holder, name, reason):
                 self._end_waits[name] = now + END_ACK_SECONDS
             else:
                 self._finished[name] = now + SETTLE_SECONDS

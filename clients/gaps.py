@@ -204,6 +204,10 @@ class GapWatch:
         """Holes open for too long (call this now and then, also while no message comes)."""
         return self._count(self.tracker.expire(time.monotonic()))
 
+    def close(self) -> list[Gap]:
+        """Every hole still open, as gaps (the subscription ends)."""
+        return self._count(self.tracker.close())
+
     def _count(self, events: list[Event]) -> list[Gap]:
         gaps = [event for event in events if isinstance(event, Gap)]
         self.gaps += len(gaps)

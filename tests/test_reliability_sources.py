@@ -16,32 +16,11 @@ import pytest
 from emotiond.core import protocol
 
 from support.daemon import free_port, metric_value, wait_for
+from support.streams import StreamServer
 from support.tools import require_tool
 
 FAST_BACKOFF = {"EMOTIOND_CAPTURE__RECONNECT_INITIAL_SECONDS": "0.2",
                 "EMOTIOND_CAPTURE__RECONNECT_MAX_SECONDS": "1.6"}
-
-
-class StreamServer:
-    """``ffmpeg -listen 1`` serving a looping video as MPEG-TS over HTTP, restartable on the same port."""
-
-    def __init__(self, ffmpeg: str, video: Path, port: int):
-        self.ffmpeg = ffmpeg
-        self.video = video
-        self.url = f"http://127.0.0.1:{port}/live.ts"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
-             "-an", "-c:v", "mpeg1video", "-q:v", "4", "-f", "mpegts", "-listen", "1", self.url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(5)
 
 
 @pytest.fixture
