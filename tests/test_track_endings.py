@@ -316,3 +316,49 @@ def test_a_live_cameras_tracks_end_when_it_stays_down_its_worker_dies_or_the_dae
     mqtt.wait(lambda: mqtt_events("end") >= third, what="MQTT end for the last track")
     assert mqtt_events("end") == mqtt_events("new") >= first | second | third
     assert mqtt.texts("emotiond/door/faces")[-1] == "0"
+
+
+# ---------------------------------------------------------------- the web console
+
+def test_the_web_consoles_events_list_shows_the_tracks_a_stopped_camera_ended(tmp_path):
+    from support.web import FakeBus, console, face_result, run, until_async, wait_seen, web_settings
+
+    fake_bus = FakeBus(f"ipc://{tmp_path}/results.sock")
+
+    async def scenario():
+        async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
+            await wait_seen(client, fake_bus, "cam0")  # track 1 appears
+            fake_bus.result(face_result("cam0", 1, "happy", track=7))
+            fake_bus.raw(protocol.encode_tracks_ended(protocol.TracksEnded("cam0", (1, 7), "eos", time.time(), 1,
+                                                                           "w1")))
+
+            async def endings():
+                reply = await client.get("/api/events?topic=event&camera=cam0")
+                events = [e["payload"] for e in (await reply.json())["events"]]
+                return [(e["track_id"], e["reason"]) for e in events if e["event"] == "disappeared"]
+
+            assert sorted(await until_async(endings, 10, "the ended tracks in /api/events")) == [(1, "eos"),
+                                                                                                 (7, "eos")]
+    try:
+        run(scenario)
+    finally:
+        fake_bus.close()
+
+
+# ---------------------------------------------------------------- the logger
+
+def test_the_logger_writes_ended_tracks_and_the_results_missing_at_end_of_stream(tmp_path):
+    from emotiond.clients.log.logger import LoggerOptions, ResultLogger
+    from emotiond.core.settings import Settings
+
+    from support.clients import jsonl_records
+
+    logger = ResultLogger("ipc:///nowhere", Settings(), LoggerOptions(out=tmp_path / "log"))
+    logger.handle([crafted_result("cam", 0), crafted_result("cam", 1),
+                   protocol.TracksEnded("cam", (0,), "eos", time.time(), 1, "w1"),
+                   protocol.Status("cam", "eos", "end of stream", time.time(), 5)])
+    logger.file.close()
+    records = [(r.get("kind", "result"), r.get("first_seq", r.get("seq")), r.get("last_seq"))
+               for r in jsonl_records(tmp_path / "log")]
+    assert records == [("result", 0, None), ("result", 1, None), ("tracks", 1, None), ("gap", 2, 4),
+                       ("status", None, None)]
