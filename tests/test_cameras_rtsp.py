@@ -20,7 +20,6 @@ from emotiond.capture import synthetic
 from emotiond.core import protocol
 
 from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli, wait_for
-from support.mqtt import brokers, watchers
 
 STALL_SECONDS = 3.0
 BACKOFF_CAP = 2.0
@@ -31,16 +30,6 @@ def four_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A held-out clip of four real faces moving and zooming (the server loops it)."""
     return synthetic.write_video(tmp_path_factory.mktemp("rtsp") / "four.mp4",
                                  synthetic.SceneSpec(faces=4, frames=90))
-
-
-@pytest.fixture
-def mosquitto(tmp_path):
-    yield from brokers(tmp_path)
-
-
-@pytest.fixture
-def mqtt_watch():
-    yield from watchers()
 
 
 def camera_config(path: Path, url: str, *, name: str = "lobby", extra_source: str = "", extra: str = "") -> Path:

@@ -22,20 +22,10 @@ from emotiond.core.settings import Settings
 
 from support.clients import CraftedPublisher
 from support.daemon import EMOTIOND, REPO, child_env, child_pids, free_port, kill_leftovers, metric_value, wait_for
-from support.mqtt import Watcher, brokers, face_that_leaves, ha_problems, retained_now, tracked_result, watchers
+from support.mqtt import Watcher, face_that_leaves, ha_problems, retained_now, tracked_result
 
 SIDE_KEYS = {"id", "camera", "track_id", "emotion", "score", "top_score", "scores", "box", "frame_time",
              "start_time", "end_time"}
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator:
-    yield from brokers(tmp_path)
-
-
-@pytest.fixture
-def mqtt_watch() -> Iterator:
-    yield from watchers()
 
 
 def write_config(path: Path, mqtt: dict, sources: tuple[str, ...] = ()) -> Path:

@@ -297,3 +297,15 @@ def face_that_leaves(path: Path, visible: int, absent: int) -> Path:
     finally:
         writer.release()
     return path
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator:
+    """``mosquitto()`` starts a broker for this test (see ``brokers``)."""
+    yield from brokers(tmp_path)
+
+
+@pytest.fixture
+def mqtt_watch() -> Iterator:
+    """``mqtt_watch(port, *topics)`` subscribes a recording client for this test (see ``watchers``)."""
+    yield from watchers()
