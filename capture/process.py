@@ -4,8 +4,9 @@ hands frames to workers that have credit (capture.dispatch), and announces each 
 It also says when a camera's tracks must end, to the worker that holds them (``end``): at end of stream (and waits
 for the worker's ``ended`` before announcing ``eos``, so a reader that stops at ``eos`` has seen every track end),
 when a live source stays down past ``[tracking] down_grace_seconds``, and when the worker that held them is lost
-(the ids it last reported go to the camera's next worker, which announces them). On SIGTERM each worker ends the
-tracks it holds itself, after capture has let the frames in flight finish.
+(the ids it last reported go to the camera's next worker, which announces them). On SIGTERM, capture lets the frames
+in flight finish and asks for the same, with reason ``stop``, for the cameras whose readers have ended by then; each
+worker ends whatever it still holds as it stops.
 """
 
 from __future__ import annotations

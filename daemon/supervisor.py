@@ -3,7 +3,8 @@
 Children are spawned (never forked: TensorFlow and ZeroMQ do not survive fork). A child that dies is
 restarted with exponential backoff once it has crashed too often in the last minute; a child whose loop has
 stopped ticking is killed and restarted. When every source has ended, capture exits 0 and the daemon
-follows. SIGINT/SIGTERM stop capture first (frames in flight finish), then workers, then the proxy.
+follows. SIGINT/SIGTERM stop capture first (frames in flight finish), then workers (which end their open tracks),
+then the clients it runs (they hear those last messages), then the proxy.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ frames it holds. Each camera's ended tracks go out in one ``tracks.<camera>`` me
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -143,7 +144,7 @@ class WorkerService:
             self._held -= 1
             camera = item.frame.header.camera
             self._send_control(dealer, "done", camera=camera, seq=item.frame.header.seq,
-                               tracks=self._pipeline.open_tracks(camera))
+                               tracks=self._pipeline.open_tracks(camera)[:protocol.MAX_TRACKS])
 
     def _end_tracks(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
         """Carry out capture's ``end`` requests, after the results of every frame already held."""
@@ -152,8 +153,9 @@ class WorkerService:
         requests, self._end_requests = self._end_requests, []
         for request in requests:
             if request.tracks:  # a lost worker's tracks: only announced, this worker's own tracks go on
-                self._publish_tracks(publisher, protocol.TracksEnded(request.camera, request.tracks, request.reason,
-                                                              time.time(), max(0, request.seq), self._name))
+                lost = protocol.TracksEnded(request.camera, request.tracks, request.reason, time.time(),
+                                            max(0, request.seq), self._name)
+                self._publish_tracks(publisher, lost)
             else:
                 self._publish_ended(publisher, request.camera, request.reason)
             self._send_control(dealer, "ended", camera=request.camera)
@@ -164,11 +166,16 @@ class WorkerService:
             self._publish_tracks(publisher, protocol.TracksEnded(camera, tracks, reason, time.time(), seq, self._name))
 
     def _publish_tracks(self, publisher: zmq.Socket, message: protocol.TracksEnded) -> None:
+        """One message per ``protocol.MAX_TRACKS`` ids (a message may hold no more)."""
         log.info("camera %s: tracks %s ended (%s)", message.camera, list(message.ended_tracks), message.reason)
-        try:
-            publisher.send_multipart(protocol.encode_tracks_ended(message), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("camera %s: ended tracks not published: the results proxy is not keeping up", message.camera)
+        ids = message.ended_tracks
+        for begin in range(0, len(ids), protocol.MAX_TRACKS):
+            part = dataclasses.replace(message, ended_tracks=ids[begin: begin + protocol.MAX_TRACKS])
+            try:
+                publisher.send_multipart(protocol.encode_tracks_ended(part), zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("camera %s: ended tracks not published: the results proxy is not keeping up",
+                            message.camera)
 
     def _publish(self, publisher: zmq.Socket, item: PendingFrame, faces: tuple[protocol.Face, ...],
                  classify_ms: float) -> None:
