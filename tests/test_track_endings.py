@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import io
 import json
 import os
 import signal
@@ -27,7 +28,8 @@ import zmq
 from emotiond.capture import synthetic
 from emotiond.capture.sources import DEMO_SPEC
 from emotiond.clients.changes import ChangeDetector
-from emotiond.clients.gaps import NOT_PUBLISHED, READER_SLOW, GapWatch
+from emotiond.clients.events.missed import MissedResults
+from emotiond.clients.gaps import CAUSES, NOT_PUBLISHED, READER_SLOW, Gap, GapWatch
 from emotiond.clients.mqtt.events import TrackEvents
 from emotiond.core import protocol
 
@@ -76,6 +78,29 @@ def test_gaps_are_found_with_their_likely_cause_also_at_end_of_stream():
         (11, 19, 9, READER_SLOW), (21, 29, 9, READER_SLOW)]
     assert "seq 11..19" in gaps[0].describe() and "fell behind" in gaps[0].describe()
     assert (watch.gaps, watch.missed) == (4, 25)
+
+
+def test_unpublished_gaps_are_summed_per_camera_and_lost_ones_told_at_once():
+    """A live camera's stale frames leave many small holes a second: they are told at most once per period per
+    camera, and the rest at exit; holes this reader lost are told one line each, at once."""
+    clock = [0.0]
+    out = io.StringIO()
+    missed = MissedResults(out, every=10.0, clock=lambda: clock[0])
+    for seq in range(5, 60, 5):  # eleven one-frame holes within a second
+        missed.report(Gap("door", seq, seq, at=0.0, cause=NOT_PUBLISHED))
+        clock[0] += 0.05
+    missed.report(Gap("door", 70, 79, at=0.0, cause=READER_SLOW))
+    missed.report(Gap("yard", 3, 4, at=0.0, cause=NOT_PUBLISHED))
+    lines = out.getvalue().splitlines()
+    assert lines == ["emotiond events: camera door: missed 1 result(s), seq 5..5: " + CAUSES[NOT_PUBLISHED],
+                     "emotiond events: " + Gap("door", 70, 79, at=0.0, cause=READER_SLOW).describe(),
+                     "emotiond events: camera yard: missed 2 result(s), seq 3..4: " + CAUSES[NOT_PUBLISHED]]
+    clock[0] = 10.1
+    missed.report(Gap("door", 90, 90, at=0.0, cause=NOT_PUBLISHED))  # the period is over: told with the rest
+    missed.flush()
+    assert out.getvalue().splitlines()[3:] == [
+        "emotiond events: camera door: missed 11 result(s) in 11 gaps, seq 10..90: " + CAUSES[NOT_PUBLISHED]]
+    assert missed.missed == 11 + 10 + 2 + 1
 
 
 def test_a_stopped_camera_ends_its_tracks_in_change_events_and_mqtt():

@@ -63,6 +63,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     notice.at_exit(time.monotonic() - started, received)
     if received == 0:
         return EXIT_NOTHING_HEARD
+    missed.flush()
     if missed.missed:
         sys.stderr.write(missed.summary() + "\n")
     waiting = sorted((set(args.camera or ()) or seen) - ended)
