@@ -22,7 +22,7 @@ from types import TracebackType
 
 import zmq
 
-from emotiond.clients.gaps import Gap, GapWatch
+from emotiond.clients.gaps import NOT_PUBLISHED, Gap, GapWatch
 from emotiond.core import bus, protocol
 from emotiond.core.settings import Settings
 
@@ -158,7 +158,7 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
 
     No result is missed silently: every gap in a camera's seq numbers (also at its end of stream) is yielded as a
     ``Gap`` with ``include_gaps`` (``camera``, ``first_seq``, ``last_seq``, ``missed``, ``cause``: ``reader_slow``
-    when this loop did not keep up and the bus dropped results for it), else logged as a warning.
+    when this loop did not keep up and the bus dropped results for it), else logged.
     ``timeout`` bounds the whole iteration; ``idle_timeout`` ends it after that long without a message.
     ``on_wait`` is called with the subscription before each wait (at least once a second), so a caller can
     notice silence. Malformed messages are logged and skipped.
@@ -186,8 +186,10 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
 
 
 def _gap_items(gaps: list[Gap], include: bool) -> Iterator[Gap]:
+    """Gaps as items, or as log lines: a warning for results this loop lost; info for results the daemon never
+    published (a live camera's stale frames, dropped and counted by design, can make several a second)."""
     for gap in gaps:
         if include:
             yield gap
         else:
-            log.warning("%s", gap.describe())
+            log.log(logging.INFO if gap.cause == NOT_PUBLISHED else logging.WARNING, "%s", gap.describe())
