@@ -56,6 +56,13 @@ def default_runtime_dir() -> Path:
     return Path("/tmp") / f"emotiond-{os.getuid()}"
 
 
+def default_state_dir() -> Path:
+    """Where state that outlives a restart lives (the web console's users, sessions and certificate): per user,
+    ``$XDG_STATE_HOME/emotiond`` or ``~/.local/state/emotiond``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "emotiond"
+
+
 def default_models_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "emotiond" / "models"
@@ -335,6 +342,24 @@ class WebSettings(_Section):
                                        "encodes.")] = 80
     events_ring: Annotated[int, Field(ge=10, le=100_000, description="Recent results and change events kept in "
                                       "memory for GET /api/events.")] = 2000
+    users_file: Annotated[Path | None, Field(description="The console's users and their scrypt-hashed passwords "
+                                             "(mode 0600; `emotiond web users add`). The sessions database and a "
+                                             "self-signed certificate are kept beside it. Default: "
+                                             "web-users.json in the state folder ($XDG_STATE_HOME/emotiond or "
+                                             "~/.local/state/emotiond).")] = None
+    session_hours: Annotated[float, Field(gt=0.0, le=24 * 365, description="A login session ends this long after "
+                                          "it began (logout, a password change or removing the user end it "
+                                          "sooner).")] = 12.0
+    tls: Annotated[Literal["off", "self-signed", "files"], Field(
+        description="HTTPS: 'off', 'self-signed' (a certificate made once and kept in the state folder; its "
+                    "fingerprint is logged) or 'files' (tls_cert_file and tls_key_file).")] = "off"
+    tls_cert_file: Annotated[Path | None, Field(description="PEM certificate chain when tls = 'files'.")] = None
+    tls_key_file: Annotated[Path | None, Field(description="PEM private key when tls = 'files'.")] = None
+    allow_plain_http: Annotated[bool, Field(description="Serve plain HTTP beyond loopback: only behind a "
+                                            "TLS-terminating reverse proxy.")] = False
+
+    def users_path(self) -> Path:
+        return self.users_file or default_state_dir() / "web-users.json"
 
     @field_validator("token")
     @classmethod
@@ -356,9 +381,16 @@ class WebSettings(_Section):
     @model_validator(mode="after")
     def _exposed_host_needs_token(self) -> WebSettings:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.token is None and is_exposed(f"tcp://{host}:{self.port}"):
-            raise ValueError(f"binding the web console on {self.host} (beyond loopback) requires [web] token "
-                             "(or EMOTIOND_WEB__TOKEN)")
+        exposed = is_exposed(f"tcp://{host}:{self.port}")
+        if exposed and self.token is None and not self.users_path().is_file():
+            raise ValueError(f"binding the web console on {self.host} (beyond loopback) requires a user "
+                             "(emotiond web users add NAME) or [web] token (or EMOTIOND_WEB__TOKEN)")
+        if exposed and self.tls == "off" and not self.allow_plain_http:
+            raise ValueError(f"binding the web console on {self.host} (beyond loopback) without TLS is refused: "
+                             "set [web] tls = \"self-signed\" or \"files\" (emotiond web --tls self-signed), or, "
+                             "behind a TLS-terminating reverse proxy, [web] allow_plain_http = true")
+        if self.tls == "files" and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("[web] tls = \"files\" needs tls_cert_file and tls_key_file")
         if self.stream_fps > self.max_stream_fps:
             raise ValueError("web.stream_fps must be <= web.max_stream_fps")
         return self

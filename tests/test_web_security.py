@@ -54,11 +54,12 @@ def test_token_bearer_login_cookie_and_no_secret_in_urls_or_logs(tmp_path, fake_
             assert (await client.get(f"/?access_token={TOKEN}", headers=bearer)).status == 400
 
             form = await client.get("/login")
-            assert form.status == 200 and 'name="token"' in await form.text()
-            wrong = await client.post("/login", data={"token": "not-the-token-at-all"}, allow_redirects=False)
+            assert form.status == 200 and 'name="password"' in await form.text()
+            wrong = await client.post("/login", data={"user": "token", "password": "not-the-token-at-all"},
+                                      allow_redirects=False)
             assert wrong.status == 401
             assert not client.session.cookie_jar.filter_cookies(client.make_url("/")).get(COOKIE)
-            right = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+            right = await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
             assert right.status == 303 and right.headers["Location"] == "/"
             set_cookie = right.headers["Set-Cookie"]
             assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and TOKEN not in set_cookie
@@ -75,7 +76,9 @@ def test_token_bearer_login_cookie_and_no_secret_in_urls_or_logs(tmp_path, fake_
     run(scenario)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "GET /api/cameras 401" in logged, "positive control: requests are logged"
-    assert "POST /login 303" in logged
+    assert "token POST /login 303" in logged, "the log names who logged in"
+    assert "token POST /logout 303" in logged, "the log names who logged out"
+    assert "web login: token from 127.0.0.1" in logged
     assert TOKEN not in logged, "the token appears in the log"
 
 
@@ -85,10 +88,12 @@ def test_failed_logins_are_limited(tmp_path, fake_bus):
             wrong_type = await client.post("/login", data=b"token=x", headers={"Content-Type": "text/plain"})
             assert wrong_type.status == 415
             for _ in range(10):
-                reply = await client.post("/login", data={"token": "guess-guess-guess-guess"}, allow_redirects=False)
+                reply = await client.post("/login", data={"user": "token", "password": "guess-guess-guess"},
+                                          allow_redirects=False)
                 assert reply.status == 401
-            limited = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+            limited = await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
             assert limited.status == 429 and "too many" in (await limited.json())["error"]
+            assert 1 <= int(limited.headers["Retry-After"]) <= 60
 
     run(scenario)
 
@@ -120,10 +125,21 @@ def test_without_token_only_loopback_names_and_same_origin(tmp_path, fake_bus):
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "my-server.local", "*"])
-def test_exposed_host_without_token_is_a_config_error(tmp_path, host):
-    with pytest.raises(ConfigError, match=r"web: .*requires \[web\] token"):
-        load_settings(None, {"web": {"host": host}})
-    assert load_settings(None, {"web": {"host": host, "token": TOKEN}}).web.host == host
+def test_exposed_host_needs_a_login_and_tls_or_a_proxy(tmp_path, host):
+    users = {"users_file": str(tmp_path / "web-users.json")}
+    with pytest.raises(ConfigError, match=r"web: .*requires a user \(emotiond web users add NAME\) or \[web\] token"):
+        load_settings(None, {"web": {"host": host, "tls": "self-signed", **users}})
+    plain = {"host": host, "token": TOKEN, **users}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"web": plain})
+    assert "without TLS is refused" in str(refused.value)
+    assert 'tls = "self-signed"' in str(refused.value) and "allow_plain_http = true" in str(refused.value)
+    assert load_settings(None, {"web": {**plain, "tls": "self-signed"}}).web.host == host
+    assert load_settings(None, {"web": {**plain, "allow_plain_http": True}}).web.host == host
+    (tmp_path / "web-users.json").write_text('{"version": 1, "users": {}}')
+    assert load_settings(None, {"web": {"host": host, "tls": "self-signed", **users}}).web.token is None
+    with pytest.raises(ConfigError, match=r"needs tls_cert_file and tls_key_file"):
+        load_settings(None, {"web": {"tls": "files"}})
     for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.53"):
         assert load_settings(None, {"web": {"host": loopback}}).web.token is None
     with pytest.raises(ConfigError, match=r"web\.token: .*16 to 256"):
@@ -137,13 +153,18 @@ def test_web_command_refuses_exposure_and_serves_with_a_token(tmp_path):
     refused = run_cli("web", "--host", "0.0.0.0", "--port", str(free_port()), env=env, timeout=60)
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and "token" in refused.stderr, refused.stderr
-    assert "Traceback" not in refused.stderr
+    assert "users add" in refused.stderr and "Traceback" not in refused.stderr
+    env["EMOTIOND_WEB__TOKEN"] = TOKEN
+    plain = run_cli("web", "--host", "0.0.0.0", "--port", str(free_port()), env=env, timeout=60)
+    assert plain.returncode == 2 and len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+    assert "--tls self-signed" in plain.stderr and "allow_plain_http" in plain.stderr
+    env["EMOTIOND_WEB__ALLOW_PLAIN_HTTP"] = "true"
 
     port = free_port()
     log_path = tmp_path / "web.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen([*EMOTIOND, "web", "--host", "0.0.0.0", "--port", str(port)], cwd=REPO,
-                                   env={**env, "EMOTIOND_WEB__TOKEN": TOKEN}, stdout=log_file,
+                                   env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT)
     try:
         def get(path: str, token: str | None = None) -> int:
@@ -169,7 +190,7 @@ def test_web_command_refuses_exposure_and_serves_with_a_token(tmp_path):
             process.kill()
             process.wait(5)
     text = log_path.read_text()
-    assert "web console on http://0.0.0.0:" in text and "token required" in text
+    assert "web console on http://0.0.0.0:" in text and "login required" in text
     assert "GET /api/cameras 400" in text, "positive control: the refused URL was logged"
     assert TOKEN not in text
 

@@ -1,41 +1,39 @@
 """Who may use the console.
 
-* Without a token (the default) the server binds loopback only, and it answers only requests that name a
+* With no user and no token (the default) the server binds loopback only, and it answers only requests that name a
   loopback host, so a web page elsewhere cannot reach it by pointing a DNS name at 127.0.0.1.
-* With ``[web] token`` every request but the login form and ``/api/health`` needs the token, as
-  ``Authorization: Bearer TOKEN`` or as the session cookie the login form sets (derived from the token, so
-  the cookie is not the token itself). A token in a URL is refused and never logged: the access log records
-  the path without its query.
+* Once a user exists (``emotiond web users add``) or ``[web] token`` is set, every request but the login form,
+  ``/api/login`` and ``/api/health`` needs a session cookie (a random id the server keeps, so logout, a password
+  change or removing the user ends it) or the token as ``Authorization: Bearer TOKEN`` (for scripts). A credential
+  in a URL is refused and never logged: the access log records the path without its query, and the user.
 * Requests that change something, and WebSocket handshakes, must come from the console's own origin.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import hmac
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from emotiond.clients.web.login_limit import LoginLimiter
 from emotiond.clients.web.responses import json_error
+from emotiond.clients.web.sessions import SessionStore
+from emotiond.clients.web.users import MAX_PASSWORD, TOKEN_USER, UsersError, UserStore
 from emotiond.core.endpoints import is_exposed
 
 log = logging.getLogger(__name__)
 COOKIE = "emotiond_session"
-OPEN_PATHS = {"/login", "/api/health"}
-SECRET_PARAMS = {"token", "access_token", "auth", "password"}
-LOGIN_FAILURES_PER_MINUTE = 10
+OPEN_PATHS = {"/login", "/api/login", "/api/health"}
+SECRET_PARAMS = {"token", "access_token", "auth", "password", "session", COOKIE}
+USER_KEY = web.RequestKey("user", str)  # who made the request, for the handlers and the access log
+LOCAL_USER = "-"  # requests to a console without users or token (loopback only)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"emotiond web session", hashlib.sha256).hexdigest()
 
 
 def is_loopback_host(host_header: str) -> bool:
@@ -49,37 +47,70 @@ def _wants_html(request: web.Request) -> bool:
 
 
 class Guard:
-    """The request checks above, as one aiohttp middleware."""
+    """The request checks above, as one aiohttp middleware, and the logins and sessions behind them."""
 
-    def __init__(self, token: str | None):
+    def __init__(self, token: str | None, users: UserStore, sessions: SessionStore, session_hours: float,
+                 secure_cookie: bool):
         self._token = token
-        self._session = session_value(token) if token else None
-        self._failures: deque[float] = deque()
+        self.users = users
+        self.sessions = sessions
+        self.session_hours = session_hours
+        self.secure_cookie = secure_cookie
+        self.limiter = LoginLimiter()
+        self._users_error_logged = False
 
-    def authorized(self, request: web.Request) -> bool:
-        if self._token is None:
+    @property
+    def enabled(self) -> bool:
+        """Whether requests need a login: there is a token or a user (an unreadable users file counts as users,
+        so a broken file locks the console rather than opening it)."""
+        if self._token is not None:
             return True
+        try:
+            return bool(self.users.users())
+        except UsersError as exc:
+            if not self._users_error_logged:
+                log.error("%s", exc)
+                self._users_error_logged = True
+            return True
+
+    def _is_token(self, candidate: str) -> bool:
+        return self._token is not None and hmac.compare_digest(candidate.encode(), self._token.encode())
+
+    def user_of(self, request: web.Request) -> str | None:
+        """Who the request's credential names: the token's bearer, a live session's user, or None."""
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), self._token.encode()):
-            return True
-        cookie = request.cookies.get(COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), (self._session or "").encode())
+        if scheme.lower() == "bearer" and self._is_token(credential.strip()):
+            return TOKEN_USER
+        session_id = request.cookies.get(COOKIE, "")
+        user = self.sessions.user_of(session_id) if session_id else None
+        if user is None:
+            return None
+        try:
+            still_valid = self._token is not None if user == TOKEN_USER else self.users.exists(user)
+        except UsersError:
+            still_valid = False
+        return user if still_valid else None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if SECRET_PARAMS & set(request.query):
+        if SECRET_PARAMS & {key.lower() for key in request.query}:
             return json_error(400, "credentials are never accepted in a URL (they end up in logs and history); "
-                                   "send 'Authorization: Bearer TOKEN' or use the login form")
-        if self._token is None and not is_loopback_host(request.host):
+                                   "send 'Authorization: Bearer TOKEN' or log in")
+        enabled = self.enabled
+        if not enabled and not is_loopback_host(request.host):
             return json_error(403, "this console answers only requests to localhost or a loopback address "
-                                   "(set [web] token to serve other names)")
+                                   "(add a user or set [web] token to serve other names)")
         if not self._same_origin(request):
             return json_error(403, "cross-origin request refused")
-        if request.path in OPEN_PATHS or self.authorized(request):
+        user = self.user_of(request) if enabled else LOCAL_USER
+        if user is not None:
+            request[USER_KEY] = user
+        if request.path in OPEN_PATHS or user is not None:
             return await handler(request)
         if _wants_html(request) and request.method == "GET":
             raise web.HTTPSeeOther("/login")
-        return json_error(401, "authentication required: send 'Authorization: Bearer TOKEN'",
+        return json_error(401, "authentication required: log in (POST /api/login) or send "
+                               "'Authorization: Bearer TOKEN'",
                           headers={"WWW-Authenticate": 'Bearer realm="emotiond"'})
 
     @staticmethod
@@ -92,27 +123,53 @@ class Guard:
             return True  # scripts and curl send none; a browser always does for these requests
         return urlsplit(origin).netloc.lower() == request.host.lower()
 
-    # ------------------------------------------------------------ login form
-    def login_allowed(self) -> bool:
-        now = time.monotonic()
-        while self._failures and now - self._failures[0] > 60:
-            self._failures.popleft()
-        return len(self._failures) < LOGIN_FAILURES_PER_MINUTE
-
-    def check_login(self, candidate: str, remote: str | None) -> bool:
-        ok = self._token is not None and hmac.compare_digest(candidate.encode(), self._token.encode())
-        if not ok:
-            self._failures.append(time.monotonic())
-            log.warning("failed login from %s", remote)
+    # ------------------------------------------------------------ logins
+    async def check_login(self, name: str, password: str, remote: str) -> bool:
+        """Whether ``password`` is ``name``'s (or, for the name ``token``, the token); failures are counted
+        against ``remote`` and logged with the name, never the password."""
+        password = password[:MAX_PASSWORD]
+        if name == TOKEN_USER:
+            ok = self._is_token(password)
+        else:
+            try:
+                ok = await asyncio.get_running_loop().run_in_executor(None, self.users.check, name, password)
+            except UsersError as exc:
+                log.error("%s", exc)
+                ok = False
+        if ok:
+            log.info("web login: %s from %s", name, remote)
+        else:
+            self.limiter.failed(remote)
+            known = name == TOKEN_USER or self._known(name)
+            # an unknown name is not logged: it may be a password typed into the wrong field
+            log.warning("web login failed: %s from %s", name if known else "(unknown user)", remote)
         return ok
 
-    def session_cookie(self, response: web.StreamResponse) -> None:
-        assert self._session is not None
-        response.set_cookie(COOKIE, self._session, httponly=True, samesite="Strict", path="/")
+    def _known(self, name: str) -> bool:
+        try:
+            return self.users.exists(name)
+        except UsersError:
+            return False
 
-    @property
-    def enabled(self) -> bool:
-        return self._token is not None
+    def start_session(self, request: web.Request, response: web.StreamResponse, user: str) -> float:
+        """A new session for ``user`` in a cookie on ``response`` (any session the request had ends: a login
+        never reuses an id); when it expires, in Unix seconds."""
+        old = request.cookies.get(COOKIE)
+        if old:
+            self.sessions.end(old)
+        session_id, expires = self.sessions.create(user, self.session_hours)
+        request[USER_KEY] = user
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", path="/",
+                            secure=self.secure_cookie, max_age=round(self.session_hours * 3600))
+        return expires
+
+    def end_session(self, request: web.Request, response: web.StreamResponse) -> bool:
+        """End the request's session, if it has one, and clear its cookie."""
+        user = self.sessions.end(request.cookies.get(COOKIE, ""))
+        response.del_cookie(COOKIE, path="/")
+        if user is not None:
+            log.info("web logout: %s", user)
+        return user is not None
 
 
 class PathAccessLogger(AbstractAccessLogger):
@@ -121,5 +178,5 @@ class PathAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         level = logging.DEBUG if request.method in ("GET", "HEAD") and response.status < 400 else logging.INFO
-        self.logger.log(level, "%s %s %s %d %.1f ms", request.remote, request.method, request.path, response.status,
-                        time * 1000)
+        self.logger.log(level, "%s %s %s %s %d %.1f ms", request.remote, request.get(USER_KEY, "?"), request.method,
+                        request.path, response.status, time * 1000)

@@ -11,6 +11,7 @@ import logging
 import os
 from typing import Any
 
+from emotiond.core.errors import UsageError
 from emotiond.core.lifecycle import Lifecycle
 from emotiond.core.metrics import ENV_DIR
 from emotiond.core.settings import Settings
@@ -42,7 +43,7 @@ def main(settings_data: dict[str, Any], heartbeat: Any = None) -> None:
 
     try:
         asyncio.run(serve(settings, None, load_messages(), life.should_stop, life.tick))
-    except OSError as exc:
+    except (OSError, UsageError) as exc:
         log.error("web console cannot serve on %s:%d: %s", settings.web.host, settings.web.port, exc)
         raise SystemExit(1) from None
     raise SystemExit(0)

@@ -6,11 +6,13 @@ the newest frame, ``/api/events`` and ``/api/stats`` JSON. Every bad input gets 
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 
 from aiohttp import web
 
-from emotiond.clients.web import json_api, media, sockets, upload
+from emotiond.clients.web import json_api, media, openapi, sockets, upload
+from emotiond.clients.web import login as login_api
 from emotiond.clients.web.context import GUARD, STATIC
 from emotiond.clients.web.responses import json_error
 
@@ -54,27 +56,27 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """The form: user and password; a redirect to the page with a session cookie, or the form again (401)."""
     guard = request.app[GUARD]
-    if not guard.enabled:
-        raise web.HTTPSeeOther("/")
-    if not guard.login_allowed():
-        return json_error(429, "too many failed logins; wait a minute")
-    if request.content_type != "application/x-www-form-urlencoded":
-        return json_error(415, "send the login form (application/x-www-form-urlencoded)")
+    refused = login_api.no_login(guard) or login_api.too_many(guard, request)
+    if refused is not None:
+        return refused
+    if request.content_type != login_api.FORM_TYPE:
+        return json_error(415, f"send the login form ({login_api.FORM_TYPE})")
     form = await request.post()
-    token = form.get("token")
-    if not isinstance(token, str) or not guard.check_login(token, request.remote):
+    credentials = login_api.credentials_of({key: form.get(key) for key in ("user", "password")})
+    if credentials is None or not await guard.check_login(*credentials, login_api.remote_of(request)):
         response = _static(request, "login.html")
         response.set_status(401)
         return response
     response = web.HTTPSeeOther("/")
-    guard.session_cookie(response)
+    guard.start_session(request, response, credentials[0])
     return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/login")
-    response.del_cookie("emotiond_session", path="/")
+    request.app[GUARD].end_session(request, response)
     return response
 
 
@@ -85,6 +87,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
     app.router.add_get("/ws", sockets.websocket)
+    app.router.add_post("/api/login", login_api.api_login)
+    app.router.add_post("/api/logout", login_api.api_logout)
+    app.router.add_get("/api/openapi.json", openapi.serve)
     app.router.add_get("/api/health", json_api.health)
     app.router.add_get("/api/cameras", json_api.cameras)
     app.router.add_get("/api/events", json_api.events)
@@ -92,4 +97,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/analyze", upload.analyze)
     app.router.add_get("/api/analyze", upload.post_only)  # not a camera called "analyze"
     app.router.add_get("/api/{camera}/latest.jpg", media.latest_jpg)
-    app.router.add_get("/api/{camera}", media.mjpeg)
+    # /api/NAME is a camera's stream unless NAME is one of the fixed routes above, whatever their method (so
+    # GET /api/login answers 405, not "unknown camera")
+    fixed = sorted({re.escape(path.split("/")[2]) for method, path in openapi.route_table(app)
+                    if path.count("/") == 2 and path.startswith("/api/")})
+    app.router.add_get(f"/api/{{camera:(?!(?:{'|'.join(fixed)})$)[^{{}}/]+}}", media.mjpeg)

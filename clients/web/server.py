@@ -15,6 +15,9 @@ from emotiond.clients.web import context, routes
 from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard, PathAccessLogger
 from emotiond.clients.web.hub import Hub
+from emotiond.clients.web.sessions import SessionStore, sessions_path
+from emotiond.clients.web.tls import server_context
+from emotiond.clients.web.users import UserStore
 from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,10 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
     """The application, its bus hub reading ``endpoint`` (default: the settings' results endpoint) from startup
     to cleanup."""
     token = settings.web.token.get_secret_value() if settings.web.token is not None else None
-    guard = Guard(token)
+    users_path = settings.web.users_path()
+    sessions = SessionStore(sessions_path(users_path))
+    guard = Guard(token, UserStore(users_path), sessions, settings.web.session_hours,
+                  secure_cookie=settings.web.tls != "off")
     app = web.Application(middlewares=[guard.middleware],
                           client_max_size=settings.web.max_upload_bytes + UPLOAD_SLACK_BYTES)
     executor = ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="web-encode")
@@ -52,6 +58,7 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
         hub.close()
         analysis.close()
         executor.shutdown(wait=True, cancel_futures=True)
+        sessions.close()
 
     app.cleanup_ctx.append(bus_reader)
     return app
@@ -60,17 +67,19 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
 async def serve(settings: Settings, endpoint: str | None, messages: Mapping[str, Sequence[str]],
                 should_stop: Callable[[], bool], tick: Callable[[], None] = lambda: None) -> None:
     """Serve until ``should_stop()``; ``tick()`` runs every half second (the supervisor's heartbeat)."""
+    ssl_context = server_context(settings.web)
     app = build_app(settings, endpoint, messages)
+    guard = app[context.GUARD]
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, **RUNNER_OPTIONS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.web.host, settings.web.port)
+        site = web.TCPSite(runner, settings.web.host, settings.web.port, ssl_context=ssl_context)
         await site.start()
         for address in runner.addresses:
             host, port = address[0], address[1]
             shown = f"[{host}]" if ":" in host else host
-            log.info("web console on http://%s:%d/ (%s)", shown, port,
-                     "token required" if settings.web.token is not None else "loopback only, no token")
+            log.info("web console on %s://%s:%d/ (%s)", "https" if ssl_context else "http", shown, port,
+                     "login required" if guard.enabled else "loopback only, no users")
         while not should_stop():
             tick()
             await asyncio.sleep(STOP_CHECK_SECONDS)

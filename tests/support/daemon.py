@@ -39,7 +39,7 @@ BLAZEFACE_MODELS = [blazeface.model_path(default_models_dir(), model) for model 
 def child_env(runtime_dir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"EMOTIOND_BUS__RUNTIME_DIR": str(runtime_dir), "PYTHONUNBUFFERED": "1",
-                "TF_CPP_MIN_LOG_LEVEL": "2"}, **extra)
+                "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_STATE_HOME": str(runtime_dir / "state")}, **extra)
     return env
 
 

@@ -109,6 +109,8 @@ class FakeBus:
 
 
 def web_settings(tmp_path: Path, **web: Any) -> Settings:
+    """Settings of a console whose runtime and state (users, sessions, certificate) are the test's own."""
+    web.setdefault("users_file", str(tmp_path / "state" / "web-users.json"))
     return load_settings(None, {"bus": {"runtime_dir": str(tmp_path / "rt")}, "web": web})
 
 
@@ -119,11 +121,21 @@ async def console(settings: Settings, endpoint: str) -> AsyncIterator[Any]:
 
     from emotiond.clients.web.server import RUNNER_OPTIONS, build_app
 
+    from support.openapi import check_client_response
+
+    class CheckedClient(TestClient):
+        """Every response checked against the console's OpenAPI document as it arrives."""
+
+        async def _request(self, method: str, path: Any, **kwargs: Any) -> Any:
+            response = await super()._request(method, path, **kwargs)
+            await check_client_response(response)
+            return response
+
     app = build_app(settings, endpoint, load_messages())
     server = TestServer(app, host="127.0.0.1")
     options = {k: v for k, v in RUNNER_OPTIONS.items() if k != "handler_cancellation"}  # the test server sets it
     await server.start_server(**options)
-    async with TestClient(server) as client:
+    async with CheckedClient(server) as client:
         yield client
 
 
