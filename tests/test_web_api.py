@@ -122,7 +122,9 @@ def test_events_ring_results_changes_and_filters(tmp_path, fake_bus):
             assert not [e for e in since if e in early], "?before= returned entries at or after the bound"
             assert early == [e for e in everything if _at(e) < start], "?before= is not exactly the earlier entries"
 
-            for query, key in [("?limit=0", "limit"), ("?limit=51", "limit"), ("?limit=ten", "limit"),
+            assert len(await events("?limit=100000")) == len(everything), "a limit beyond the ring gets the ring"
+            for query, key in [("?limit=0", "limit"), ("?limit=100001", "limit"), ("?limit=ten", "limit"),
+                               ("?limit=", "limit"), ("?camera=", "camera"), ("?topic=", "topic"),
                                ("?after=soon", "after"), ("?before=nan", "before"), ("?after=-5", "after"),
                                ("?camera=bad%20name", "camera"), ("?emotion=%3Cb%3E", "emotion"),
                                ("?topic=frame", "topic")]:

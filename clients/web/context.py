@@ -31,7 +31,7 @@ class BadParameter(web.HTTPBadRequest):
 
 def number(request: web.Request, key: str, default: float | None, low: float, high: float) -> float | None:
     text = request.query.get(key)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = float(text)
@@ -44,7 +44,7 @@ def number(request: web.Request, key: str, default: float | None, low: float, hi
 
 def integer(request: web.Request, key: str, default: int | None, low: int, high: int) -> int | None:
     text = request.query.get(key)
-    if text is None or text == "":
+    if text is None:
         return default
     if not re.fullmatch(r"\d{1,9}", text):
         raise BadParameter(f"{key} must be a whole number from {low} to {high}, got {text[:40]!r}")

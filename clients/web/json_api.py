@@ -17,6 +17,7 @@ from emotiond.core.protocol import CAMERA_NAME_RE
 
 EMOTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATS_CACHE_SECONDS = 1.0
+MAX_EVENTS_LIMIT = 100_000  # the largest [web] events_ring
 
 
 async def health(request: web.Request) -> web.Response:
@@ -33,19 +34,20 @@ async def cameras(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    camera = request.query.get("camera") or None
+    camera = request.query.get("camera")
     if camera is not None and not CAMERA_NAME_RE.match(camera):
         raise BadParameter(f"bad camera name {camera[:70]!r}")
-    emotion = request.query.get("emotion") or None
+    emotion = request.query.get("emotion")
     if emotion is not None and not EMOTION_RE.match(emotion):
         raise BadParameter(f"bad emotion {emotion[:70]!r}")
-    topic = request.query.get("topic") or None
+    topic = request.query.get("topic")
     if topic is not None and topic not in TOPICS:
         raise BadParameter(f"topic must be one of {', '.join(TOPICS)}")
     after = number(request, "after", None, 0, 1e11)
     before = number(request, "before", None, 0, 1e11)
-    limit = integer(request, "limit", min(100, hub.settings.web.events_ring), 1, hub.settings.web.events_ring)
+    limit = integer(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
     assert limit is not None
+    limit = min(limit, hub.settings.web.events_ring)  # asking for more than the ring holds gets the whole ring
     found = hub.ring.query(Query(camera=camera, emotion=emotion, topic=topic, after=after, before=before,
                                  limit=limit))
     return web.json_response({"events": found, "count": len(found)})

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from emotiond.clients.web.auth import COOKIE
-from emotiond.clients.web.json_api import EMOTION_RE
+from emotiond.clients.web.json_api import EMOTION_RE, MAX_EVENTS_LIMIT
 from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
 from emotiond.clients.web.ring import TOPICS
 from emotiond.clients.web.users import MAX_PASSWORD
@@ -177,7 +177,8 @@ def _paths() -> dict[str, Any]:
                 _query("topic", {"enum": list(TOPICS)}, "only results or only change events"),
                 _query("after", {"type": "number", "minimum": 0, "maximum": 1e11}, "Unix seconds"),
                 _query("before", {"type": "number", "minimum": 0, "maximum": 1e11}, "Unix seconds"),
-                _query("limit", {"type": "integer", "minimum": 1}, "at most this many (up to [web] events_ring)")],
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_LIMIT},
+                       "at most this many (default 100; no more than [web] events_ring holds)")],
             "responses": {"200": _json("events", "Events"), **AUTHENTICATED}}},
         "/api/stats": {"get": {"summary": "per-camera figures and the console's own", "responses": {
             "200": _json("figures", "Stats"), **AUTHENTICATED}}},
@@ -190,9 +191,7 @@ def _paths() -> dict[str, Any]:
                      "responses": {"200": _json("the result, its emotion and message, the annotated photo",
                                                 "Analysis"),
                                    "413": _error("body or image too large"), "415": _error("not an image type"),
-                                   "503": _error("busy, or the pipeline cannot be loaded"), **AUTHENTICATED}},
-            "get": {"summary": "not a camera: POST a photo here",
-                    "responses": {"405": _error("POST an image here"), **AUTHENTICATED}}},
+                                   "503": _error("busy, or the pipeline cannot be loaded"), **AUTHENTICATED}}},
         "/api/{camera}/latest.jpg": {"get": {
             "summary": "the newest frame", "parameters": [
                 CAMERA_PATH, HEIGHT, _query("bbox", {"enum": ["0", "1"]}, "1: annotated (default), 0: raw")],

@@ -95,10 +95,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/events", json_api.events)
     app.router.add_get("/api/stats", json_api.stats_view)
     app.router.add_post("/api/analyze", upload.analyze)
-    app.router.add_get("/api/analyze", upload.post_only)  # not a camera called "analyze"
     app.router.add_get("/api/{camera}/latest.jpg", media.latest_jpg)
     # /api/NAME is a camera's stream unless NAME is one of the fixed routes above, whatever their method (so
-    # GET /api/login answers 405, not "unknown camera")
+    # GET /api/analyze answers 405, not "unknown camera")
     fixed = sorted({re.escape(path.split("/")[2]) for method, path in openapi.route_table(app)
                     if path.count("/") == 2 and path.startswith("/api/")})
     app.router.add_get(f"/api/{{camera:(?!(?:{'|'.join(fixed)})$)[^{{}}/]+}}", media.mjpeg)

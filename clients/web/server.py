@@ -15,6 +15,7 @@ from emotiond.clients.web import context, routes
 from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard, PathAccessLogger
 from emotiond.clients.web.hub import Hub
+from emotiond.clients.web.responses import json_errors
 from emotiond.clients.web.sessions import SessionStore, sessions_path
 from emotiond.clients.web.tls import server_context
 from emotiond.clients.web.users import UserStore
@@ -37,7 +38,7 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
     sessions = SessionStore(sessions_path(users_path))
     guard = Guard(token, UserStore(users_path), sessions, settings.web.session_hours,
                   secure_cookie=settings.web.tls != "off")
-    app = web.Application(middlewares=[guard.middleware],
+    app = web.Application(middlewares=[json_errors, guard.middleware],
                           client_max_size=settings.web.max_upload_bytes + UPLOAD_SLACK_BYTES)
     executor = ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="web-encode")
     hub = Hub(settings, endpoint or settings.endpoint("results"), messages, executor)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from emotiond.clients.web.analysis import BusyError, UnavailableError
 from emotiond.clients.web.context import ANALYSIS, SETTINGS
@@ -48,8 +49,9 @@ async def _upload_bytes(request: web.Request, limit: int) -> bytes:
                     await part.release()
         except ImageError:
             raise
-        except (ValueError, AssertionError) as exc:  # aiohttp's multipart reader on a broken body
-            raise ImageError(400, f"malformed multipart body: {exc}") from None
+        except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's multipart reader on a broken body
+            detail = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+            raise ImageError(400, f"malformed multipart body: {' '.join(detail.split())[:200]}") from None
     raise ImageError(415, f"unsupported content type {content_type!r}: send an image "
                           f"({', '.join(CONTENT_TYPES)}) as the body, or multipart/form-data with an 'image' file")
 
@@ -71,6 +73,3 @@ async def analyze(request: web.Request) -> web.Response:
         return json_error(503, f"photo analysis unavailable: {exc}")
     return web.json_response(reply)
 
-
-async def post_only(request: web.Request) -> web.Response:
-    return json_error(405, "POST an image here", headers={"Allow": "POST"})

@@ -22,11 +22,24 @@ def _templates() -> list[tuple[re.Pattern[str], str]]:
     return [(re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) + "$"), p) for p in paths]
 
 
+def _ref_error() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/Error"}
+
+
+def _served(method: str, path: str) -> bool:
+    try:
+        operation_of(method, path)
+    except AssertionError:
+        return False
+    return True
+
+
 def operation_of(method: str, path: str) -> tuple[str, dict[str, Any]]:
     """The documented template and operation that serve ``method path``."""
     document = openapi.document()
+    fixed = path in document["paths"]  # a fixed path is never a template's (the router keeps /api/{camera} off them)
     for pattern, template in _templates():
-        if pattern.match(path) and method.lower() in document["paths"][template]:
+        if pattern.match(path) and (template == path or not fixed) and method.lower() in document["paths"][template]:
             return template, document["paths"][template][method.lower()]
     raise AssertionError(f"{method} {path}: no operation in the OpenAPI document")
 
@@ -40,6 +53,10 @@ def _validator(schema_json: str) -> Any:
 
 def check_response(method: str, path: str, status: int, content_type: str, body: bytes | None) -> None:
     """Fail unless the response is one the document allows. ``body`` None: not read (a stream)."""
+    if status in (404, 405) and not _served(method, path):  # the router's answer: no such route or method
+        assert content_type.startswith("application/json") and body is not None, f"{method} {path}: {status}"
+        assert not list(_validator(json.dumps(_ref_error())).iter_errors(json.loads(body))), body
+        return
     template, operation = operation_of(method, path)
     where = f"{method} {path} ({template}) -> {status}"
     responses = operation["responses"]
