@@ -1,11 +1,14 @@
-"""The web console in a real browser: ``emotiond run`` on the demo video with ``[web] enabled``, Debian's
-headless Chromium driven by selenium, and the page checked for moving video, boxes where the results say,
-live change events, source status, enlarging a camera and a photo upload."""
+"""The web console in a real browser: ``emotiond run`` on the demo video with ``[web] enabled`` over HTTPS (its
+self-signed certificate, which the browser trusts by its key), Debian's headless Chromium driven by selenium, and
+the page checked for moving video, boxes where the results say, live change events, source status, enlarging a
+camera and a photo upload."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import ssl
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +19,7 @@ import numpy as np
 from emotiond.clients.overlay import EMOTION_COLORS
 
 from support.daemon import child_roles, free_port, metric_value, wait_for
-from support.web import box_drawn, chromium, grace_hopper_jpeg  # noqa: F401
+from support.web import box_drawn, chromium, grace_hopper_jpeg, web_certificate  # noqa: F401
 
 FRAME_JS = """
 const done = arguments[arguments.length - 1];
@@ -41,18 +44,21 @@ def page_frame(driver) -> tuple[int, np.ndarray] | None:
     return int(found[0]), cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def get_https_json(url: str, context: ssl.SSLContext | None = None) -> dict:
+    with urllib.request.urlopen(url, timeout=10, context=context) as response:
         return json.loads(response.read())
 
 
-def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_path):  # noqa: F811
+def test_console_in_chromium(start_daemon, default_model, watch, web_certificate, chromium, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    base = f"https://127.0.0.1:{port}"
     daemon = start_daemon("--source", "demo", "--realtime", "--loop", workers=1,
-                          env={"EMOTIOND_WEB__ENABLED": "true", "EMOTIOND_WEB__PORT": str(port)})
+                          env={"EMOTIOND_WEB__ENABLED": "true", "EMOTIOND_WEB__PORT": str(port),
+                               "EMOTIOND_WEB__TLS": "self-signed", "XDG_STATE_HOME": str(web_certificate)})
+    trusted = ssl.create_default_context(cafile=str(web_certificate / "emotiond" / "web-cert.pem"))
+    get_json = functools.partial(get_https_json, context=trusted)
     bus = watch(daemon.results_endpoint, kinds=("result",))
     wait_for(lambda: bus.received, 90, "the daemon's first result")
 
@@ -69,6 +75,8 @@ def test_console_in_chromium(start_daemon, default_model, watch, chromium, tmp_p
     driver = chromium
     driver.get(f"{base}/")
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, '.tile[data-camera="cam0"]'), 30, "the cam0 tile")
+    assert driver.execute_script("return location.protocol + window.isSecureContext") == "https:true"
+    assert "SHA-256 fingerprint" in daemon.log() and "web console on https://" in daemon.log()
 
     # the video moves: two frames with different seq and different pixels
     first = wait_for(lambda: page_frame(driver), 30, "a frame on the page", interval=0.2)

@@ -235,8 +235,33 @@ def split_mjpeg(buffer: bytes) -> tuple[list[bytes], bytes]:
 # ---------------------------------------------------------------- Chromium
 
 @pytest.fixture
-def chromium(tmp_path: Path):
-    """Debian's headless Chromium under selenium, with its own profile and no background network traffic."""
+def web_certificate(tmp_path: Path) -> Path:
+    """A state folder (for XDG_STATE_HOME) holding the console's self-signed certificate, made before the console
+    starts, so ``chromium`` can trust exactly that certificate; the console finds it there and keeps it."""
+    from emotiond.clients.web.tls import make_self_signed
+
+    state = tmp_path / "web-state"
+    make_self_signed(state / "emotiond", "127.0.0.1")
+    return state
+
+
+def spki_hash(cert_path: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): how Chromium's --ignore-certificate-errors-spki-list names a key."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture
+def chromium(tmp_path: Path, request: pytest.FixtureRequest):
+    """Debian's headless Chromium under selenium, with its own profile and no background network traffic. A test
+    that also uses ``web_certificate`` gets a browser that trusts that certificate (and no other)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.fail("chromium and chromedriver are required (Debian packages chromium, chromium-driver; "
                     "`make apt` installs them)")
@@ -250,6 +275,9 @@ def chromium(tmp_path: Path):
                  "--no-first-run", "--disable-extensions", "--disable-default-apps", "--mute-audio",
                  "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
+    if "web_certificate" in request.fixturenames:
+        cert = request.getfixturevalue("web_certificate") / "emotiond" / "web-cert.pem"
+        options.add_argument(f"--ignore-certificate-errors-spki-list={spki_hash(cert)}")
     service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
