@@ -94,6 +94,21 @@ def test_failed_logins_are_limited(tmp_path, fake_bus):
             limited = await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
             assert limited.status == 429 and "too many" in (await limited.json())["error"]
             assert 1 <= int(limited.headers["Retry-After"]) <= 60
+            stats = await (await client.get("/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+            assert stats["web"]["logins_failed"] == 10 and stats["web"]["logins_refused"] == 1
+
+    run(scenario)
+
+
+def test_a_new_token_ends_the_sessions_opened_with_the_old_one(tmp_path, fake_bus):
+    async def scenario():
+        async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
+            right = await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
+            cookie = {"Cookie": f"{COOKIE}={right.cookies[COOKIE].value}"}
+        async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
+            assert (await client.get("/api/cameras", headers=cookie)).status == 200, "positive control"
+        async with console(web_settings(tmp_path, token=TOKEN[::-1]), fake_bus.endpoint) as client:
+            assert (await client.get("/api/cameras", headers=cookie)).status == 401
 
     run(scenario)
 

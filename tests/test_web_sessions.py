@@ -33,7 +33,7 @@ from support.web import web_settings
 
 TOKEN = "scripts-token-5b0a9c2e7d41"
 PASSWORDS = {"alice": "alice-Passw0rd-9f3k", "bob": "bob-Passw0rd-4h7q"}
-FUZZ_EXAMPLES = int(os.environ.get("EMOTIOND_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("EMOTIOND_FUZZ_EXAMPLES", "15"))  # per operation; more for a longer run
 # The fuzzer logs in with a session cookie. An upload's body must also be a real image, which no schema can say, so
 # the check that every schema-valid request succeeds is off for it (its errors are still checked against the
 # document).
@@ -167,8 +167,7 @@ def test_users_are_stored_hashed_in_a_private_file(live):
     assert listed.returncode == 0 and re.findall(r"^(\w+)\t", listed.stdout, re.M) == ["alice", "bob"]
     for bad, why in ((["add", "alice", "--password-stdin"], "exists already"),
                      (["add", "token", "--password-stdin"], "bad user name"),
-                     (["add", "carol", "--password-stdin"], "8 to 1024"),
-                     (["passwd", "nobody", "--password-stdin"], "no user")):
+                     (["add", "carol", "--password-stdin"], "8 to 1024")):
         refused = live.cli(*bad, password="short\n" if "carol" in bad else "long-enough-password\n")
         assert refused.returncode == 2 and why in refused.stderr and "Traceback" not in refused.stderr, refused
     live.session("alice")

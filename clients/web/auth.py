@@ -57,6 +57,7 @@ class Guard:
         self.session_hours = session_hours
         self.secure_cookie = secure_cookie
         self.limiter = LoginLimiter()
+        self.failed_logins = 0
         self._users_error_logged = False
 
     @property
@@ -82,10 +83,11 @@ class Guard:
         if scheme.lower() == "bearer" and self._is_token(credential.strip()):
             return TOKEN_USER
         session_id = request.cookies.get(COOKIE, "")
-        user = self.sessions.user_of(session_id) if session_id else None
+        user = self.sessions.user_of(session_id, self._token) if session_id else None
         if user is None:
             return None
         try:
+            # a token session is bound to the token (checked above); a user's ends with the user
             still_valid = self._token is not None if user == TOKEN_USER else self.users.exists(user)
         except UsersError:
             still_valid = False
@@ -139,6 +141,7 @@ class Guard:
         if ok:
             log.info("web login: %s from %s", name, remote)
         else:
+            self.failed_logins += 1
             self.limiter.failed(remote)
             known = name == TOKEN_USER or self._known(name)
             # an unknown name is not logged: it may be a password typed into the wrong field
@@ -157,7 +160,8 @@ class Guard:
         old = request.cookies.get(COOKIE)
         if old:
             self.sessions.end(old)
-        session_id, expires = self.sessions.create(user, self.session_hours)
+        session_id, expires = self.sessions.create(user, self.session_hours,
+                                                   self._token if user == TOKEN_USER else None)
         request[USER_KEY] = user
         response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", path="/",
                             secure=self.secure_cookie, max_age=round(self.session_hours * 3600))

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from emotiond.clients.web import stats
-from emotiond.clients.web.context import ANALYSIS, HUB, STATS_CACHE, BadParameter, integer, number
+from emotiond.clients.web.context import ANALYSIS, GUARD, HUB, STATS_CACHE, BadParameter, integer, number
 from emotiond.clients.web.ring import TOPICS, Query
 from emotiond.core.protocol import CAMERA_NAME_RE
 
@@ -82,5 +82,6 @@ async def stats_view(request: web.Request) -> web.Response:
                 "frame_subscriptions": list(hub.frame_cameras), "results_received": hub.results_received,
                 "frames_received": hub.frames_received, "bad_messages": dict(hub.bad_messages),
                 "photos_analysed": request.app[ANALYSIS].analysed,
+                "logins_failed": request.app[GUARD].failed_logins, "logins_refused": request.app[GUARD].limiter.refused,
                 "uptime_s": round(now - hub.started_at, 1)},
     })

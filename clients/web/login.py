@@ -10,7 +10,7 @@ from aiohttp import web
 
 from emotiond.clients.web.auth import Guard
 from emotiond.clients.web.context import GUARD
-from emotiond.clients.web.responses import json_error
+from emotiond.clients.web.responses import JSON_TYPE, json_error
 from emotiond.clients.web.users import MAX_PASSWORD
 
 MAX_NAME = 64
@@ -65,7 +65,7 @@ async def api_login(request: web.Request) -> web.Response:
                                f"password of 1 to {MAX_PASSWORD} characters")
     if not await guard.check_login(*credentials, remote_of(request)):
         return json_error(401, "wrong user name or password")
-    response = web.json_response({"user": credentials[0]})
+    response = web.Response(content_type=JSON_TYPE)
     expires = guard.start_session(request, response, credentials[0])
     response.text = json.dumps({"user": credentials[0], "expires_at": round(expires, 3)})
     return response
@@ -73,7 +73,6 @@ async def api_login(request: web.Request) -> web.Response:
 
 async def api_logout(request: web.Request) -> web.Response:
     """End this request's session: its cookie gets 401 from now on. ``{"ended": false}`` when there was none."""
-    response = web.json_response({})
-    ended = request.app[GUARD].end_session(request, response)
-    response.text = json.dumps({"ended": ended})
+    response = web.Response(content_type=JSON_TYPE)
+    response.text = json.dumps({"ended": request.app[GUARD].end_session(request, response)})
     return response

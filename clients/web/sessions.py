@@ -8,6 +8,7 @@ in. A session ends ``session_hours`` after its login, whatever happens meanwhile
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 import sqlite3
@@ -15,12 +16,19 @@ import time
 from pathlib import Path
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS sessions (
-    id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL)"""
+    id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
+    binding TEXT NOT NULL DEFAULT '')"""
 MAX_SESSION_ID = 128  # a longer cookie is not one of ours: refused before hashing
 
 
 def _key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def binding_of(session_id: str, secret: str) -> str:
+    """What ties a session to the secret it was opened with (the token): a new token ends the old one's sessions.
+    Keyed by the session id, which the database does not hold, so it tells nothing about the secret."""
+    return hmac.new(session_id.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
 def sessions_path(users_file: Path) -> Path:
@@ -37,22 +45,31 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
 
-    def create(self, user: str, hours: float) -> tuple[str, float]:
-        """A new session of ``user``: its id (for the cookie only) and when it expires (Unix seconds)."""
+    def create(self, user: str, hours: float, secret: str | None = None) -> tuple[str, float]:
+        """A new session of ``user`` (bound to ``secret`` if given): its id (for the cookie only) and when it
+        expires (Unix seconds)."""
         session_id = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + hours * 3600
-        self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (_key(session_id), user, now, expires))
+        binding = binding_of(session_id, secret) if secret is not None else ""
+        self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                         (_key(session_id), user, now, expires, binding))
         self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         return session_id, expires
 
-    def user_of(self, session_id: str) -> str | None:
-        """The user of a live session, or None (unknown, ended or expired)."""
+    def user_of(self, session_id: str, secret: str | None = None) -> str | None:
+        """The user of a live session, or None (unknown, ended, expired, or bound to another secret than
+        ``secret``)."""
         if not session_id or len(session_id) > MAX_SESSION_ID:
             return None
-        row = self._db.execute("SELECT user FROM sessions WHERE id_hash = ? AND expires > ?",
+        row = self._db.execute("SELECT user, binding FROM sessions WHERE id_hash = ? AND expires > ?",
                                (_key(session_id), time.time())).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        user, binding = row
+        if binding and (secret is None or not hmac.compare_digest(binding, binding_of(session_id, secret))):
+            return None
+        return user
 
     def end(self, session_id: str) -> str | None:
         """End one session; its user, or None if it was not live."""
