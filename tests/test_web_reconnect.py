@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 
 from test_web_browser import page_frame
@@ -74,4 +75,16 @@ def test_page_reconnects_after_the_web_role_and_the_daemon_restart(start_daemon,
     wait_for(lambda: (f := page_frame(driver)) and f[0] != seen, 60, "frames from the restarted daemon",
              interval=0.2)
     assert driver.current_url == f"{base}/"
+
+    # signing out ends the session: the page's cookie no longer opens the API
+    cookie = driver.get_cookie("emotiond_session")["value"]
+    driver.find_element(By.CSS_SELECTOR, "#logout button").click()
+    wait_for(lambda: driver.current_url.endswith("/login"), 30, "the login form after signing out")
+    request = urllib.request.Request(f"{base}/api/cameras", headers={"Cookie": f"emotiond_session={cookie}"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        status = 200
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == 401, "the signed-out session still opens the API"
     assert again.stop() == 0
