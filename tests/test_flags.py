@@ -34,7 +34,8 @@ EXPECTED_KEYS: dict[str, dict[str, str]] = {
     "log": {"--runtime-dir": "bus.runtime_dir"},
     "log summary": {},
     "analyze": {"--model": "classifier.model", "--backend": "classifier.backend", "--detector": "detection.backend"},
-    "web": {"--runtime-dir": "bus.runtime_dir", "--host": "web.host", "--port": "web.port"},
+    "web": {"--runtime-dir": "bus.runtime_dir", "--host": "web.host", "--port": "web.port", "--tls": "web.tls"},
+    "web users add": {}, "web users passwd": {}, "web users remove": {}, "web users list": {},
     "mqtt": {"--runtime-dir": "bus.runtime_dir", "--url": "mqtt.url"},
     "bench": {"--workers": "workers.count", "--model": "classifier.model", "--backend": "classifier.backend"},
 }

@@ -122,6 +122,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     for action, text in (("add", "add a user"), ("passwd", "change a user's password"),
                          ("remove", "remove a user"), ("list", "list the users and their live sessions")):
         parser = users_actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        CONFIG.add_to(parser)
         if action != "list":
             parser.add_argument("name", help="user name")
         if action in ("add", "passwd"):
