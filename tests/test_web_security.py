@@ -3,11 +3,13 @@ credential in a URL or a log, same-origin checks, and the refusal to expose it w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -17,7 +19,7 @@ from emotiond.clients.web.auth import COOKIE
 from emotiond.core.settings import ConfigError, load_settings
 
 from support.daemon import EMOTIOND, REPO, child_env, free_port, run_cli, wait_for
-from support.web import FakeBus, console, run, web_settings
+from support.web import FakeBus, console, run, wait_seen, web_settings
 
 TOKEN = "correct-horse-battery-staple-42"
 
@@ -69,9 +71,11 @@ def test_token_bearer_login_cookie_and_no_secret_in_urls_or_logs(tmp_path, fake_
             ws = await client.ws_connect("/ws")
             assert json.loads((await ws.receive(timeout=10)).data)["topic"] == "hello"
             await ws.close()
+            replay = {"Cookie": f"{COOKIE}={right.cookies[COOKIE].value}"}
             out = await client.post("/logout", allow_redirects=False)
             assert out.status == 303
             assert (await client.get("/api/cameras")).status == 401
+            assert (await client.get("/api/cameras", headers=replay)).status == 401, "the old cookie still works"
 
     run(scenario)
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -109,6 +113,22 @@ def test_a_new_token_ends_the_sessions_opened_with_the_old_one(tmp_path, fake_bu
             assert (await client.get("/api/cameras", headers=cookie)).status == 200, "positive control"
         async with console(web_settings(tmp_path, token=TOKEN[::-1]), fake_bus.endpoint) as client:
             assert (await client.get("/api/cameras", headers=cookie)).status == 401
+
+    run(scenario)
+
+
+def test_a_stream_ends_when_its_session_ends(tmp_path, fake_bus):
+    async def scenario():
+        async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
+            await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
+            await wait_seen(client, fake_bus, "cam0")
+            stream = await client.get("/api/cam0?fps=1")
+            assert stream.status == 200, "positive control: the stream is open"
+            assert (await client.post("/api/logout")).status == 200
+            started = time.monotonic()
+            while await asyncio.wait_for(stream.content.readany(), 30):
+                pass  # frames (none here) until the console ends the stream
+            assert time.monotonic() - started < 30
 
     run(scenario)
 

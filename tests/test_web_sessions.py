@@ -7,6 +7,7 @@ Every response is checked against the OpenAPI document as it arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -26,6 +27,7 @@ from emotiond.clients.web import openapi
 from emotiond.clients.web.auth import COOKIE
 from emotiond.clients.web.context import HUB
 from emotiond.clients.web.sessions import SessionStore
+from emotiond.clients.web.sockets import WS_CLOSE_SESSION_ENDED
 
 from support.daemon import EMOTIOND, REPO, child_env, free_port, wait_for
 from support.openapi import check_response
@@ -237,11 +239,38 @@ def test_bearer_token_serves_scripts_and_is_never_taken_from_a_url(live):
     wait_for(lambda: "token POST /api/logout 200" in live.log(), 10, "the token's request in the log")
 
 
+async def _socket_closed_by(live: LiveConsole, session: str, change) -> tuple[str, int | None]:
+    """Open a WebSocket with ``session``, run ``change()`` (in a thread), and return the first message's topic
+    and the code of the console's close frame (None if it sent none within 30 s)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as client, client.ws_connect(
+            f"wss://127.0.0.1:{live.port}/ws", ssl=live.context(), headers={"Cookie": f"{COOKIE}={session}"},
+            heartbeat=None) as ws:
+        hello = json.loads((await ws.receive(timeout=30)).data)["topic"]
+        await asyncio.to_thread(change)
+        try:
+            async with asyncio.timeout(30):
+                while (message := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    pass
+        except TimeoutError:
+            return hello, None
+        return hello, message.data
+
+
 def test_password_change_and_removal_end_the_users_sessions(live):
     sessions = [live.session("bob"), live.session("bob")]
     alice = live.session("alice")
     assert all(live.request("GET", "/api/stats", session=s).status == 200 for s in sessions)
-    changed = live.cli("passwd", "bob", "--password-stdin", password="bob-new-Passw0rd-2\n")
+    results = {}
+
+    def change_password() -> None:
+        results["changed"] = live.cli("passwd", "bob", "--password-stdin", password="bob-new-Passw0rd-2\n")
+
+    hello, code = asyncio.run(_socket_closed_by(live, sessions[0], change_password))
+    assert hello == "hello", "positive control: the socket was open"
+    assert code == WS_CLOSE_SESSION_ENDED, "the WebSocket of an ended session stayed open"
+    changed = results["changed"]
     assert changed.returncode == 0 and "ended 2" in changed.stdout, changed
     assert [live.request("GET", "/api/stats", session=s).status for s in sessions] == [401, 401]
     assert live.request("GET", "/api/stats", session=alice).status == 200, "another user's session ended too"

@@ -32,6 +32,7 @@ OPEN_PATHS = {"/login", "/api/login", "/api/health"}
 SECRET_PARAMS = {"token", "access_token", "auth", "password", "session", COOKIE}
 USER_KEY = web.RequestKey("user", str)  # who made the request, for the handlers and the access log
 LOCAL_USER = "-"  # requests to a console without users or token (loopback only)
+SESSION_RECHECK_SECONDS = 5.0  # a stream or WebSocket whose session ended (logout, new password...) ends this fast
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,6 +93,11 @@ class Guard:
         except UsersError:
             still_valid = False
         return user if still_valid else None
+
+    def still_allowed(self, request: web.Request) -> bool:
+        """Whether a long-lived request (a stream, a WebSocket) may go on: its session or token is still good. Its
+        user is removed, its password changed or it logs out elsewhere, and the stream ends."""
+        return not self.enabled or self.user_of(request) is not None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

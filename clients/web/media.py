@@ -3,9 +3,12 @@ viewer of the camera's shared encoder)."""
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from emotiond.clients.web.context import HUB, BadParameter, feed_of, integer, number
+from emotiond.clients.web.auth import SESSION_RECHECK_SECONDS
+from emotiond.clients.web.context import GUARD, HUB, BadParameter, feed_of, integer, number
 from emotiond.clients.web.hub import StreamLimitError
 from emotiond.clients.web.outbox import ViewerOutbox
 from emotiond.clients.web.responses import json_error
@@ -52,10 +55,15 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         outbox.watch(feed.name, fps)
         feed.add_viewer(outbox, fps, height)
+        guard, checked = request.app[GUARD], time.monotonic()
         while not outbox.closed:
             _texts, frames = await outbox.take(DISCONNECT_CHECK_SECONDS)
             if request.transport is None or request.transport.is_closing():
                 break
+            if time.monotonic() - checked > SESSION_RECHECK_SECONDS:
+                if not guard.still_allowed(request):
+                    break  # its session ended: logout, a password change, the user removed
+                checked = time.monotonic()
             for _camera, _seq, jpeg in frames:
                 await response.write(b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n"
                                      b"Content-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")

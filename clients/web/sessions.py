@@ -72,11 +72,11 @@ class SessionStore:
         return user
 
     def end(self, session_id: str) -> str | None:
-        """End one session; its user, or None if it was not live."""
-        user = self.user_of(session_id)
-        if user is not None:
-            self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (_key(session_id),))
-        return user
+        """End one session; its user, or None if there was none."""
+        if not session_id or len(session_id) > MAX_SESSION_ID:
+            return None
+        rows = self._db.execute("DELETE FROM sessions WHERE id_hash = ? RETURNING user", (_key(session_id),)).fetchall()
+        return rows[0][0] if rows else None
 
     def end_user(self, user: str) -> int:
         """End every session of ``user``; how many there were."""

@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from emotiond.clients.overlay import EMOTION_COLORS
-from emotiond.clients.web.context import HUB
+from emotiond.clients.web.auth import SESSION_RECHECK_SECONDS, USER_KEY
+from emotiond.clients.web.context import GUARD, HUB
 from emotiond.clients.web.hub import WS_TOPICS, Hub, StreamLimitError
 from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
 from emotiond.clients.web.outbox import ViewerOutbox
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_MAX_WATCH = 64
 WS_HEARTBEAT_SECONDS = 10.0  # a browser that vanished without closing is noticed this fast
+WS_CLOSE_SESSION_ENDED = 4401
 EMOTION_CSS = {emotion: "#{2:02x}{1:02x}{0:02x}".format(*bgr) for emotion, bgr in EMOTION_COLORS.items()}
 
 
@@ -114,6 +116,16 @@ def _retrieve(task: asyncio.Task) -> None:
         log.debug("WebSocket sender ended: %s", task.exception())
 
 
+async def _close_when_session_ends(request: web.Request, ws: web.WebSocketResponse) -> None:
+    guard = request.app[GUARD]
+    while not ws.closed:
+        await asyncio.sleep(SESSION_RECHECK_SECONDS)
+        if not guard.still_allowed(request):
+            log.info("closing a WebSocket of %s: the session ended", request.get(USER_KEY, "?"))
+            await ws.close(code=WS_CLOSE_SESSION_ENDED, message=b"session ended")
+            return
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     try:
@@ -125,6 +137,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     outbox = ViewerOutbox()
     session = _WsSession(hub, outbox)
     sender: asyncio.Task | None = None
+    watcher: asyncio.Task | None = None
     try:
         await ws.prepare(request)
         outbox.offer_text(json.dumps({"topic": "hello", "payload": {
@@ -132,6 +145,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             "cameras": sorted(hub.feeds)}}))
         hub.add_client(outbox)
         sender = asyncio.create_task(_ws_sender(ws, outbox))
+        watcher = asyncio.create_task(_close_when_session_ends(request, ws))
         async for message in ws:
             if message.type == WSMsgType.TEXT:
                 session.handle(message.data)
@@ -145,7 +159,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         hub.remove_client(outbox)
         hub.close_stream()
         outbox.close()
-        if sender is not None:
-            sender.cancel()
-            sender.add_done_callback(_retrieve)
+        for task in (sender, watcher):
+            if task is not None:
+                task.cancel()
+                task.add_done_callback(_retrieve)
     return ws
