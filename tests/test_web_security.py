@@ -238,3 +238,26 @@ def test_web_command_on_a_busy_port_is_a_usage_error(tmp_path):
         busy = run_cli("web", "--port", str(port), env=child_env(tmp_path / "rt"), timeout=60)
     assert busy.returncode == 2, busy.stderr
     assert f"cannot serve on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr
+
+
+def test_tls_from_files_loads_them_and_bad_files_are_a_clear_error(tmp_path):
+    import ssl
+
+    from emotiond.clients.web.tls import make_self_signed, server_context
+    from emotiond.core.errors import UsageError
+
+    cert, key = make_self_signed(tmp_path / "pki", "192.168.1.20")
+    from cryptography import x509
+
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert {"127.0.0.1", "::1", "192.168.1.20"} <= {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    web = load_settings(None, {"web": {"tls": "files", "tls_cert_file": str(cert), "tls_key_file": str(key)}}).web
+    assert isinstance(server_context(web), ssl.SSLContext)
+    assert load_settings(None, {"web": {"tls": "off"}}).web.tls == "off"
+    for bad_cert, bad_key in ((tmp_path / "missing.pem", key), (cert, cert)):
+        web = load_settings(None, {"web": {"tls": "files", "tls_cert_file": str(bad_cert),
+                                           "tls_key_file": str(bad_key)}}).web
+        with pytest.raises(UsageError, match="web TLS: cannot load certificate"):
+            server_context(web)
