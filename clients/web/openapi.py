@@ -107,7 +107,8 @@ SCHEMAS: dict[str, Any] = {
                 "drop_rate": {"type": "number", "minimum": 0},
                 "latency_ms": {"type": "object", "additionalProperties": NUMBER_OR_NULL},
                 "web": {"type": "object"}}}},
-        "metrics": {"type": ["string", "null"]},
+        "metrics": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["samples", "age_s"], "properties": {
+            "samples": {"type": "integer", "minimum": 0}, "age_s": {"type": "number", "minimum": 0}}}]},
         "web": {"type": "object", "required": ["streams", "max_streams", "results_received"]}}},
     "Analysis": {"type": "object", "required": ["result", "emotion", "message", "image"], "properties": {
         "result": _ref("Result"), "emotion": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
