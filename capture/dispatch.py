@@ -1,15 +1,27 @@
 """Credit-based work distribution, without sockets so it can be reasoned about and tested alone.
 
-Workers grant credits (``ready``) and return one with each acknowledgement (``done``). A frame goes only
-to a worker with a free credit, the least loaded first; cameras are served round-robin so none starves.
-With ``affinity`` (face tracking on), all frames of a camera go to one worker, which keeps that camera's
-tracks; cameras are spread evenly over workers and move to another worker only when theirs is lost.
-Frames held by a worker that goes silent (or restarts) are re-queued for file sources and counted as
-dropped for live ones.
+Workers grant credits (``ready``) and return one with each acknowledgement (``done``, which also says what the
+frame cost the worker). A frame goes only to a worker with a free credit, the least loaded first.
+
+Fair service under overload: every live camera should lose about the same share of its frames, whatever its
+place in the config or the worker it shares. So
+
+* among the cameras with a frame waiting, the oldest frame goes first (round-robin breaks ties);
+* a live camera served more than ``FAIR_SLACK`` above the least-served live camera that is waiting too (over
+  the last few seconds, ``SHARE_SECONDS``) waits its turn, even when its own worker is free: the busier
+  worker's cameras are then not the only ones to drop, and the idle worker's CPU goes to the busy one.
+
+With ``affinity`` (face tracking on), all frames of a camera go to one worker, which keeps that camera's tracks.
+Cameras are spread over workers by their measured load (the worker's CPU per frame times the camera's frame
+rate, so a four-face camera weighs about three one-face ones), and moved when loads change, but a camera stays
+on its worker at least ``AFFINITY_SECONDS`` (each move restarts its tracks) unless that worker is lost.
+Frames held by a worker that goes silent (or restarts) are re-queued for file sources and counted as dropped
+for live ones.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +29,49 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 FrameKey = tuple[str, int]  # camera, seq
+
+SHARE_SECONDS = 3.0  # time constant of the served-share and frame-rate averages
+FAIR_SLACK = 0.02  # a camera served this much above the least-served waiting one waits its turn
+MIN_OFFERED = 5.0  # frames (decayed) a camera must have offered before its share counts
+COST_ALPHA = 0.1  # weight of the newest frame in a camera's cost average
+AFFINITY_SECONDS = 10.0  # least time a camera stays on its worker before a rebalance may move it
+REBALANCE_EVERY = 2.0  # seconds between load checks
+REBALANCE_GAIN = 0.1  # a move must lower the busiest worker's load by this share of it
+
+
+class Decaying:
+    """A count that fades with time constant ``SHARE_SECONDS``: recent frames weigh most."""
+
+    __slots__ = ("_at", "_value")
+
+    def __init__(self) -> None:
+        self._value = 0.0
+        self._at = 0.0
+
+    def value(self, now: float) -> float:
+        return self._value * math.exp(-max(0.0, now - self._at) / SHARE_SECONDS)
+
+    def add(self, amount: float, now: float) -> None:
+        self._value = self.value(now) + amount
+        self._at = max(self._at, now)
+
+
+@dataclass
+class CameraLoad:
+    live: bool = True
+    cost_ms: float = 0.0  # worker CPU per frame, averaged; 0 until measured
+    offered: Decaying = field(default_factory=Decaying)
+    served: Decaying = field(default_factory=Decaying)
+    since: float = -math.inf  # when it was given to its current worker
+
+    def share(self, now: float) -> float | None:
+        """The share of its recent frames handed to a worker; None until it has offered a few."""
+        offered = self.offered.value(now)
+        return min(1.0, self.served.value(now) / offered) if offered >= MIN_OFFERED else None
+
+    def rate(self, now: float) -> float:
+        """Frames per second offered lately (1 until known, so a new camera still weighs something)."""
+        return max(1.0, self.offered.value(now) / SHARE_SECONDS)
 
 
 @dataclass
@@ -45,18 +100,22 @@ class Dispatcher(Generic[T]):
         self._affinity = affinity
         self._owner: dict[str, bytes] = {}
         self.workers: dict[bytes, WorkerState[T]] = {}
+        self.cameras: dict[str, CameraLoad] = {}
         self._retry: dict[str, deque[tuple[int, T]]] = {}
         self._turn: deque[str] = deque()
+        self._next_rebalance = 0.0
+        self._now = 0.0  # the latest time any call was told
 
     # ------------------------------------------------------------ worker messages
     def ready(self, worker: bytes, pid: int, credits: int, now: float) -> None:
+        self._now = max(self._now, now)
         state = self.workers.get(worker)
         if state is not None and state.pid != pid:
             self._lose(worker)
             state = None
         if state is None:
             self.workers[worker] = WorkerState(pid=pid, credits=credits, last_seen=now, announced=credits)
-            self._rebalance()
+            self._rebalance(now, joined=True)
         else:
             state.credits = max(0, credits - len(state.inflight))
             state.announced = max(state.announced, credits)
@@ -69,7 +128,7 @@ class Dispatcher(Generic[T]):
         else:
             state.last_seen = now
 
-    def done(self, worker: bytes, camera: str, seq: int, now: float) -> T | None:
+    def done(self, worker: bytes, camera: str, seq: int, now: float, cost_ms: float = 0.0) -> T | None:
         state = self.workers.get(worker)
         if state is None:
             return None
@@ -77,6 +136,9 @@ class Dispatcher(Generic[T]):
         frame = state.inflight.pop((camera, seq), None)
         if state.credits + len(state.inflight) < max(state.announced, self._max_credits):
             state.credits += 1
+        if frame is not None and cost_ms > 0 and camera in self.cameras:
+            known = self.cameras[camera]
+            known.cost_ms = cost_ms if not known.cost_ms else (1 - COST_ALPHA) * known.cost_ms + COST_ALPHA * cost_ms
         return frame
 
     def expire(self, now: float) -> list[bytes]:
@@ -98,10 +160,17 @@ class Dispatcher(Generic[T]):
             self._on_lost(camera, seq, frame)
 
     # ------------------------------------------------------------ frames
-    def add_camera(self, camera: str) -> None:
+    def add_camera(self, camera: str, live: bool = True) -> None:
         if camera not in self._turn:
             self._turn.append(camera)
             self._retry.setdefault(camera, deque())
+            self.cameras[camera] = CameraLoad(live=live)
+
+    def captured(self, camera: str, frames: int, now: float) -> None:
+        """``frames`` new frames of ``camera`` were read (dispatched or not): the base of its served share."""
+        self._now = max(self._now, now)
+        if frames > 0 and camera in self.cameras:
+            self.cameras[camera].offered.add(frames, now)
 
     def requeue(self, camera: str, seq: int, frame: T) -> None:
         self._retry.setdefault(camera, deque()).append((seq, frame))
@@ -121,35 +190,88 @@ class Dispatcher(Generic[T]):
                     best = rank
         return best[2] if best else None
 
+    # ------------------------------------------------------------ camera placement (affinity)
+    def load(self, camera: str, now: float) -> float:
+        """A camera's recent weight on its worker: ms of worker CPU per second of video."""
+        state = self.cameras.get(camera) or CameraLoad()
+        costs = [c.cost_ms for c in self.cameras.values() if c.cost_ms > 0]
+        cost = state.cost_ms or (sum(costs) / len(costs) if costs else 1.0)
+        return cost * state.rate(now)
+
+    def worker_loads(self, now: float) -> dict[bytes, float]:
+        loads = {w: 0.0 for w in self.workers}
+        for camera, owner in self._owner.items():
+            if owner in loads:
+                loads[owner] += self.load(camera, now)
+        return loads
+
     def owner(self, camera: str) -> bytes | None:
-        """The worker that keeps this camera (affinity only), chosen among the least busy."""
+        """The worker that keeps this camera (affinity only), chosen among the least loaded."""
         current = self._owner.get(camera)
         if current in self.workers or not self.workers:
             return current
-        load = {w: 0 for w in self.workers}
+        now = self._now
+        loads = self.worker_loads(now)
+        counts = {w: 0 for w in self.workers}
         for owner in self._owner.values():
-            if owner in load:
-                load[owner] += 1
-        chosen = min(self.workers, key=lambda w: (load[w], -self.workers[w].credits, w))
+            if owner in counts:
+                counts[owner] += 1
+        chosen = min(self.workers, key=lambda w: (loads[w], counts[w], -self.workers[w].credits, w))
         self._owner[camera] = chosen
+        self.cameras.setdefault(camera, CameraLoad()).since = now
         return chosen
 
-    def _rebalance(self) -> None:
-        """Spread cameras evenly when a worker joins (workers start at different times)."""
-        if not self._affinity:
-            return
-        owned: dict[bytes, list[str]] = {w: [] for w in self.workers}
-        for camera, owner in self._owner.items():
-            if owner in owned:
-                owned[owner].append(camera)
-        while True:
-            busiest = max(owned, key=lambda w: len(owned[w]))
-            idlest = min(owned, key=lambda w: len(owned[w]))
-            if len(owned[busiest]) - len(owned[idlest]) <= 1:
-                return
-            camera = owned[busiest].pop()
-            owned[idlest].append(camera)
-            self._owner[camera] = idlest
+    def rebalance(self, now: float) -> list[str]:
+        """Move cameras between workers when measured loads drifted apart (called often; acts every
+        ``REBALANCE_EVERY`` seconds). The cameras moved."""
+        self._now = max(self._now, now)
+        if now < self._next_rebalance:
+            return []
+        self._next_rebalance = now + REBALANCE_EVERY
+        return self._rebalance(now, joined=False)
+
+    def _rebalance(self, now: float, joined: bool) -> list[str]:
+        """Greedy moves and swaps of single cameras from the busiest worker to the least busy, while each lowers
+        the busier of the two by at least ``REBALANCE_GAIN``. When a worker joins, every camera may move (workers
+        start at different times); otherwise only cameras past their ``AFFINITY_SECONDS``."""
+        if not self._affinity or len(self.workers) < 2:
+            return []
+        moved: list[str] = []
+        for _ in range(len(self._owner)):
+            loads = self.worker_loads(now)
+            heavy = max(loads, key=lambda w: (loads[w], w))
+            light = min(loads, key=lambda w: (loads[w], w))
+            if heavy == light:
+                break
+            step = self._best_step(heavy, light, loads, now, joined)
+            if step is None:
+                break
+            for camera, target in step:
+                self._owner[camera] = target
+                self.cameras.setdefault(camera, CameraLoad()).since = now
+                moved.append(camera)
+        return moved
+
+    def _best_step(self, heavy: bytes, light: bytes, loads: dict[bytes, float], now: float,
+                   joined: bool) -> list[tuple[str, bytes]] | None:
+        def movable(camera: str, worker: bytes) -> bool:
+            since = self.cameras.get(camera, CameraLoad()).since
+            return self._owner.get(camera) == worker and (joined or now - since >= AFFINITY_SECONDS)
+
+        on_heavy = [(c, self.load(c, now)) for c in self._owner if movable(c, heavy)]
+        on_light = [(c, self.load(c, now)) for c in self._owner if movable(c, light)]
+        options: list[tuple[float, list[tuple[str, bytes]]]] = []
+        for camera, weight in on_heavy:
+            options.append((max(loads[heavy] - weight, loads[light] + weight), [(camera, light)]))
+            for other, other_weight in on_light:
+                if other_weight < weight:
+                    delta = weight - other_weight
+                    options.append((max(loads[heavy] - delta, loads[light] + delta),
+                                    [(camera, light), (other, heavy)]))
+        if not options:
+            return None
+        peak, step = min(options, key=lambda option: option[0])
+        return step if peak <= loads[heavy] * (1 - REBALANCE_GAIN) else None
 
     def _worker_for(self, camera: str) -> bytes | None:
         if not self._affinity:
@@ -157,24 +279,52 @@ class Dispatcher(Generic[T]):
         owner = self.owner(camera)
         return owner if owner is not None and self.workers[owner].credits > 0 else None
 
-    def pick(self, has_frame: Callable[[str], bool]) -> tuple[str, bytes] | None:
-        """The next camera, in round-robin order, with a frame waiting and a worker able to take it."""
-        for _ in range(len(self._turn)):
-            camera = self._turn[0]
-            self._turn.rotate(-1)
-            if not (self._retry.get(camera) or has_frame(camera)):
+    # ------------------------------------------------------------ choosing the next frame
+    def pick(self, waiting: Callable[[str], float | bool | None], now: float | None = None
+             ) -> tuple[str, bytes] | None:
+        """The next camera to serve and the worker to take its frame, or None.
+
+        ``waiting(camera)`` is when the camera's waiting frame was read (any clock, smaller is older), or
+        None/False when it has none. Re-queued frames of file sources go before anything new.
+        """
+        now = self._now if now is None else now
+        self._now = max(self._now, now)
+        ready: list[tuple[float, int, str, bytes]] = []
+        floor = math.inf  # least served share among waiting live cameras
+        for position, camera in enumerate(self._turn):
+            retry = bool(self._retry.get(camera))
+            stamp = waiting(camera)
+            if not retry and (stamp is None or stamp is False):
                 continue
+            share = self._share(camera, now)
+            if share is not None:
+                floor = min(floor, share)
             worker = self._worker_for(camera)
             if worker is not None:
-                return camera, worker
+                age = -math.inf if retry else float(stamp)  # type: ignore[arg-type]
+                ready.append((age, position, camera, worker))
+        for _, _, camera, worker in sorted(ready):
+            share = self._share(camera, now)
+            if share is not None and share > floor + FAIR_SLACK:
+                continue  # a less-served camera is waiting: this one waits its turn
+            self._turn.remove(camera)
+            self._turn.append(camera)
+            return camera, worker
         return None
+
+    def _share(self, camera: str, now: float) -> float | None:
+        state = self.cameras.get(camera)
+        return state.share(now) if state is not None and state.live else None
 
     def take_retry(self, camera: str) -> tuple[int, T] | None:
         queue = self._retry.get(camera)
         return queue.popleft() if queue else None
 
-    def assign(self, worker: bytes, camera: str, seq: int, frame: T) -> None:
+    def assign(self, worker: bytes, camera: str, seq: int, frame: T, now: float | None = None) -> None:
         state = self.workers[worker]
         state.credits -= 1
         state.assigned += 1
         state.inflight[(camera, seq)] = frame
+        known = self.cameras.get(camera)
+        if known is not None:
+            known.served.add(1, self._now if now is None else now)

@@ -69,6 +69,7 @@ class CaptureService:
         self._end_waits: dict[str, float] = {}  # camera -> when end-of-stream stops waiting for ``ended``
         self._down_since: dict[str, float] = {}  # live camera -> since when it is down
         self._down_ended: set[str] = set()  # live cameras down past the grace period, their tracks ended
+        self._counted: dict[str, int] = {}  # camera -> its reader's next_seq when frames were last counted
 
     def _start_seq(self, index: int) -> int:
         return int(self._progress[index]) if self._progress is not None else 0
@@ -92,7 +93,8 @@ class CaptureService:
         poller.register(router, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
         for name, reader in self._readers.items():
-            self._dispatcher.add_camera(name)
+            self._dispatcher.add_camera(name, live=reader.live)
+            self._counted[name] = reader.next_seq
             reader.start()
         drain_deadline: float | None = None
         try:
@@ -109,6 +111,8 @@ class CaptureService:
                 for reader in self._readers.values():
                     reader.watch(now)
                 self._dispatcher.expire(now)
+                self._count_captured(now)
+                self._dispatcher.rebalance(now)
                 if drain_deadline is None:
                     self._dispatch(router)
                 if self._settings.tracking.enabled:
@@ -172,7 +176,7 @@ class CaptureService:
                 if self._end_waits.pop(message.camera, None) is not None:
                     self._finished[message.camera] = now + SETTLE_SECONDS
             elif message.kind == "done":
-                self._dispatcher.done(worker, message.camera, message.seq, now)
+                self._dispatcher.done(worker, message.camera, message.seq, now, message.cost_ms)
                 self._note_tracks(worker, message)
             else:
                 self._m.bad_messages.labels("frames", "unexpected_kind").inc()
@@ -238,9 +242,16 @@ class CaptureService:
             self._down_since.pop(status.camera, None)
             self._down_ended.discard(status.camera)
 
+    def _count_captured(self, now: float) -> None:
+        """Tell the dispatcher how many frames each camera read since last time (its served share's base)."""
+        for name, reader in self._readers.items():
+            read = reader.next_seq
+            self._dispatcher.captured(name, read - self._counted[name], now)
+            self._counted[name] = read
+
     def _dispatch(self, router: zmq.Socket) -> None:
         while True:
-            picked = self._dispatcher.pick(lambda name: len(self._readers[name].slot) > 0)
+            picked = self._dispatcher.pick(lambda name: self._readers[name].slot.oldest_at(), time.monotonic())
             if picked is None:
                 return
             camera, worker = picked
@@ -259,7 +270,7 @@ class CaptureService:
                 self._dispatcher.unreachable(worker)
                 self._lost(camera, frame.header.seq, frame)
                 continue
-            self._dispatcher.assign(worker, camera, frame.header.seq, frame)
+            self._dispatcher.assign(worker, camera, frame.header.seq, frame, time.monotonic())
             self._last_dispatched[camera] = max(self._last_dispatched.get(camera, -1), frame.header.seq)
             if self._progress is not None and not retry:
                 index = self._index[camera]

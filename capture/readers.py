@@ -73,6 +73,11 @@ class FrameSlot:
     def __len__(self) -> int:
         return len(self._items)
 
+    def oldest_at(self) -> float | None:
+        """When the oldest waiting frame was captured (wall clock), or None when there is none."""
+        with self._cond:
+            return self._items[0].header.captured_at if self._items else None
+
     def clear(self) -> int:
         with self._cond:
             dropped = len(self._items)

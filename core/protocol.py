@@ -315,6 +315,7 @@ class Control:
     seq: int = -1
     tracks: tuple[int, ...] = ()
     reason: str = ""
+    cost_ms: float = 0.0  # done: the worker's CPU for this frame, so capture can place cameras by cost
 
 
 Message = Frame | Result | Status | TracksEnded | Control
@@ -368,6 +369,8 @@ def encode_control(control: Control) -> Parts:
         body["tracks"] = list(control.tracks)
     if control.reason:
         body["reason"] = control.reason
+    if control.cost_ms:
+        body["cost_ms"] = control.cost_ms
     return [CONTROL_TOPIC, _pack(body), b""]
 
 
@@ -593,7 +596,8 @@ def _decode_control(header: dict[str, Any]) -> Control:
     reason = _str(header, "reason", 32) if "reason" in header else ""
     return Control(kind=kind, worker=_str(header, "worker", 64),  # type: ignore[arg-type]
                    pid=_int(header, "pid", 0, 2**31), credits=_int(header, "credits", 0, 1024),
-                   camera=camera, seq=_int(header, "seq", -1), tracks=tracks, reason=reason)
+                   camera=camera, seq=_int(header, "seq", -1), tracks=tracks, reason=reason,
+                   cost_ms=_float(header, "cost_ms") if "cost_ms" in header else 0.0)
 
 
 def result_from_dict(data: dict[str, Any]) -> Result:

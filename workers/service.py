@@ -89,8 +89,9 @@ class WorkerService:
         return 0
 
     def _send_control(self, dealer: zmq.Socket, kind: str, credits: int = 0, camera: str = "", seq: int = -1,
-                      tracks: tuple[int, ...] = ()) -> None:
-        message = protocol.Control(kind, self._name, self._pid, credits, camera, seq, tracks)  # type: ignore[arg-type]
+                      tracks: tuple[int, ...] = (), cost_ms: float = 0.0) -> None:
+        message = protocol.Control(kind, self._name, self._pid, credits, camera, seq, tracks,  # type: ignore[arg-type]
+                                   cost_ms=round(cost_ms, 3))
         try:
             dealer.send_multipart(protocol.encode_control(message), zmq.NOBLOCK)
         except zmq.Again:
@@ -140,11 +141,14 @@ class WorkerService:
             for begin in range(0, faces_total, step):
                 self._m.batch_size.observe(min(step, faces_total - begin))
         for item, faces in zip(items, all_faces, strict=True):
-            self._publish(publisher, item, faces, classify_ms)
+            publish_ms = self._publish(publisher, item, faces, classify_ms)
             self._held -= 1
             camera = item.frame.header.camera
+            share = len(item.detection.crops) / faces_total if faces_total else 1 / len(items)
+            cost_ms = item.timings_ms["decode"] + item.timings_ms["detect"] + item.timings_ms["crop"] \
+                + classify_ms * share + publish_ms
             self._send_control(dealer, "done", camera=camera, seq=item.frame.header.seq,
-                               tracks=self._pipeline.open_tracks(camera)[:protocol.MAX_TRACKS])
+                               tracks=self._pipeline.open_tracks(camera)[:protocol.MAX_TRACKS], cost_ms=cost_ms)
 
     def _end_tracks(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
         """Carry out capture's ``end`` requests, after the results of every frame already held."""
@@ -178,7 +182,8 @@ class WorkerService:
                             message.camera)
 
     def _publish(self, publisher: zmq.Socket, item: PendingFrame, faces: tuple[protocol.Face, ...],
-                 classify_ms: float) -> None:
+                 classify_ms: float) -> float:
+        """Publish one frame's result (and the frame itself while a viewer wants it); the ms it took."""
         header = item.frame.header
         started = time.perf_counter()
         frame_topic = protocol.FRAME_PREFIX + header.camera.encode()
@@ -202,6 +207,7 @@ class WorkerService:
             self._m.emotions.labels(header.camera, face.emotion).inc()
         if faces:
             self._m.faces_detected.labels(header.camera).inc(len(faces))
+        return latency["publish"]
 
 
 def main(settings_data: dict[str, Any], name: str, heartbeat: Any = None) -> None:
