@@ -14,7 +14,16 @@ Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost, so:
   waiting for it if needed, so its answer does not depend on timing. A new face is found within twice that
   many frames plus one (the scan that was already running, then the next one), and within a few frames live;
 * only a camera's first frame (or one after a long gap), and a frame where a tracked face vanished from its
-  region, are scanned synchronously, so a fast move is never reported as a missing face.
+  region, are scanned synchronously, so a fast move is never reported as a missing face;
+* a face whose box barely moved between its last two detections (``STABLE_IOU``), and whose box still holds
+  about the same pixels (``STILL_LEVELS``, so a face that leaves is not carried), is not looked for in the
+  next frame: its box is carried over, and it is looked for again in the frame after (``[tracking]
+  reuse_stable``). That halves the region scans of faces that move slowly; their emotion is still classified
+  from the new frame.
+* while every known face is at least 1.5 times as wide as the narrowest face a half-resolution scan finds,
+  the periodic scans look at the frame at half resolution (a quarter of the cost), all but every
+  ``FULL_SCAN_EVERY``-th: a newcomer two thirds as large as the faces already there is found as soon as
+  before, a smaller one within that many scans.
 
 Expensive scans therefore never stall a live camera's frames, and a second core does them when there is one.
 
@@ -31,6 +40,7 @@ import math
 from concurrent.futures import Future
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 
 from emotiond.core.settings import Settings, TrackingSettings
@@ -39,6 +49,12 @@ from emotiond.workers.haar import HaarFaceDetector
 from emotiond.workers.tracking import Box, CameraTracker, Track, iou
 
 DetectionKind = Literal["full", "tracked"]
+COARSE_SCAN = 0.5  # periodic scans while all known faces are large look at the frame this much smaller
+FULL_SCAN_EVERY = 4  # ... except every this many-th, at full resolution, for small newcomers
+STABLE_IOU = 0.85  # a face whose last two boxes overlap this much is carried into the next frame unscanned,
+STILL_LEVELS = 20.0  # if the pixels of its box differ from the last frame's by less than this (mean, 0..255;
+# a face that moved a little differs by 3 to 20, one that left by 40 or more)
+PATCH = (16, 16)  # the size faces are compared at
 
 
 def open_detector(settings: Settings, threads: int = 1) -> FaceDetector:
@@ -95,6 +111,10 @@ class RegionFinder:
         self._scan: Future | None = None
         self._scan_seq = -1  # frame the running background scan looks at
         self._last_scan_seq: int | None = None
+        self._periodic_scans = 0
+        self._before: dict[int, Box] = {}  # track id -> its box one detection earlier
+        self._carried: set[int] = set()  # tracks whose box was carried forward in the last frame
+        self._patches: dict[int, np.ndarray] = {}  # track id -> its face's pixels in the last frame, small
 
     def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
                                                                              DetectionKind]:
@@ -102,11 +122,13 @@ class RegionFinder:
         newcomers = self._finished_scan(seq)
         long_gap = tracker.last_seq < 0 or not 0 < seq - tracker.last_seq <= self._settings.full_scan_interval
         kind: DetectionKind = "tracked"
+        carried: dict[int, Box] = {}
         if long_gap:
             found, kind = self._detector.detect(pixels, gray), "full"
         else:
             candidates = [Track(-1, b) for b in newcomers if all(iou(b, t.box) < 0.3 for t in tracker.tracks)]
-            boxes, rolls = self._follow(gray, tracker.tracks + candidates)
+            carried = self._carry(seq, gray)
+            boxes, rolls = self._follow(gray, tracker.tracks + candidates, carried)
             vanished = any(box is None and track.missed == 0 for box, track in zip(boxes, tracker.tracks,
                                                                                    strict=False))
             present = [i for i, box in enumerate(boxes) if box is not None]
@@ -117,19 +139,46 @@ class RegionFinder:
                 found, kind = self._with_scan(self._detector.detect(pixels, gray), found), "full"
         if kind == "full":
             self._last_scan_seq = seq
+        before = {t.track_id: t.box for t in tracker.tracks}
+        self._carried = {tracker.tracks[i].track_id for i in carried} if kind == "tracked" else set()
         track_ids, ended = tracker.associate(seq, found.boxes)
+        self._before = {tid: before[tid] for tid in track_ids if tid in before}
+        if self._settings.reuse_stable:
+            self._patches = {tid: _patch(gray, box) for tid, box in zip(track_ids, found.boxes, strict=True)}
         self._remember_rolls(track_ids, found.rolls, ended)
         self._start_scan_if_due(seq, pixels, gray)
         return found, track_ids, ended, kind
 
-    def _follow(self, gray: np.ndarray, following: list[Track]) -> tuple[list[np.ndarray | None], list[float]]:
+    def _carry(self, seq: int, gray: np.ndarray) -> dict[int, Box]:
+        """Tracks (by index) whose face held still over its last two detections and whose box still shows it, with
+        the box they keep in this frame; never two frames running, and only from the frame just before."""
+        if not self._settings.reuse_stable or seq - self.tracker.last_seq != 1:
+            return {}
+        carried = {}
+        for index, track in enumerate(self.tracker.tracks):
+            earlier = self._before.get(track.track_id)
+            if track.missed or earlier is None or track.track_id in self._carried:
+                continue
+            if iou(earlier, track.box) < STABLE_IOU or track.track_id not in self._patches:
+                continue
+            if float(np.abs(_patch(gray, track.box) - self._patches[track.track_id]).mean()) < STILL_LEVELS:
+                carried[index] = track.box
+        return carried
+
+    def _follow(self, gray: np.ndarray, following: list[Track], carried: dict[int, Box]
+                ) -> tuple[list[np.ndarray | None], list[float]]:
         """Each followed face's box in this frame (None: not found) and the angle it was found at (NaN when
-        upright). Round k tries each face still missing at its k-th angle, nearest to its last angle first;
-        faces not tracked yet (from a scan) are only looked for upright."""
+        upright). Faces in ``carried`` are not looked for (their box is given). Round k tries each face still
+        missing at its k-th angle, nearest to its last angle first; faces not tracked yet (from a scan) are
+        only looked for upright."""
         height, width = gray.shape[:2]
         settings = self._settings
         boxes: list[np.ndarray | None] = [None] * len(following)
         rolls = [math.nan] * len(following)
+        for index, box in carried.items():
+            boxes[index] = np.array(box, np.float32)
+            last = self._rolls.get(following[index].track_id, 0.0)
+            rolls[index] = last if last else math.nan
         plans = [self._plan(t.track_id) if t.track_id >= 0 else [0.0] for t in following]
         for round_index in range(len(self._angles)):
             todo = [i for i, box in enumerate(boxes) if box is None and round_index < len(plans[i])]
@@ -189,8 +238,25 @@ class RegionFinder:
         if self._scan is not None:
             return
         tracks = self.tracker.tracks
-        due = (not tracks or any(t.missed for t in tracks) or self._last_scan_seq is None
-               or seq - self._last_scan_seq >= self._settings.full_scan_interval)
-        if due:
-            self._scan = self._detector.detect_async(pixels, gray)
+        searching = not tracks or any(t.missed for t in tracks) or self._last_scan_seq is None
+        if searching or seq - self._last_scan_seq >= self._settings.full_scan_interval:
+            coarse = 1.0 if searching else self._coarseness(gray.shape[1])
+            self._scan = self._detector.detect_async(pixels, gray, coarse)
             self._scan_seq = self._last_scan_seq = seq
+
+    def _coarseness(self, width: int) -> float:
+        """How much smaller than usual a periodic scan may look (1.0: as usual)."""
+        self._periodic_scans += 1
+        smallest = min(t.box[2] for t in self.tracker.tracks)
+        large = self._settings.coarse_scans and smallest >= 1.5 * self._detector.smallest_face(width, COARSE_SCAN)
+        return COARSE_SCAN if large and self._periodic_scans % FULL_SCAN_EVERY else 1.0
+
+
+def _patch(gray: np.ndarray, box: Box | np.ndarray) -> np.ndarray:
+    """The pixels of ``box`` (clipped to the frame) shrunk to ``PATCH``, as float32."""
+    height, width = gray.shape[:2]
+    x, y, w, h = (int(v) for v in box)
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.full(PATCH[::-1], -255.0, np.float32)  # matches nothing
+    return cv2.resize(gray[y0:y1, x0:x1], PATCH, interpolation=cv2.INTER_AREA).astype(np.float32)
