@@ -13,6 +13,7 @@ class PendingFrame:
     frame: Frame
     detection: Detection
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cpu_ms: float = 0.0  # the worker's CPU for this frame so far: decode, grey, detection, crops
 
 
 class MicroBatcher:

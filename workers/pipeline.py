@@ -17,6 +17,7 @@ roll is known are classified from upright crops when ``[classifier] align`` is o
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,24 @@ SCORE_DIGITS = 4
 LANDMARK_DIGITS = 1
 
 
+class StageClock:
+    """CPU time of the calling thread per stage (``time.thread_time``), summed: what each stage costs, whatever
+    else the machine runs. Full scans on the scanner thread are not in it (they are another thread's)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = defaultdict(float)
+
+    @staticmethod
+    def now() -> float:
+        return time.thread_time()
+
+    def lap(self, stage: str, since: float) -> float:
+        """Add the CPU since ``since`` to ``stage``; the time now, for the next lap."""
+        now = time.thread_time()
+        self.ms[stage] += (now - since) * 1000
+        return now
+
+
 @dataclass
 class Detection:
     """One frame after detection and cropping, waiting for classification."""
@@ -48,6 +67,7 @@ class Detection:
     track_ids: list[int] = field(default_factory=list)
     ended_tracks: list[int] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cpu_ms: float = 0.0  # this thread's CPU for grey, detection and crops
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -70,6 +90,7 @@ class Pipeline:
         self.detector = open_detector(settings, threads=opencv_threads)
         self.live_cameras = frozenset(live_cameras)
         self._finders: dict[str, Finder] = {}
+        self.clock = StageClock()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -99,22 +120,28 @@ class Pipeline:
     # ------------------------------------------------------------ the two halves
     def detect(self, camera: str, seq: int, pixels: np.ndarray) -> Detection:
         """Grey, faces (tracked when tracking is on), and the classifier's crops of one frame."""
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), self.clock.now()
         gray = to_gray(pixels)
+        lap = self.clock.lap("gray", cpu_started)
         if self.settings.tracking.enabled:
             found, track_ids, ended, kind = self._finder(camera).find(seq, pixels, gray)
         else:
             found, track_ids, ended, kind = self.detector.detect(pixels, gray), [], [], "full"
+        lap = self.clock.lap("detect", lap)
         detected = time.perf_counter()
         rolls = found.rolls if self.settings.classifier.align else None
         crops = crop_faces(pixels, gray, found.boxes, self.bundle.spec, rolls)
+        lap = self.clock.lap("crop", lap)
         timings = {"detect": (detected - started) * 1000, "crop": (time.perf_counter() - detected) * 1000}
-        return Detection(camera, seq, pixels, found, crops, kind, track_ids, ended, timings)
+        return Detection(camera, seq, pixels, found, crops, kind, track_ids, ended, timings,
+                         (lap - cpu_started) * 1000)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities for stacked crops, in calls of at most ``classifier.max_batch`` faces."""
         step = self.settings.classifier.max_batch
+        started = self.clock.now()
         outputs = [self.classifier(crops[begin: begin + step]) for begin in range(0, len(crops), step)]
+        self.clock.lap("classify", started)
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), np.float32)
 
     def finish(self, detections: Sequence[Detection]) -> list[tuple[protocol.Face, ...]]:
@@ -122,10 +149,12 @@ class Pipeline:
         stacked = [d.crops for d in detections if len(d.crops)]
         probabilities = self.classify(np.concatenate(stacked)) if stacked else np.zeros((0, len(self.labels)))
         faces, offset = [], 0
+        started = self.clock.now()
         for detection in detections:
             count = len(detection.boxes)
             faces.append(self.faces(detection, probabilities[offset: offset + count]))
             offset += count
+        self.clock.lap("faces", started)
         return faces
 
     def faces(self, detection: Detection, probabilities: np.ndarray) -> tuple[protocol.Face, ...]:

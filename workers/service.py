@@ -105,7 +105,7 @@ class WorkerService:
             except zmq.Again:
                 return
             received_at = time.time()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
                 frame = protocol.decode(parts, self._settings.bus.max_frame_pixels)
             except protocol.ProtocolError as exc:
@@ -127,13 +127,15 @@ class WorkerService:
                        "queue": max(0.0, (received_at - frame.header.captured_at) * 1000)}
             self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
             self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
-            self._batcher.add(PendingFrame(frame, detection, timings), time.monotonic())
+            cpu_ms = (time.thread_time() - cpu_started) * 1000
+            self._batcher.add(PendingFrame(frame, detection, timings, cpu_ms), time.monotonic())
 
     def _flush(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
         items = self._batcher.take()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         all_faces = self._pipeline.finish([item.detection for item in items])
         classify_ms = (time.perf_counter() - started) * 1000
+        classify_cpu_ms = (time.thread_time() - cpu_started) * 1000
         faces_total = sum(len(item.detection.crops) for item in items)
         if faces_total:
             self._m.stage_latency.labels("classify").observe(classify_ms / 1000)
@@ -141,12 +143,12 @@ class WorkerService:
             for begin in range(0, faces_total, step):
                 self._m.batch_size.observe(min(step, faces_total - begin))
         for item, faces in zip(items, all_faces, strict=True):
-            publish_ms = self._publish(publisher, item, faces, classify_ms)
+            publish_started = time.thread_time()
+            self._publish(publisher, item, faces, classify_ms)
             self._held -= 1
             camera = item.frame.header.camera
             share = len(item.detection.crops) / faces_total if faces_total else 1 / len(items)
-            cost_ms = item.timings_ms["decode"] + item.timings_ms["detect"] + item.timings_ms["crop"] \
-                + classify_ms * share + publish_ms
+            cost_ms = item.cpu_ms + classify_cpu_ms * share + (time.thread_time() - publish_started) * 1000
             self._send_control(dealer, "done", camera=camera, seq=item.frame.header.seq,
                                tracks=self._pipeline.open_tracks(camera)[:protocol.MAX_TRACKS], cost_ms=cost_ms)
 
@@ -182,8 +184,8 @@ class WorkerService:
                             message.camera)
 
     def _publish(self, publisher: zmq.Socket, item: PendingFrame, faces: tuple[protocol.Face, ...],
-                 classify_ms: float) -> float:
-        """Publish one frame's result (and the frame itself while a viewer wants it); the ms it took."""
+                 classify_ms: float) -> None:
+        """Publish one frame's result (and the frame itself while a viewer wants it)."""
         header = item.frame.header
         started = time.perf_counter()
         frame_topic = protocol.FRAME_PREFIX + header.camera.encode()
@@ -207,7 +209,6 @@ class WorkerService:
             self._m.emotions.labels(header.camera, face.emotion).inc()
         if faces:
             self._m.faces_detected.labels(header.camera).inc(len(faces))
-        return latency["publish"]
 
 
 def main(settings_data: dict[str, Any], name: str, heartbeat: Any = None) -> None:
