@@ -29,8 +29,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from emotiond.benchmarks import bench_detectors, checks, fer_runner, scoring
+from emotiond.benchmarks import bench_detectors, checks, fer_runner, live, scoring, stage_cpu
 from emotiond.benchmarks.emotiond_run import DaemonSettings, Run, RunError, run_emotiond
+from emotiond.benchmarks.live import live_entry
 from emotiond.benchmarks.report import render
 from emotiond.capture import synthetic
 from emotiond.core.errors import UsageError
@@ -41,6 +42,7 @@ FULL_FRAMES = 300
 QUICK_FRAMES = 60
 LIVE_FRAMES = 300  # 10 s at 30 fps: long enough for start-up drops not to decide the live checks
 DEFAULT_OUT = Path("benchmarks") / "results"
+SIX_CAMERA_DETECTORS = ("haar", "blazeface")
 
 
 def build_videos(root: Path, frames: int) -> dict[str, Path]:
@@ -94,21 +96,6 @@ def file_mode_entry(frames: int, truth: list, fer: dict[str, Any], run: Run) -> 
                      "cpu_ms_by_role": {k: _per_frame_ms(v, run) for k, v in run.cpu_by_role.items()},
                      "bus_overhead_share": bus_ms / cpu_per_frame if cpu_per_frame else 0.0},
     }
-
-
-def live_entry(run: Run, cameras: list[str], frames: int) -> dict[str, Any]:
-    """Drops and latencies of a live run. A camera the daemon stopped serving (no end of stream) also counts
-    the frames after its last result, and one with no result dropped everything: a stall must not look clean."""
-    rates = scoring.live_drop_rate(run.results)
-    for camera in cameras:
-        seqs = {r.seq for r in run.results if r.camera == camera}
-        if not seqs:
-            rates[camera] = 1.0
-        elif camera in run.unfinished:
-            rates[camera] = 1 - len(seqs) / max(1, frames - min(seqs))
-    return {"results": len(run.results), "drop_rate": rates, "unfinished": run.unfinished,
-            "worker_latency_ms": _spread(scoring.worker_latency_ms(run.results)),
-            "subscriber_latency_ms": _spread(scoring.subscriber_latency_ms(run.results, run.received_at))}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -205,6 +192,12 @@ def measure(args: argparse.Namespace, daemon: DaemonSettings, work: Path) -> dic
         sources = {"cam0": videos["1 face"], "cam1": videos["4 faces"], "cam2": videos["1 face"]}
         three = run_emotiond(sources, realtime=True, daemon=daemon, work=work)
         report["live"]["three_cameras"] = live_entry(three, list(sources), args.frames)
+        report["live"]["six_cameras"] = {}
+        for detector in SIX_CAMERA_DETECTORS:  # 3 one-face and 3 four-face cameras at 30 fps, each detector
+            six = live.multi_camera(videos, 6, detector, args.frames, daemon, work)
+            report["live"]["six_cameras"][detector] = six
+            print(f"live, 6 cameras, {detector}: {live.row(detector, six)}", flush=True)
+        report["stage_cpu"] = stage_cpu.measure(videos)
     if not args.quick:  # both face detectors side by side, on the same videos and fer run (bench_detectors.py)
         fer_by_label = {label: entry["fer_raw"] for label, entry in report["file_mode"].items()}
         report["detectors"] = bench_detectors.compare(videos, fer_by_label, daemon, work)
@@ -227,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     report["checks"] = [{"video": c.video, "name": c.name, "value": c.value, "limit": c.limit,
                          "passed": c.passed} for c in found]
     markdown = render(report)
+    if "stage_cpu" in report:
+        markdown += "\n" + stage_cpu.render(report["stage_cpu"])
     if "detectors" in report:
         markdown += "\n" + bench_detectors.render(report["detectors"])
     print(markdown)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emotiond.benchmarks.live import TABLE_HEAD, row
+
 FILE_MODE_LEGEND = [
     "* **fps**: results per second from the first result to the last, start-up excluded (emotiond: publish "
     "times; fer: its loop, after one warm-up frame). **ratio** = emotiond fps / fer fps.",
@@ -72,4 +74,10 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"| 3 cameras (1, 4, 1 faces) | {rates} | {_pair(three['worker_latency_ms'])} | "
                          f"{_pair(three['subscriber_latency_ms'])} |")
         lines += ["", *LIVE_LEGEND]
+        if live.get("six_cameras"):  # the full bench only
+            lines += ["", "Six live cameras (3 one-face, 3 four-face, alternating; paced at 30 fps), per detector:", "",
+                      *TABLE_HEAD, *(row(f"6 cameras, {detector}", entry)
+                                     for detector, entry in live["six_cameras"].items()),
+                      "", "* **spread**: smallest to largest drop rate, their ratio and difference. **fair**: no "
+                      "camera drops more than 1.5 times another's rate plus 2 points."]
     return "\n".join(lines) + "\n"

@@ -8,8 +8,11 @@ place in the config or the worker it shares. So
 
 * among the cameras with a frame waiting, the oldest frame goes first (round-robin breaks ties);
 * a live camera served more than ``FAIR_SLACK`` above the least-served live camera that is waiting too (over
-  the last few seconds, ``SHARE_SECONDS``) waits its turn, even when its own worker is free: the busier
-  worker's cameras are then not the only ones to drop, and the idle worker's CPU goes to the busy one.
+  the last few seconds, ``SHARE_SECONDS``; in deep overload, more than ``FAIR_SLACK_SHARE`` of that camera's
+  share above it) waits its turn, even when its own worker is free: the busier worker's cameras are then not
+  the only ones to drop, and the idle worker's CPU goes to the busy one. The price: where cameras cannot be
+  split evenly (three on two workers), the less busy worker idles at times (``[capture] fair_share`` off
+  serves each worker's cameras as fast as it goes instead).
 
 With ``affinity`` (face tracking on), all frames of a camera go to one worker, which keeps that camera's tracks.
 Cameras are spread over workers by their measured load (the worker's CPU per frame times the camera's frame
@@ -31,12 +34,14 @@ T = TypeVar("T")
 FrameKey = tuple[str, int]  # camera, seq
 
 SHARE_SECONDS = 3.0  # time constant of the served-share and frame-rate averages
-FAIR_SLACK = 0.02  # a camera served this much above the least-served waiting one waits its turn
+FAIR_SLACK = 0.02  # a camera served this much above the least-served waiting one waits its turn,
+FAIR_SLACK_SHARE = 0.1  # or this share of that one's share when it is lower (deep overload: 3% against 5%)
 MIN_OFFERED = 5.0  # frames (decayed) a camera must have offered before its share counts
 COST_ALPHA = 0.1  # weight of the newest frame in a camera's cost average
-AFFINITY_SECONDS = 10.0  # least time a camera stays on its worker before a rebalance may move it
+AFFINITY_SECONDS = 30.0  # least time a camera stays on its worker before a rebalance may move it
 REBALANCE_EVERY = 2.0  # seconds between load checks
 REBALANCE_GAIN = 0.1  # a move must lower the busiest worker's load by this share of it
+MIN_COSTED = 20  # frames a camera's cost must rest on before it counts in a rebalance
 
 
 class Decaying:
@@ -60,6 +65,7 @@ class Decaying:
 class CameraLoad:
     live: bool = True
     cost_ms: float = 0.0  # worker CPU per frame, averaged; 0 until measured
+    costed: int = 0  # frames the average rests on
     offered: Decaying = field(default_factory=Decaying)
     served: Decaying = field(default_factory=Decaying)
     since: float = -math.inf  # when it was given to its current worker
@@ -86,7 +92,7 @@ class WorkerState(Generic[T]):
 
 class Dispatcher(Generic[T]):
     def __init__(self, worker_timeout: float, on_lost: Callable[[str, int, T], None], affinity: bool = False,
-                 max_credits: int = 64):
+                 max_credits: int = 64, fair: bool = True):
         """``on_lost(camera, seq, frame)`` decides what happens to frames of a vanished worker.
 
         ``max_credits`` bounds what ``done`` messages can give back, so a peer repeating them (buggy or hostile)
@@ -98,6 +104,7 @@ class Dispatcher(Generic[T]):
         self._timeout = worker_timeout
         self._on_lost = on_lost
         self._affinity = affinity
+        self._fair = fair
         self._owner: dict[str, bytes] = {}
         self.workers: dict[bytes, WorkerState[T]] = {}
         self.cameras: dict[str, CameraLoad] = {}
@@ -139,6 +146,7 @@ class Dispatcher(Generic[T]):
         if frame is not None and cost_ms > 0 and camera in self.cameras:
             known = self.cameras[camera]
             known.cost_ms = cost_ms if not known.cost_ms else (1 - COST_ALPHA) * known.cost_ms + COST_ALPHA * cost_ms
+            known.costed += 1
         return frame
 
     def expire(self, now: float) -> list[bytes]:
@@ -236,6 +244,8 @@ class Dispatcher(Generic[T]):
         start at different times); otherwise only cameras past their ``AFFINITY_SECONDS``."""
         if not self._affinity or len(self.workers) < 2:
             return []
+        if not joined and any(self.cameras.get(c, CameraLoad()).costed < MIN_COSTED for c in self._owner):
+            return []  # costs not known well enough yet to be worth restarting tracks for
         moved: list[str] = []
         for _ in range(len(self._owner)):
             loads = self.worker_loads(now)
@@ -303,9 +313,10 @@ class Dispatcher(Generic[T]):
             if worker is not None:
                 age = -math.inf if retry else float(stamp)  # type: ignore[arg-type]
                 ready.append((age, position, camera, worker))
+        slack = min(FAIR_SLACK, FAIR_SLACK_SHARE * floor) if floor < math.inf else 0.0
         for _, _, camera, worker in sorted(ready):
             share = self._share(camera, now)
-            if share is not None and share > floor + FAIR_SLACK:
+            if self._fair and share is not None and share > floor + slack:
                 continue  # a less-served camera is waiting: this one waits its turn
             self._turn.remove(camera)
             self._turn.append(camera)

@@ -57,7 +57,8 @@ class CaptureService:
         self._statuses: queue.Queue[protocol.Status] = queue.Queue()
         self._dispatcher: Dispatcher[Captured] = Dispatcher(settings.capture.worker_timeout_seconds, self._lost,
                                                             affinity=settings.tracking.enabled,
-                                                            max_credits=settings.capture.credits_per_worker)
+                                                            max_credits=settings.capture.credits_per_worker,
+                                                            fair=settings.capture.fair_share)
         self._readers = {s.name: SourceReader(s, settings, self._start_seq(i), self._statuses, self._stopping)
                          for i, s in enumerate(settings.sources)}
         self._index = {s.name: i for i, s in enumerate(settings.sources)}

@@ -156,6 +156,10 @@ class CaptureSettings(_Section):
     stall_seconds: Annotated[float, Field(ge=1.0, le=300.0, description="A live source that delivers no frame "
                                           "for this long is marked down (stalled) and reopened, however its "
                                           "decoder behaves.")] = 5.0
+    fair_share: Annotated[bool, Field(description="Under overload, hold back a live camera served well above the "
+                                      "least-served one, so every camera drops about the same share of its "
+                                      "frames whichever worker it shares; off serves each worker's cameras as "
+                                      "fast as that worker goes (more frames in all, unevenly).")] = True
 
 
 class BusSettings(_Section):

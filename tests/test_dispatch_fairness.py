@@ -84,7 +84,8 @@ def test_overloaded_cameras_drop_alike(label, costs):
 def test_cameras_are_placed_by_measured_cost_not_count():
     """Three one-face and three four-face cameras: by count one worker would get all the four-face ones."""
     costs = [ONE_FACE_MS] * 3 + [FOUR_FACES_MS] * 3
-    _, dispatcher = simulate(costs, seconds=15.0, measure_from=14.0)
+    settled = dispatch.AFFINITY_SECONDS + 4.0
+    _, dispatcher = simulate(costs, seconds=settled + 1.0, measure_from=settled)
     loads = dict.fromkeys(dispatcher.workers, 0.0)
     for index, cost in enumerate(costs):
         loads[dispatcher.owner(f"cam{index}")] += cost

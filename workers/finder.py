@@ -13,8 +13,9 @@ Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost, so:
   it is done; any other source takes them exactly ``full_scan_interval`` frames after the scan started,
   waiting for it if needed, so its answer does not depend on timing. A new face is found within twice that
   many frames plus one (the scan that was already running, then the next one), and within a few frames live;
-* only a camera's first frame (or one after a long gap), and a frame where a tracked face vanished from its
-  region, are scanned synchronously, so a fast move is never reported as a missing face;
+* only a camera's first frame (or one after a long gap: ``full_scan_interval`` frames, four times that for a
+  live camera, which skips frames whenever the workers are busy), and a frame where a tracked face vanished
+  from its region, are scanned synchronously, so a fast move is never reported as a missing face;
 * a face whose box barely moved between its last two detections (``STABLE_IOU``), and whose box still holds
   about the same pixels (``STILL_LEVELS``, so a face that leaves is not carried), is not looked for in the
   next frame: its box is carried over, and it is looked for again in the frame after (``[tracking]
@@ -51,6 +52,7 @@ from emotiond.workers.tracking import Box, CameraTracker, Track, iou
 DetectionKind = Literal["full", "tracked"]
 COARSE_SCAN = 0.5  # periodic scans while all known faces are large look at the frame this much smaller
 FULL_SCAN_EVERY = 4  # ... except every this many-th, at full resolution, for small newcomers
+LIVE_GAP_INTERVALS = 4  # a live camera's known faces are looked for around their boxes up to this many intervals
 STABLE_IOU = 0.85  # a face whose last two boxes overlap this much is carried into the next frame unscanned,
 STILL_LEVELS = 20.0  # if the pixels of its box differ from the last frame's by less than this (mean, 0..255;
 # a face that moved a little differs by 3 to 20, one that left by 40 or more)
@@ -120,7 +122,7 @@ class RegionFinder:
                                                                              DetectionKind]:
         tracker = self.tracker
         newcomers = self._finished_scan(seq)
-        long_gap = tracker.last_seq < 0 or not 0 < seq - tracker.last_seq <= self._settings.full_scan_interval
+        long_gap = tracker.last_seq < 0 or not 0 < seq - tracker.last_seq <= self._longest_gap()
         kind: DetectionKind = "tracked"
         carried: dict[int, Box] = {}
         if long_gap:
@@ -148,6 +150,13 @@ class RegionFinder:
         self._remember_rolls(track_ids, found.rolls, ended)
         self._start_scan_if_due(seq, pixels, gray)
         return found, track_ids, ended, kind
+
+    def _longest_gap(self) -> int:
+        """The most frames since the last one before known faces count as lost. A live camera skips frames when
+        the workers are busy, and scanning every frame after such a skip whole would make them busier still, so
+        it looks around its known faces first (a face not found there brings the scan at once)."""
+        interval = self._settings.full_scan_interval
+        return interval * LIVE_GAP_INTERVALS if self._take_scans_early else interval
 
     def _carry(self, seq: int, gray: np.ndarray) -> dict[int, Box]:
         """Tracks (by index) whose face held still over its last two detections and whose box still shows it, with

@@ -1,4 +1,5 @@
-"""CPU per stage per face: where a worker's time goes, measured in-process on the pipeline every worker runs.
+"""CPU per stage per face: where a worker's time goes, measured in-process on the pipeline every worker runs
+(``python -m emotiond.benchmarks.stage_cpu``; ``emotiond bench`` adds the table to its report).
 
 Each frame goes the worker's way: its bus message decoded (raw pixels, msgpack header), grey, faces found
 (Haar: regions around known faces, with full scans on the scanner thread; BlazeFace: the whole frame), crops
@@ -14,13 +15,17 @@ Recall (IoU >= 0.4 with the true boxes) is given for each, so a saving that cost
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emotiond.benchmarks import scoring
+from emotiond.benchmarks import harness, scoring
 from emotiond.benchmarks.bench_detectors import read_frames
 from emotiond.capture import synthetic
 from emotiond.core import protocol
@@ -109,3 +114,25 @@ def render(report: dict[str, dict[str, Any]]) -> str:
               "thread, so other work on the machine adds little; figures taken on a shared machine are still "
               "labelled \"under load\" where they are quoted."]
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames per test video (default 300)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for stage_cpu.md/.json (default: print only)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="emotiond-stages-") as work:
+        videos = {"1 face": synthetic.write_video(Path(work) / "one_face.mp4",
+                                                  synthetic.SceneSpec(faces=1, frames=args.frames)),
+                  "4 faces": synthetic.write_video(Path(work) / "four_faces.mp4",
+                                                   synthetic.SceneSpec(faces=4, frames=args.frames))}
+        report = measure(videos)
+    markdown = f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end.\n\n" + render(report)
+    print(markdown)
+    if args.out is not None:
+        harness.write_results(args.out, "stage_cpu", markdown, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
