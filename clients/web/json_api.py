@@ -60,14 +60,20 @@ async def stats_view(request: web.Request) -> web.Response:
     if now - cache.get("at", -1e9) > STATS_CACHE_SECONDS:
         folder = hub.settings.bus.runtime_dir / "metrics"
         samples = await asyncio.get_running_loop().run_in_executor(None, stats.read_samples, folder)
-        cache.update(at=now, samples=samples)
-    samples = cache["samples"]
-    figures = stats.camera_figures(samples) if samples is not None else {}
+        figures = stats.camera_figures(samples) if samples is not None else {}
+        baseline = cache.get("baseline")
+        if baseline is None or now - baseline[0] >= stats.RECENT_SECONDS:
+            cache["recent"] = stats.recent_drop_rates(baseline[1], figures) if baseline else {}
+            cache["baseline"] = (now, figures)
+        cache.update(at=now, samples=samples, figures=figures)
+    figures, samples = cache["figures"], cache["samples"]
     cameras_out: dict[str, Any] = {}
     for name in sorted(set(hub.feeds) | set(figures)):
         feed = hub.feeds.get(name)
         entry = {"fps": round(feed.fps(now), 2) if feed else 0.0, "status": feed.status if feed else "unknown"}
         entry.update(figures.get(name, {}))
+        if name in cache["recent"]:
+            entry["drop_rate_recent"] = cache["recent"][name]
         if feed is not None:
             entry["web"] = {"viewers": feed.viewers(), "encoded_heights": feed.sizes(), "encoded_frames": feed.encoded,
                             "encode_ms_mean": round(feed.encode_seconds / feed.encoded * 1000, 2)

@@ -12,6 +12,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 QUANTILES = (0.5, 0.95)
+RECENT_SECONDS = 10.0  # the recent drop rate compares with a read at least this old
 
 
 def read_samples(folder: Path) -> list[Any] | None:
@@ -86,3 +87,16 @@ def camera_figures(samples: list[Any]) -> dict[str, dict[str, Any]]:
         latency["mean"] = round(sums.get(camera, 0.0) / count * 1000, 1) if count else None
         figures["latency_ms"] = latency
     return dict(cameras)
+
+
+def recent_drop_rates(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Per camera, the share of the frames captured between two reads of ``camera_figures`` that were dropped
+    (cameras with no new frame are left out): what a camera loses now, where ``drop_rate`` counts since start."""
+    rates = {}
+    for camera, figures in after.items():
+        earlier = before.get(camera, {})
+        captured = figures.get("frames_captured", 0) - earlier.get("frames_captured", 0)
+        dropped = sum(figures["frames_dropped"].values()) - sum(earlier.get("frames_dropped", {}).values())
+        if captured > 0:
+            rates[camera] = round(min(1.0, max(0.0, dropped / captured)), 4)
+    return rates
