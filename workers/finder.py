@@ -10,7 +10,9 @@ Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost, so:
 * full scans run on a background thread, every ``full_scan_interval`` frames, and back to back while the
   camera shows no face or has lost one; faces such a scan finds that are not tracked yet are confirmed by a
   region re-detection on the frame at hand before they join. A live camera takes a scan's boxes as soon as
-  it is done; any other source takes them exactly ``full_scan_interval`` frames after the scan started,
+  it is done, and starts one only when the worker's scanner is free and has rested as long as its last scan
+  took (the cameras of a worker take turns, and scans use at most about half a core); any other source takes
+  them exactly ``full_scan_interval`` frames after the scan started,
   waiting for it if needed, so its answer does not depend on timing. A new face is found within twice that
   many frames plus one (the scan that was already running, then the next one), and within a few frames live;
 * only a camera's first frame (or one after a long gap: ``full_scan_interval`` frames, four times that for a
@@ -52,6 +54,7 @@ from emotiond.workers.tracking import Box, CameraTracker, Track, iou
 DetectionKind = Literal["full", "tracked"]
 COARSE_SCAN = 0.5  # periodic scans while all known faces are large look at the frame this much smaller
 FULL_SCAN_EVERY = 4  # ... except every this many-th, at full resolution, for small newcomers
+MAX_MARGIN_GROWTH = 3.0  # after a skip of n frames, regions are sqrt(n) times wider around a face, up to this
 LIVE_GAP_INTERVALS = 4  # a live camera's known faces are looked for around their boxes up to this many intervals
 STABLE_IOU = 0.85  # a face whose last two boxes overlap this much is carried into the next frame unscanned,
 STILL_LEVELS = 20.0  # if the pixels of its box differ from the last frame's by less than this (mean, 0..255;
@@ -130,7 +133,8 @@ class RegionFinder:
         else:
             candidates = [Track(-1, b) for b in newcomers if all(iou(b, t.box) < 0.3 for t in tracker.tracks)]
             carried = self._carry(seq, gray)
-            boxes, rolls = self._follow(gray, tracker.tracks + candidates, carried)
+            margin = self._settings.roi_margin * min(MAX_MARGIN_GROWTH, math.sqrt(seq - tracker.last_seq))
+            boxes, rolls = self._follow(gray, tracker.tracks + candidates, carried, margin)
             vanished = any(box is None and track.missed == 0 for box, track in zip(boxes, tracker.tracks,
                                                                                    strict=False))
             present = [i for i, box in enumerate(boxes) if box is not None]
@@ -154,7 +158,8 @@ class RegionFinder:
     def _longest_gap(self) -> int:
         """The most frames since the last one before known faces count as lost. A live camera skips frames when
         the workers are busy, and scanning every frame after such a skip whole would make them busier still, so
-        it looks around its known faces first (a face not found there brings the scan at once)."""
+        it looks around its known faces first, in regions widened with the skip (a face not found there brings
+        the scan at once)."""
         interval = self._settings.full_scan_interval
         return interval * LIVE_GAP_INTERVALS if self._take_scans_early else interval
 
@@ -174,7 +179,7 @@ class RegionFinder:
                 carried[index] = track.box
         return carried
 
-    def _follow(self, gray: np.ndarray, following: list[Track], carried: dict[int, Box]
+    def _follow(self, gray: np.ndarray, following: list[Track], carried: dict[int, Box], margin: float
                 ) -> tuple[list[np.ndarray | None], list[float]]:
         """Each followed face's box in this frame (None: not found) and the angle it was found at (NaN when
         upright). Faces in ``carried`` are not looked for (their box is given). Round k tries each face still
@@ -197,14 +202,14 @@ class RegionFinder:
             turned = [i for i in todo if plans[i][round_index] != 0.0]
             if upright:
                 answers = self._detector.detect_regions(
-                    gray, [following[i].region(settings.roi_margin, width, height) for i in upright],
+                    gray, [following[i].region(margin, width, height) for i in upright],
                     [following[i].box[2] for i in upright], settings.roi_face_px)
                 for i, box in zip(upright, answers, strict=True):
                     boxes[i] = box
             if turned:
                 angles = [plans[i][round_index] for i in turned]
                 answers = self._detector.detect_rotated(
-                    gray, [following[i].region(settings.roi_margin, width, height) for i in turned],
+                    gray, [following[i].region(margin, width, height) for i in turned],
                     [following[i].box[2] for i in turned], settings.roi_face_px, angles)
                 for i, angle, box in zip(turned, angles, answers, strict=True):
                     boxes[i], rolls[i] = box, (angle if box is not None else math.nan)
@@ -248,6 +253,8 @@ class RegionFinder:
             return
         tracks = self.tracker.tracks
         searching = not tracks or any(t.missed for t in tracks) or self._last_scan_seq is None
+        if self._take_scans_early and not self._detector.scanner_free():
+            return  # a live camera's scan waits for its turn on the worker's scanner
         if searching or seq - self._last_scan_seq >= self._settings.full_scan_interval:
             coarse = 1.0 if searching else self._coarseness(gray.shape[1])
             self._scan = self._detector.detect_async(pixels, gray, coarse)

@@ -12,6 +12,7 @@ by a, which is also the roll the crop needs to be upright.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
@@ -48,6 +49,9 @@ class HaarFaceDetector:
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi") if threads > 1 else None
         self._scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+        self._scans_lock = threading.Lock()
+        self._scans_in_flight = 0
+        self._scanner_rests_until = 0.0  # monotonic time before which a scan that may wait should not start
 
     def detect(self, pixels: np.ndarray, gray: np.ndarray) -> Found:
         """Every face in the frame (a full scan of ``gray``)."""
@@ -56,7 +60,26 @@ class HaarFaceDetector:
     def detect_async(self, pixels: np.ndarray, gray: np.ndarray, coarse: float = 1.0) -> Future:
         """``detect`` on the scanner thread; ``coarse`` < 1 shrinks the frame further for this scan (cheaper by
         its square; faces narrower than ``min_size`` / ``coarse`` are not found)."""
-        return self._scanner.submit(lambda: Found(self._scan(gray, coarse)))
+        with self._scans_lock:
+            self._scans_in_flight += 1
+        return self._scanner.submit(self._background_scan, gray, coarse)
+
+    def scanner_free(self) -> bool:
+        """Whether a scan that may wait (a live camera's) should start now: none is queued or running, and the
+        scanner has rested as long as its last scan took. The cameras of a worker then take turns, and
+        background scans use at most about half a core however many cameras lose faces."""
+        with self._scans_lock:
+            return not self._scans_in_flight and time.monotonic() >= self._scanner_rests_until
+
+    def _background_scan(self, gray: np.ndarray, coarse: float) -> Found:
+        started = time.monotonic()
+        try:
+            return Found(self._scan(gray, coarse))
+        finally:
+            ended = time.monotonic()
+            with self._scans_lock:
+                self._scans_in_flight -= 1
+                self._scanner_rests_until = ended + (ended - started)
 
     def _scan_scale(self, width: int, coarse: float) -> float:
         scale = self._settings.downscale
