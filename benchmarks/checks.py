@@ -7,7 +7,9 @@ figures with room for noise, yet catch a detector made a few times slower, which
 
 Live, one camera paced at 30 fps: a run fails when more than 2% of its frames are dropped or when the p95
 latency from capture to a subscriber's receipt exceeds 100 ms, well above the README's figures and well below
-what a worker that cannot keep up, or that holds frames for batch-mates, shows.
+what a worker that cannot keep up, or that holds frames for batch-mates, shows. The full bench also runs six
+live cameras (3 one-face, 3 four-face, 30 fps) per detector: each camera may drop at most 2% and the subscriber
+p95 may reach 50 ms (the machine must keep up with all six).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ LIVE = "live 1 camera"  # the label of the live checks, beside the videos' label
 LIVE_CAMERA = "cam0"
 MAX_LIVE_DROP = 0.02
 MAX_LIVE_P95_MS = 100.0
+MAX_SIX_CAMERA_DROP = 0.02  # the full bench's six live cameras (3 one-face, 3 four-face), per detector
+MAX_SIX_CAMERA_P95_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,13 @@ def live_checks(live: dict[str, Any]) -> list[Check]:
     one = live["one_camera"]
     # With no result there is no latency to show, and a run that delivered nothing must not pass on it.
     p95 = float(one["subscriber_latency_ms"]["p95"]) if one["results"] else math.inf
-    return [
+    found = [
         _at_most(LIVE, "dropped frames share", one["drop_rate"][LIVE_CAMERA], MAX_LIVE_DROP),
         _at_most(LIVE, "subscriber latency p95 ms", p95, MAX_LIVE_P95_MS),
     ]
+    for detector, six in live.get("six_cameras", {}).items():
+        label = f"live 6 cameras, {detector}"
+        six_p95 = float(six["subscriber_latency_ms"]["p95"]) if six["results"] else math.inf
+        found += [_at_most(label, "largest dropped frames share", max(six["drop_rate"].values()), MAX_SIX_CAMERA_DROP),
+                  _at_most(label, "subscriber latency p95 ms", six_p95, MAX_SIX_CAMERA_P95_MS)]
+    return found

@@ -244,7 +244,7 @@ class Dispatcher(Generic[T]):
         start at different times); otherwise only cameras past their ``AFFINITY_SECONDS``."""
         if not self._affinity or len(self.workers) < 2:
             return []
-        if not joined and any(self.cameras.get(c, CameraLoad()).costed < MIN_COSTED for c in self._owner):
+        if not joined and any(self._uncosted(camera, now) for camera in self._owner):
             return []  # costs not known well enough yet to be worth restarting tracks for
         moved: list[str] = []
         for _ in range(len(self._owner)):
@@ -261,6 +261,11 @@ class Dispatcher(Generic[T]):
                 self.cameras.setdefault(camera, CameraLoad()).since = now
                 moved.append(camera)
         return moved
+
+    def _uncosted(self, camera: str, now: float) -> bool:
+        """A camera sending frames whose cost rests on too few of them (a camera that is down does not count)."""
+        state = self.cameras.get(camera, CameraLoad())
+        return state.costed < MIN_COSTED and state.offered.value(now) >= MIN_OFFERED
 
     def _best_step(self, heavy: bytes, light: bytes, loads: dict[bytes, float], now: float,
                    joined: bool) -> list[tuple[str, bytes]] | None:
