@@ -111,6 +111,7 @@ class Dispatcher(Generic[T]):
         self._retry: dict[str, deque[tuple[int, T]]] = {}
         self._turn: deque[str] = deque()
         self._next_rebalance = 0.0
+        self._moves: list[tuple[str, bytes]] = []  # camera, the worker it left (whose tracks of it must end)
         self._now = 0.0  # the latest time any call was told
 
     # ------------------------------------------------------------ worker messages
@@ -257,10 +258,16 @@ class Dispatcher(Generic[T]):
             if step is None:
                 break
             for camera, target in step:
+                self._moves.append((camera, self._owner[camera]))
                 self._owner[camera] = target
                 self.cameras.setdefault(camera, CameraLoad()).since = now
                 moved.append(camera)
         return moved
+
+    def take_moves(self) -> list[tuple[str, bytes]]:
+        """Cameras moved to another worker since the last call, each with the worker it left."""
+        moves, self._moves = self._moves, []
+        return moves
 
     def _uncosted(self, camera: str, now: float) -> bool:
         """A camera sending frames whose cost rests on too few of them (a camera that is down does not count)."""

@@ -114,6 +114,7 @@ class CaptureService:
                 self._dispatcher.expire(now)
                 self._count_captured(now)
                 self._dispatcher.rebalance(now)
+                self._end_tracks_of_moved_cameras(router)
                 if drain_deadline is None:
                     self._dispatch(router)
                 if self._settings.tracking.enabled:
@@ -242,6 +243,13 @@ class CaptureService:
         elif status.state == "up":
             self._down_since.pop(status.camera, None)
             self._down_ended.discard(status.camera)
+
+    def _end_tracks_of_moved_cameras(self, router: zmq.Socket) -> None:
+        """A camera moved to another worker (load balancing) starts new tracks there: the worker it left ends
+        the ones it held, so no track is left open."""
+        for camera, previous in self._dispatcher.take_moves():
+            if self._settings.tracking.enabled and self._holder(camera) == previous:
+                self._send_end(router, previous, camera, "moved")
 
     def _count_captured(self, now: float) -> None:
         """Tell the dispatcher how many frames each camera read since last time (its served share's base)."""

@@ -56,7 +56,7 @@ CONTROL_KINDS = ("ready", "done", "heartbeat", "end", "ended")
 STATUS_STATES = ("up", "down", "eos", "error")
 # Why a camera's open tracks were ended all at once (``tracks.<camera>``): its stream ended, the live source stayed
 # down past the grace period, the daemon is stopping, or the worker that held them was lost.
-TRACK_END_REASONS = ("eos", "down", "stop", "worker_lost")
+TRACK_END_REASONS = ("eos", "down", "stop", "worker_lost", "moved")
 MAX_TRACKS = 4096  # track ids in one message
 
 

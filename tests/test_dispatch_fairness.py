@@ -110,6 +110,11 @@ def test_a_camera_stays_on_its_worker_for_the_affinity_time():
     assert dispatcher.rebalance(now=2.0) == []  # too soon: tracks would restart
     moved = dispatcher.rebalance(now=1.0 + dispatch.AFFINITY_SECONDS + 0.1)
     assert moved, dispatcher.worker_loads(12.0)
+    # capture asks the worker each camera left to end its tracks of it
+    moves = dispatcher.take_moves()
+    assert {camera for camera, _ in moves} == set(moved)
+    assert all(dispatcher.owner(camera) != left for camera, left in moves)
+    assert dispatcher.take_moves() == []
 
 
 def test_no_drops_when_workers_keep_up():
