@@ -105,6 +105,7 @@ SCHEMAS: dict[str, Any] = {
                 "faces_detected": {"type": "integer"}, "source_up": {"type": "integer"},
                 "frames_dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "drop_rate": {"type": "number", "minimum": 0},
+                "drop_rate_recent": {"type": "number", "minimum": 0, "maximum": 1},
                 "latency_ms": {"type": "object", "additionalProperties": NUMBER_OR_NULL},
                 "web": {"type": "object"}}}},
         "metrics": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["samples", "age_s"], "properties": {
