@@ -267,6 +267,8 @@ class WorkerSettings(_Section):
                                 "core; with tracking, one per camera up to two per core.")] = 0
     heartbeat_seconds: Annotated[float, Field(ge=0.1, le=60.0, description="Interval of worker "
                                               "liveness messages.")] = 1.0
+    local: Annotated[bool, Field(description="`emotiond run` starts its own workers; false when every worker "
+                                 "runs elsewhere as `emotiond worker` (other hosts, containers, pods).")] = True
 
 
 class MetricsSettings(_Section):

@@ -81,7 +81,7 @@ class Supervisor:
             Child("proxy", "proxy", proxy.main, lambda hb: (data, hb)),
             Child("capture", "capture", capture.main, lambda hb: (data, hb, progress)),
         ]
-        for i in range(self._settings.worker_count()):
+        for i in range(self._settings.worker_count() if self._settings.workers.local else 0):
             name = f"w{i + 1}"
             plan.append(Child(name, "worker", service.main, lambda hb, name=name: (data, name, hb)))
         for role in self._client_roles:

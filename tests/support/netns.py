@@ -77,6 +77,8 @@ class NetNamespace:
     ns_veth: str  # the end inside the namespace
     subnet: ipaddress.IPv4Network
     processes: list[subprocess.Popen] = field(default_factory=list)
+    host_number: int = 2  # the namespace's address within the subnet (a LAN gives each host its own)
+    switch: str | None = None  # the namespace holding host_veth, when it is a LAN's switch (support/lan.py)
 
     @property
     def host_address(self) -> str:
@@ -86,7 +88,7 @@ class NetNamespace:
     @property
     def address(self) -> str:
         """The namespace's address (10.231.X.2): where a server inside it is reached from the host."""
-        return str(self.subnet.network_address + 2)
+        return str(self.subnet.network_address + self.host_number)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` as a command that runs inside the namespace."""
@@ -109,14 +111,18 @@ class NetNamespace:
 
     def link_down(self) -> None:
         """Takes the host end of the veth down: the route to the namespace goes, nothing passes either way."""
-        ip("link", "set", self.host_veth, "down")
+        ip(*self._host_side(), "link", "set", self.host_veth, "down")
 
     def link_up(self) -> None:
-        ip("link", "set", self.host_veth, "up")
+        ip(*self._host_side(), "link", "set", self.host_veth, "up")
+
+    def _host_side(self) -> tuple[str, ...]:
+        """``ip`` options that reach host_veth: in this namespace, or in the switch's."""
+        return ("-n", self.switch) if self.switch else ()
 
     @property
     def link_is_up(self) -> bool:
-        shown = json.loads(ip("-j", "link", "show", self.host_veth).stdout)
+        shown = json.loads(ip(*self._host_side(), "-j", "link", "show", self.host_veth).stdout)
         return "UP" in shown[0].get("flags", [])
 
     def close(self) -> None:
@@ -133,7 +139,7 @@ class NetNamespace:
         for pid in pids:
             with suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-        ip("link", "del", self.host_veth, check=False)  # takes its peer with it
+        ip(*self._host_side(), "link", "del", self.host_veth, check=False)  # takes its peer with it
         ip("netns", "delete", self.name, check=False)
 
 
