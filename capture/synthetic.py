@@ -1,4 +1,6 @@
-"""Moving-face videos composed from real face photos shipped in packages we already depend on.
+"""Moving-face videos composed from real face photos shipped with the package (config/demo/: Grace Hopper, public
+domain, as matplotlib ships it; the astronaut Eileen Collins, NASA, public domain, and a coffee cup, CC0 by
+Rachel Michetti, as scikit-image ships them), so the demo needs neither of those packages.
 
 Used by the ``demo`` source, the tests and the benchmarks. Every frame is a pure function of its index,
 so the true face boxes are known exactly and no network or camera is needed.
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from emotiond.core.settings import shipped_config
 
 Box = tuple[int, int, int, int]
 
@@ -80,20 +84,22 @@ def _cut(image: np.ndarray, face: Box, pad: float) -> _Photo:
 
 @functools.cache
 def _photos() -> tuple[_Photo, _Photo]:
-    """Grace Hopper (matplotlib) and the astronaut (scikit-image), with their measured face boxes."""
-    import matplotlib.cbook
-    import skimage.data
-
-    grace = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    """Grace Hopper and the astronaut, with their measured face boxes."""
+    grace = _demo_image("grace_hopper.jpg")
+    astronaut = _demo_image("astronaut.png")
     return _cut(grace, (155, 105, 222, 222), 0.45), _cut(astronaut, (177, 66, 95, 95), 0.6)
+
+
+def _demo_image(name: str) -> np.ndarray:
+    image = cv2.imread(str(shipped_config("demo", name)))
+    if image is None:
+        raise FileNotFoundError(f"demo photo {name} is missing from the package's config/demo")
+    return image
 
 
 @functools.cache
 def _background(width: int, height: int) -> np.ndarray:
-    import skimage.data
-
-    coffee = cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
+    coffee = _demo_image("coffee.png")
     return cv2.GaussianBlur(cv2.resize(coffee, (width, height)), (0, 0), 9)
 
 
