@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 EMOTIOND := $(VENV)/bin/emotiond
 PYTEST_ARGS ?=
 
-.PHONY: venv deps apt model node test test-heavy lint demo bench clean
+.PHONY: venv deps apt model node test test-heavy lint demo bench clean image test-deploy
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,28 @@ test: deps lint
 # The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served: about 4 minutes).
 test-heavy: deps
 	$(VENV)/bin/pytest -q -rs -m heavy $(PYTEST_ARGS)
+
+# Containers (docs/deploy.md). Wheels and the model's source wheels are made here, so the image build needs
+# neither PyPI nor an image registry; the debootstrap base is cached outside the clone (config/deploy/base-image.sh).
+IMAGE ?= localhost/emotiond:latest
+PODMAN ?= podman
+export CONTAINERS_CONF ?= $(CURDIR)/config/deploy/containers.conf
+IMAGE_CONTEXT := build/image
+
+image: venv apt
+	rm -rf build && mkdir -p $(IMAGE_CONTEXT)
+	$(PIP) wheel -q --wheel-dir $(IMAGE_CONTEXT)/wheels '.[convert]' "opencv-python-headless==$$($(PY) -c \
+		'from importlib.metadata import version; print(version("opencv-python"))')"
+	$(PY) -c 'import sys, pathlib; from emotiond.workers import fetch; fetch.download_sources(pathlib.Path(sys.argv[1]))' \
+		$(IMAGE_CONTEXT)/sources
+	cp config/emotiond.toml config/deploy/headless-opencv.sh $(IMAGE_CONTEXT)/
+	base="$$(PODMAN='$(PODMAN)' config/deploy/base-image.sh)" && \
+		$(PODMAN) build --format docker --build-arg BASE="$$base" -t $(IMAGE) -f Containerfile $(IMAGE_CONTEXT)
+
+# The image, compose and slim-install cases (minutes each; `make test` leaves them out).
+test-deploy: deps image
+	$(PODMAN) tag "$$(PODMAN='$(PODMAN)' config/deploy/base-image.sh mosquitto)" localhost/emotiond-mosquitto:latest
+	$(VENV)/bin/pytest -q -rs -m deploy $(PYTEST_ARGS)
 
 # The raw results, then the track changes of the same run (a second subscriber collects them meanwhile).
 demo: venv model
