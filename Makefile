@@ -55,6 +55,7 @@ test-heavy: deps
 
 # Containers (docs/deploy.md). Wheels and the model's source wheels are made here, so the image build needs
 # neither PyPI nor an image registry; the debootstrap base is cached outside the clone (config/deploy/base-image.sh).
+# SOURCE_DATE_EPOCH makes emotiond's wheel the same bytes for the same sources, so unchanged layers are reused.
 IMAGE ?= localhost/emotiond:latest
 PODMAN ?= podman
 export CONTAINERS_CONF ?= $(CURDIR)/config/deploy/containers.conf
@@ -62,11 +63,12 @@ IMAGE_CONTEXT := build/image
 
 image: venv apt
 	rm -rf build && mkdir -p $(IMAGE_CONTEXT)
-	$(PIP) wheel -q --wheel-dir $(IMAGE_CONTEXT)/wheels '.[convert]' "opencv-python-headless==$$($(PY) -c \
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(PIP) wheel -q --wheel-dir $(IMAGE_CONTEXT)/wheels '.[convert]' "opencv-python-headless==$$($(PY) -c \
 		'from importlib.metadata import version; print(version("opencv-python"))')"
 	$(PY) -c 'import sys, pathlib; from emotiond.workers import fetch; fetch.download_sources(pathlib.Path(sys.argv[1]))' \
 		$(IMAGE_CONTEXT)/sources
 	cp config/emotiond.toml config/deploy/headless-opencv.sh $(IMAGE_CONTEXT)/
+	cd $(IMAGE_CONTEXT) && sha256sum wheels/* sources/* > inputs.sha256
 	base="$$(PODMAN='$(PODMAN)' config/deploy/base-image.sh)" && \
 		$(PODMAN) build --format docker --build-arg BASE="$$base" -t $(IMAGE) -f Containerfile $(IMAGE_CONTEXT)
 

@@ -127,10 +127,10 @@ def test_live_camera_moves_off_a_cut_host_and_back_and_a_wrong_key_gets_nothing(
         moved = wait_for(lambda: next((r for r in results(seen) if r["camera"] == camera and r["worker"] == other
                                        and r["captured_at"] > cut_at), None),
                          60, what=f"{camera} to move from {cut} to {other}")
-        # A worker is presumed lost after WORKER_TIMEOUT of silence and its camera goes to another at once; a
-        # heartbeat interval (1 s) and the capture loop's turn are the slack.
+        # A worker is presumed lost after WORKER_TIMEOUT of silence and its camera goes to another at once
+        # (measured: 2.0 s after the cut); the slack is for a capture loop starved by a loaded machine.
         print(f"{camera} moved from {cut} to {other} {moved['captured_at'] - cut_at:.2f} s after the cut")
-        assert moved["captured_at"] - cut_at < WORKER_TIMEOUT + 3.0, moved["captured_at"] - cut_at
+        assert moved["captured_at"] - cut_at < WORKER_TIMEOUT + 4.0, moved["captured_at"] - cut_at
         lost = metric_value(site.daemon_metrics(), "emotiond_frames_dropped_total", camera=camera,
                             reason="worker_lost")
         assert lost >= 1, "the frames sent to the cut host before it was presumed lost are not counted"
