@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -35,11 +36,14 @@ def container(project: str, service: str) -> str:
     return names[0]
 
 
+UNVERIFIED = ssl._create_unverified_context()  # the console's certificate is self-signed
+
+
 def api_events(port: int, token: str) -> list[dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/events?topic=result&limit=200",
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/api/events?topic=result&limit=200",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=UNVERIFIED) as response:
             return json.load(response)["events"]
     except OSError:
         return []  # not listening yet
@@ -102,7 +106,7 @@ def mqtt_topics(host: str, count: int, timeout: float = 120) -> list[str]:
 
 def _unauthorised(port: int) -> bool:
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events", timeout=10)
+        urllib.request.urlopen(f"https://127.0.0.1:{port}/api/events", timeout=10, context=UNVERIFIED)
     except urllib.error.HTTPError as exc:
         return exc.code == 401
     return False

@@ -74,6 +74,11 @@ def role_settings(config: Path, env: dict[str, str], monkeypatch):
         return load_settings(config)
 
 
+def flag_settings(command: list[str]) -> dict[str, str]:
+    """The settings a role's command line sets beyond its environment: the web console's --host."""
+    return {"EMOTIOND_WEB__HOST": command[command.index("--host") + 1]} if "--host" in command else {}
+
+
 def test_each_pod_loads_its_settings(tmp_path, monkeypatch):
     (config_map,) = [d for d in documents() if d["kind"] == "ConfigMap"]
     config = tmp_path / "emotiond.toml"
@@ -81,6 +86,9 @@ def test_each_pod_loads_its_settings(tmp_path, monkeypatch):
     for role, deployment in deployments().items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        env.update(flag_settings(container["args"]))
+        if role == "web":
+            env["EMOTIOND_WEB__TOKEN"] = "a-token-of-sixteen-chars"  # from the Secret
         settings = role_settings(config, env, monkeypatch)
         assert settings.security.client_configured, role
         assert not settings.workers.local
@@ -96,6 +104,7 @@ def test_compose_roles_load_their_settings(monkeypatch):
         if name == "mosquitto":
             continue
         env = {k: str(v) for k, v in service["environment"].items() if v is not None}
+        env.update(flag_settings(service["command"]))
         env.setdefault("EMOTIOND_WEB__TOKEN", "a-token-of-sixteen-chars")
         settings = role_settings(DEPLOY.parent / "emotiond.toml", env, monkeypatch)
         assert settings.security.client_configured, name
