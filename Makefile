@@ -49,7 +49,8 @@ lint: venv
 test: deps lint
 	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
 
-# The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served: about 4 minutes).
+# The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served; deliberate overload;
+# daemon restarts under Chromium: about 6 minutes).
 test-heavy: deps
 	$(VENV)/bin/pytest -q -rs -m heavy $(PYTEST_ARGS)
 

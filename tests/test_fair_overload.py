@@ -17,7 +17,7 @@ from support.daemon import metric_value
 FPS = 60
 WINDOW_FRAMES = 300  # per camera: 5 s at 60 fps, more when the machine is busy
 CAMERAS = ("cam0", "cam1", "cam2")
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.heavy]  # 15-90 s of deliberate overload
 
 
 def counts(text: str) -> dict[str, tuple[float, float]]:

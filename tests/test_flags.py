@@ -28,6 +28,7 @@ EXPECTED_KEYS: dict[str, dict[str, str]] = {
     "config show": DAEMON_KEYS,
     "config validate": {},
     "models fetch": {}, "models list": {}, "models info": {}, "models export-tflite": {},
+    "models pack": {}, "models unpack": {},
     "keys generate": {},
     "events": {"--runtime-dir": "bus.runtime_dir"},
     "view": {"--runtime-dir": "bus.runtime_dir"},
@@ -145,11 +146,13 @@ name = "door"
 url = "demo"
 loop = true
 """
-NEEDS = {"analyze": ["x.jpg"], "models info": ["b"], "models export-tflite": ["b"]}
+NEEDS = {"analyze": ["x.jpg"], "models info": ["b"], "models export-tflite": ["b"],
+         "models pack": ["b", "--out", "b.tar.gz"], "models unpack": ["b.tar.gz"]}
 
 
 @pytest.mark.parametrize("words", ["run", "capture", "worker", "config show", "models fetch", "models list",
-                                   "models info", "models export-tflite", "events", "view", "log", "analyze",
+                                   "models info", "models export-tflite", "models pack", "models unpack",
+                                   "events", "view", "log", "analyze",
                                    "web", "mqtt"])
 def test_a_flag_not_given_leaves_the_config_files_value(parser, tmp_path, words):
     config = tmp_path / "c.toml"

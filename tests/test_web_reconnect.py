@@ -10,12 +10,14 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import pytest
 from test_web_browser import page_frame
 
 from support.daemon import EMOTIOND, REPO, child_roles, free_port, wait_for
 from support.web import chromium  # noqa: F401
 
 USER, PASSWORD = "viewer", "viewer-Passw0rd-77"
+pytestmark = pytest.mark.heavy  # two daemon restarts under Chromium: 35-60 s
 
 
 def web_pids(daemon) -> list[int]:
