@@ -89,8 +89,12 @@ def test_the_configured_transport_is_the_one_used(four_faces, rtsp_camera, start
     camera = rtsp_camera(four_faces, protocols="udp")
     config = camera_config(tmp_path / "cam.toml", camera.url(), extra_source='rtsp_transport = "tcp"')
     daemon, watcher = start_on_camera(start_daemon, watch, config)
-    daemon.wait_for(lambda: len(watcher.statuses("down")) >= 2, 40, "the TCP attempts refused")
+    # A retry that fails the same way is counted, not published again: one "down" status, a rising error count.
+    daemon.wait_for(lambda: watcher.statuses("down") and daemon.metric("emotiond_source_errors_total",
+                                                                        camera="lobby") >= 2,
+                    40, "the TCP attempts refused")
     assert not watcher.results()
+    assert len(watcher.statuses("down")) == 1, [s.message for s in watcher.statuses()]
 
 
 def test_a_rebooted_camera_is_down_then_back_within_the_backoff_cap(four_faces, rtsp_camera, start_daemon, watch,

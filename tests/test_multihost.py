@@ -140,8 +140,9 @@ def test_live_camera_moves_off_a_cut_host_and_back_and_a_wrong_key_gets_nothing(
         wait_for(lambda: any(r["worker"] == cut and r["captured_at"] > back_at for r in results(seen)), 90,
                  what=f"{cut} to rejoin and take a camera again")
 
-        # The allowed subscriber's stream is the positive control for the same endpoint the rogue host uses.
-        assert len(results(seen)) > 50
+        # The allowed subscriber's stream is the positive control for the same endpoint the rogue host uses: it got
+        # results from both hosts, before the cut and after the rejoin (a loaded machine serves only a few a second).
+        assert len(results(seen)) >= 10 and {r["worker"] for r in results(seen)} == set(WORKERS)
         assert rogue.poll() is None and results(rogue_seen) == [], "a host with a wrong key got results"
         assert site.workers["rogue"].poll() is None, "the rogue worker is not even running"
         assert not [r for r in results(seen) if r["worker"] == "rogue"], "a worker with a wrong key got frames"

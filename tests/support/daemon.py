@@ -83,7 +83,7 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return response.read().decode()
 
 
@@ -96,6 +96,7 @@ class DaemonHandle:
     metrics_port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    metrics_answered: bool = False  # set by the first scrape that succeeds
 
     @property
     def results_endpoint(self) -> str:
@@ -119,12 +120,20 @@ class DaemonHandle:
 
         return wait_for(attempt, timeout, "the metrics port", interval=0.02)
 
-    def metric(self, name: str, **labels: str) -> float:
-        """``metric_value`` on a fresh scrape; 0 while the endpoint does not answer yet (the daemon is starting)."""
-        try:
-            return metric_value(self.metrics_text(), name, **labels)
-        except (OSError, ConnectionError):
-            return 0.0
+    def metric(self, name: str, patience: float = 15.0, **labels: str) -> float:
+        """``metric_value`` on a fresh scrape; 0 while the endpoint does not answer yet (the daemon is starting).
+        A scrape that fails once the endpoint has answered (a timeout on a loaded machine) is tried again for up to
+        ``patience`` seconds, so a one-shot assertion does not read a failed scrape as 0."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                value = metric_value(self.metrics_text(), name, **labels)
+                self.metrics_answered = True
+                return value
+            except (OSError, ConnectionError):
+                if not self.metrics_answered or self.process.poll() is not None or time.monotonic() > deadline:
+                    return 0.0
+                time.sleep(0.2)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
         """``wait_for`` that fails at once, with the log's tail, if the daemon exits before ``predicate`` holds."""
