@@ -3,9 +3,9 @@
 Runs ``emotiond run`` on several live cameras paced at 30 fps, alternating a one-face and a four-face video of
 real face photos (640x480, capture/synthetic.py), in the set-ups that overload a two-core machine: 6, 7 and 8
 cameras with Haar and 10 with BlazeFace (and 6 with each detector, which should not drop at all). For each it
-prints every camera's drop rate (frames missing between its first and last result), their spread (smallest to
-largest, ratio and difference), whether the spread is within the limit (no camera above 1.5 times another's
-rate plus 2 points), and the subscriber-side p95 latency (capture to receipt).
+prints every camera's drop rate after a 5 s warm-up (frames missing between its first and last result), their
+spread (smallest to largest, ratio and difference), whether the spread is within the limit (no camera above 1.5
+times another's rate plus 2 points), and the subscriber-side p95 latency (capture to receipt).
 
 ``--set-ups`` picks some (``6-haar 10-blazeface``), ``--seconds`` sets the videos' length (default 20 s), and
 ``--out`` writes fairness.md and fairness.json. The daemon gets the user's settings (``--config`` or
@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"Live cameras paced at 30 fps, alternating one and four faces ({report['frames']} frames each), on "
+    lines = [f"Live cameras paced at 30 fps, alternating one and four faces ({report['frames']} frames each, "
+             f"figures after a {live.WARM_UP_SECONDS:.0f} s warm-up), on "
              f"{report['cores']} cores; load average {report['load_before']:.1f} before and {report['load_after']:.1f} "
              "after (other work was running when it is well above 0).", "", *live.TABLE_HEAD]
     lines += [live.row(name, entry) for name, entry in report["runs"].items()]

@@ -17,7 +17,8 @@ place in the config or the worker it shares. So
 With ``affinity`` (face tracking on), all frames of a camera go to one worker, which keeps that camera's tracks.
 Cameras are spread over workers by their measured load (the worker's CPU per frame times the camera's frame
 rate, so a four-face camera weighs about three one-face ones), and moved when loads change, but a camera stays
-on its worker at least ``AFFINITY_SECONDS`` (each move restarts its tracks) unless that worker is lost.
+on its worker at least ``AFFINITY_SECONDS`` (each move restarts its tracks) unless that worker is lost, or it was
+placed before its cost was known: that guess is corrected at the first rebalance with every cost measured.
 Frames held by a worker that goes silent (or restarts) are re-queued for file sources and counted as dropped
 for live ones.
 """
@@ -69,6 +70,7 @@ class CameraLoad:
     offered: Decaying = field(default_factory=Decaying)
     served: Decaying = field(default_factory=Decaying)
     since: float = -math.inf  # when it was given to its current worker
+    placed_blind: bool = True  # placed before its cost was known: the first rebalance may move it at once
 
     def share(self, now: float) -> float | None:
         """The share of its recent frames handed to a worker; None until it has offered a few."""
@@ -214,6 +216,10 @@ class Dispatcher(Generic[T]):
                 loads[owner] += self.load(camera, now)
         return loads
 
+    def placed_on(self, camera: str) -> bytes | None:
+        """The worker this camera is placed on (affinity only), without placing it."""
+        return self._owner.get(camera)
+
     def owner(self, camera: str) -> bytes | None:
         """The worker that keeps this camera (affinity only), chosen among the least loaded."""
         current = self._owner.get(camera)
@@ -226,9 +232,13 @@ class Dispatcher(Generic[T]):
             if owner in counts:
                 counts[owner] += 1
         chosen = min(self.workers, key=lambda w: (loads[w], counts[w], -self.workers[w].credits, w))
-        self._owner[camera] = chosen
-        self.cameras.setdefault(camera, CameraLoad()).since = now
+        self._place(camera, chosen, now)
         return chosen
+
+    def _place(self, camera: str, worker: bytes, now: float) -> None:
+        self._owner[camera] = worker
+        state = self.cameras.setdefault(camera, CameraLoad())
+        state.since, state.placed_blind = now, state.costed < MIN_COSTED
 
     def rebalance(self, now: float) -> list[str]:
         """Move cameras between workers when measured loads drifted apart (called often; acts every
@@ -242,7 +252,8 @@ class Dispatcher(Generic[T]):
     def _rebalance(self, now: float, joined: bool) -> list[str]:
         """Greedy moves and swaps of single cameras from the busiest worker to the least busy, while each lowers
         the busier of the two by at least ``REBALANCE_GAIN``. When a worker joins, every camera may move (workers
-        start at different times); otherwise only cameras past their ``AFFINITY_SECONDS``."""
+        start at different times); otherwise only cameras past their ``AFFINITY_SECONDS`` and those placed before their
+        cost was known (a guess, corrected once as soon as the costs are measured)."""
         if not self._affinity or len(self.workers) < 2:
             return []
         if not joined and any(self._uncosted(camera, now) for camera in self._owner):
@@ -259,9 +270,11 @@ class Dispatcher(Generic[T]):
                 break
             for camera, target in step:
                 self._moves.append((camera, self._owner[camera]))
-                self._owner[camera] = target
-                self.cameras.setdefault(camera, CameraLoad()).since = now
+                self._place(camera, target, now)
                 moved.append(camera)
+        if not joined:  # every placement now rests on measured costs: the affinity holds them from here
+            for camera in self._owner:
+                self.cameras.setdefault(camera, CameraLoad()).placed_blind = False
         return moved
 
     def take_moves(self) -> list[tuple[str, bytes]]:
@@ -277,8 +290,9 @@ class Dispatcher(Generic[T]):
     def _best_step(self, heavy: bytes, light: bytes, loads: dict[bytes, float], now: float,
                    joined: bool) -> list[tuple[str, bytes]] | None:
         def movable(camera: str, worker: bytes) -> bool:
-            since = self.cameras.get(camera, CameraLoad()).since
-            return self._owner.get(camera) == worker and (joined or now - since >= AFFINITY_SECONDS)
+            state = self.cameras.get(camera, CameraLoad())
+            return self._owner.get(camera) == worker and (joined or state.placed_blind
+                                                           or now - state.since >= AFFINITY_SECONDS)
 
         on_heavy = [(c, self.load(c, now)) for c in self._owner if movable(c, heavy)]
         on_light = [(c, self.load(c, now)) for c in self._owner if movable(c, light)]

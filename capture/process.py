@@ -179,15 +179,22 @@ class CaptureService:
                     self._finished[message.camera] = now + SETTLE_SECONDS
             elif message.kind == "done":
                 self._dispatcher.done(worker, message.camera, message.seq, now, message.cost_ms)
-                self._note_tracks(worker, message)
+                self._note_tracks(router, worker, message)
             else:
                 self._m.bad_messages.labels("frames", "unexpected_kind").inc()
 
     # ------------------------------------------------------------ ending tracks
-    def _note_tracks(self, worker: bytes, done: protocol.Control) -> None:
-        """Remember which worker holds a camera's tracks, and their ids, from its acknowledgements."""
+    def _note_tracks(self, router: zmq.Socket, worker: bytes, done: protocol.Control) -> None:
+        """Remember which worker holds a camera's tracks, and their ids, from its acknowledgements. A worker the
+        camera has moved away from (its frames were in flight at the move, perhaps before it had said it held
+        tracks) is asked to end the tracks it still holds, so none stays open."""
         state = self._dispatcher.workers.get(worker)
         if not done.camera or state is None or state.pid != done.pid:
+            return
+        placed = self._dispatcher.placed_on(done.camera)
+        if placed is not None and placed != worker:
+            if done.tracks and self._settings.tracking.enabled:
+                self._send_end(router, worker, done.camera, "moved")
             return
         held = self._track_holders.get(done.camera)
         if held is None or held[0] != worker or done.seq >= held[2]:
@@ -248,6 +255,9 @@ class CaptureService:
         """A camera moved to another worker (load balancing) starts new tracks there: the worker it left ends
         the ones it held, so no track is left open."""
         for camera, previous in self._dispatcher.take_moves():
+            placed = self._dispatcher.placed_on(camera) or b"?"
+            log.info("camera %s moved from worker %s to %s to balance their measured loads", camera,
+                     previous.decode(errors="replace"), placed.decode(errors="replace"))
             if self._settings.tracking.enabled and self._holder(camera) == previous:
                 self._send_end(router, previous, camera, "moved")
 

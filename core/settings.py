@@ -202,6 +202,10 @@ class DetectionSettings(_Section):
     scale_factor: Annotated[float, Field(gt=1.0, le=2.0, description="Haar pyramid step.")] = 1.1
     min_neighbors: Annotated[int, Field(ge=0, le=50, description="Haar neighbours needed to keep a "
                                         "face.")] = 5
+    region_min_neighbors: Annotated[int, Field(ge=0, le=50, description="Haar with tracking: neighbours needed "
+                                               "to keep a face in the small region around a known face, where "
+                                               "one is expected (fewer than min_neighbors: a face seen at 40 px "
+                                               "gathers fewer).")] = 3
     min_size: Annotated[int, Field(ge=8, le=4096, description="Smallest face side in full-frame "
                                    "pixels.")] = 40
     downscale: Annotated[float, Field(gt=0.0, le=1.0, description="Resize factor applied before full-frame "

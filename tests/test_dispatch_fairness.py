@@ -92,29 +92,40 @@ def test_cameras_are_placed_by_measured_cost_not_count():
     assert max(loads.values()) == min(loads.values()), loads  # 24 + 24 against 24 + 8 + 8 + 8
 
 
-def test_a_camera_stays_on_its_worker_for_the_affinity_time():
+def _serve(dispatcher: Dispatcher[int], costly: bytes | None, at: float, seqs: range) -> None:
+    """Every camera sends ``seqs`` frames; those served by ``costly`` cost ten times more."""
+    for camera in ("a", "b", "c", "d"):
+        dispatcher.captured(camera, len(seqs), now=at)
+    for seq in seqs:
+        for camera in ("a", "b", "c", "d"):
+            worker = dispatcher.owner(camera)
+            dispatcher.assign(worker, camera, seq, seq, now=at)
+            dispatcher.done(worker, camera, seq, at, 50.0 if worker == costly else 5.0)
+
+
+def test_a_blind_placement_is_corrected_once_then_cameras_stay_for_the_affinity_time():
     dispatcher: Dispatcher[int] = Dispatcher(worker_timeout=1e9, on_lost=lambda *a: None, affinity=True)
     dispatcher.ready(b"w1", 1, 2, now=0.0)
     dispatcher.ready(b"w2", 2, 2, now=0.0)
     for camera in ("a", "b", "c", "d"):
         dispatcher.add_camera(camera)
         dispatcher.owner(camera)
-    heavy = dispatcher.owner("a")
-    for camera in ("a", "b", "c", "d"):
-        dispatcher.captured(camera, 30, now=1.0)
-    for seq in range(20):  # the cameras on a's worker turn out to cost ten times more
-        for camera in ("a", "b", "c", "d"):
-            worker = dispatcher.owner(camera)
-            dispatcher.assign(worker, camera, seq, seq, now=1.0)
-            dispatcher.done(worker, camera, seq, 1.0, 50.0 if worker == heavy else 5.0)
-    assert dispatcher.rebalance(now=2.0) == []  # too soon: tracks would restart
-    moved = dispatcher.rebalance(now=1.0 + dispatch.AFFINITY_SECONDS + 0.1)
-    assert moved, dispatcher.worker_loads(12.0)
+    # Placed before any cost was known; the cameras on a's worker turn out to cost ten times more.
+    _serve(dispatcher, dispatcher.owner("a"), 1.0, range(30))
+    corrected = dispatcher.rebalance(now=2.0)
+    assert corrected, dispatcher.worker_loads(2.0)
     # capture asks the worker each camera left to end its tracks of it
     moves = dispatcher.take_moves()
-    assert {camera for camera, _ in moves} == set(moved)
+    assert {camera for camera, _ in moves} == set(corrected)
     assert all(dispatcher.owner(camera) != left for camera, left in moves)
     assert dispatcher.take_moves() == []
+
+    # Now placed on measured costs: when costs change again, the cameras stay put for the affinity time.
+    _serve(dispatcher, dispatcher.owner("a"), 3.0, range(30, 300))
+    assert dispatcher.rebalance(now=4.5) == []  # too soon: tracks would restart
+    moved = dispatcher.rebalance(now=2.0 + dispatch.AFFINITY_SECONDS + 0.1)
+    assert moved, dispatcher.worker_loads(2.0 + dispatch.AFFINITY_SECONDS)
+    assert {camera for camera, _ in dispatcher.take_moves()} == set(moved)
 
 
 def test_no_drops_when_workers_keep_up():

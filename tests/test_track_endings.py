@@ -187,6 +187,32 @@ def test_a_reader_that_keeps_up_gets_every_result_and_reports_no_gap(demo_run):
     assert sorted(r["seq"] for r in demo_run["lines"]["results"]) == list(range(DEMO_SPEC.frames))
 
 
+def test_cameras_moved_between_workers_leave_no_track_open(start_daemon, tmp_path, default_model):
+    """Six cameras on four workers that become ready one after another: the first takes every camera, the others
+    take some over as they join, while the first still holds their frames and tracks. Every track any worker
+    opened ends before the daemon stops (at end of stream, or "moved" where its camera left), none at "stop"."""
+    clip = synthetic.write_video(tmp_path / "two.mp4", synthetic.SceneSpec(faces=2, frames=90))
+    cameras = [f"cam{index}" for index in range(6)]
+    daemon = start_daemon(*(f"--source={camera}={clip}" for camera in cameras), "--realtime", workers=4)
+    watcher = BusWatcher(daemon.results_endpoint, kinds=("result", "status", "tracks"))
+    try:
+        assert daemon.process.wait(120) == 0, daemon.log()[-3000:]
+    finally:
+        watcher.close()
+    bus = [m for _, m in list(watcher.received)]
+    opened = {(r.camera, r.worker, face.track_id) for r in bus if isinstance(r, protocol.Result)
+              for face in r.faces if face.track_id is not None}
+    ended = {(m.camera, m.worker, track): m.reason for m in bus if isinstance(m, protocol.TracksEnded)
+             for track in m.ended_tracks}
+    assert {s.camera for s in bus if isinstance(s, protocol.Status) and s.state == "eos"} == set(cameras)
+    assert len({worker for _, worker, _ in opened}) >= 2, "the cameras were not spread over the workers"
+    assert opened <= set(ended), sorted(opened - set(ended))
+    reasons = {reason for key, reason in ended.items() if key in opened}
+    assert reasons <= {"eos", "moved"}, ended
+    print(f"{len(opened)} tracks on {len({w for _, w, _ in opened})} workers ended: "
+          f"{sorted(reasons)}; moved {sum(1 for r in ended.values() if r == 'moved')}")
+
+
 def small_pipe() -> tuple[int, int]:
     """A pipe that holds one page, so a writer nobody reads blocks after a few lines."""
     read_fd, write_fd = os.pipe()
