@@ -27,7 +27,7 @@ import numpy as np
 from emotiond.core import bundle as bundles
 from emotiond.core import protocol
 from emotiond.core.settings import Settings
-from emotiond.workers.classifier import Classifier, open_classifier
+from emotiond.workers.classifier import BATCH_BUCKETS, Classifier, open_classifier
 from emotiond.workers.detector import Found
 from emotiond.workers.finder import DetectionKind, Finder, open_detector, open_finder
 from emotiond.workers.preprocess import crop_faces, to_gray
@@ -78,6 +78,9 @@ class Detection:
         return self.found.boxes
 
 
+WARM_UP_SIDE = 96  # pixels of the blank frame a warm-up runs through the detector and the classifier
+
+
 class Pipeline:
     def __init__(self, settings: Settings, *, opencv_threads: int = 1, live_cameras: Iterable[str] = ()):
         self.settings = settings
@@ -95,6 +98,20 @@ class Pipeline:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.bundle.labels
+
+    def warm_up(self) -> None:
+        """Build the classifier for every batch size up to ``classifier.max_batch`` and run the detector once. A
+        worker does this before it says it is ready: each first call of a new size otherwise builds a LiteRT
+        interpreter (or traces a graph) while live cameras wait, and their frames go stale."""
+        blank = np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), np.uint8)
+        gray = to_gray(blank)
+        self.detector.detect(blank, gray)
+        crop = crop_faces(blank, gray, np.array([[0, 0, WARM_UP_SIDE, WARM_UP_SIDE]], np.int32), self.bundle.spec,
+                          None)
+        for size in BATCH_BUCKETS:
+            if size > self.settings.classifier.max_batch:
+                break
+            self.classifier(np.zeros((size, *crop.shape[1:]), np.float32))
 
     def reset(self, camera: str) -> None:
         """Forget a camera's tracks (a new video under the same camera name starts afresh)."""

@@ -42,6 +42,7 @@ class WorkerService:
         configure_threads(opencv_threads)
         live = [source.name for source in settings.sources if source_is_live(source)]
         self._pipeline = Pipeline(settings, opencv_threads=opencv_threads, live_cameras=live)
+        self._pipeline.warm_up()
         self.bundle = self._pipeline.bundle
         self._batcher = MicroBatcher(settings.classifier.max_batch, settings.classifier.max_wait_ms / 1000.0)
         self._capacity = settings.capture.credits_per_worker
@@ -128,7 +129,8 @@ class WorkerService:
             self._m.stage_latency.labels("decode").observe(timings["decode"] / 1000)
             self._m.stage_latency.labels("detect").observe(timings["detect"] / 1000)
             cpu_ms = (time.thread_time() - cpu_started) * 1000
-            self._batcher.add(PendingFrame(frame, detection, timings, cpu_ms), time.monotonic())
+            self._batcher.add(PendingFrame(frame, detection, timings, cpu_ms), time.monotonic(),
+                              live=frame.header.camera in self._pipeline.live_cameras)
 
     def _flush(self, dealer: zmq.Socket, publisher: zmq.Socket) -> None:
         items = self._batcher.take()
