@@ -305,6 +305,14 @@ class BlazeFaceDetector:
     def detect_async(self, pixels: np.ndarray, gray: np.ndarray) -> Future:
         return self._scanner.submit(self.detect, pixels, gray)
 
+    def warm_up(self) -> None:
+        """One interpreter per batch size is built on first use: the whole frame (1) and each number of closer
+        looks (up to VERIFY_MAX), which otherwise first comes when a frame has that many small faces."""
+        size = self.model.input_size
+        with self._lock:
+            for batch in range(1, VERIFY_MAX + 1):
+                self._runner.run(np.zeros((batch, size, size, 3), self._runner.input_dtype))
+
 
 def load_model(path: Path, model: BlazeFaceModel) -> bytes:
     """The model file's bytes, checked against its pinned sha256."""

@@ -86,6 +86,10 @@ class FaceDetector(Protocol):
         """``detect`` on a background thread (a Future of Found); the arrays must not change until it is done."""
         ...
 
+    def warm_up(self) -> None:
+        """Build now what the first frames would otherwise build while live cameras wait (interpreters, cascades)."""
+        ...
+
 
 def suppress_overlaps(boxes: np.ndarray) -> np.ndarray:
     """Indices of the boxes to keep: drop boxes that mostly overlap a larger one (neighbouring regions can find

@@ -68,6 +68,12 @@ class HaarFaceDetector:
             self._scans_in_flight += 1
         return self._scanner.submit(self._background_scan, gray, coarse)
 
+    def warm_up(self) -> None:
+        """Load the cascade on this thread and on the scanner's, and run each once."""
+        blank = np.zeros((CASCADE_WINDOW * 4, CASCADE_WINDOW * 4), np.uint8)
+        self._scan(blank)
+        self._scanner.submit(self._scan, blank).result()
+
     def scanner_free(self) -> bool:
         """Whether a scan that may wait (a live camera's) should start now: none is queued or running, and the
         scanner has rested as long as its last scan took. The cameras of a worker then take turns, and

@@ -78,7 +78,7 @@ class Detection:
         return self.found.boxes
 
 
-WARM_UP_SIDE = 96  # pixels of the blank frame a warm-up runs through the detector and the classifier
+WARM_UP_SIDE = 96  # pixels of the blank frame whose crop sets the classifier's input in a warm-up
 
 
 class Pipeline:
@@ -100,12 +100,12 @@ class Pipeline:
         return self.bundle.labels
 
     def warm_up(self) -> None:
-        """Build the classifier for every batch size up to ``classifier.max_batch`` and run the detector once. A
+        """Build the classifier for every batch size up to ``classifier.max_batch``, and the detector's own. A
         worker does this before it says it is ready: each first call of a new size otherwise builds a LiteRT
         interpreter (or traces a graph) while live cameras wait, and their frames go stale."""
+        self.detector.warm_up()
         blank = np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), np.uint8)
         gray = to_gray(blank)
-        self.detector.detect(blank, gray)
         crop = crop_faces(blank, gray, np.array([[0, 0, WARM_UP_SIDE, WARM_UP_SIDE]], np.int32), self.bundle.spec,
                           None)
         for size in BATCH_BUCKETS:
