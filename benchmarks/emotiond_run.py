@@ -99,7 +99,9 @@ class ProcessSampler(threading.Thread):
             self._cpu[pid] = procfs.cpu_seconds(pid)
             self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), procfs.peak_rss_kb(pid) * 1024)
         named = procfs.roles(pid for pid in pids if pid not in self.roles)
-        self.roles.update({pid: role.split(" ")[0] for pid, role in named.items()})
+        # A child forked a moment ago still shows the supervisor's title until it names itself: ask again later.
+        self.roles.update({pid: role.split(" ")[0] for pid, role in named.items()
+                           if pid == self.session or not role.startswith("supervisor")})
         self._snapshots.append((time.monotonic(), dict(self._cpu)))
 
     def cpu_between(self, start: float, end: float) -> dict[int, float]:

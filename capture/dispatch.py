@@ -202,18 +202,23 @@ class Dispatcher(Generic[T]):
         return best[2] if best else None
 
     # ------------------------------------------------------------ camera placement (affinity)
-    def load(self, camera: str, now: float) -> float:
-        """A camera's recent weight on its worker: ms of worker CPU per second of video."""
+    def load(self, camera: str, now: float, typical_ms: float | None = None) -> float:
+        """A camera's recent weight on its worker: ms of worker CPU per second of video. A camera not measured yet
+        weighs ``typical_ms`` (the mean of the measured ones, worked out here when not given) per frame."""
         state = self.cameras.get(camera) or CameraLoad()
-        costs = [c.cost_ms for c in self.cameras.values() if c.cost_ms > 0]
-        cost = state.cost_ms or (sum(costs) / len(costs) if costs else 1.0)
+        cost = state.cost_ms or (self._typical_cost() if typical_ms is None else typical_ms)
         return cost * state.rate(now)
+
+    def _typical_cost(self) -> float:
+        costs = [c.cost_ms for c in self.cameras.values() if c.cost_ms > 0]
+        return sum(costs) / len(costs) if costs else 1.0
 
     def worker_loads(self, now: float) -> dict[bytes, float]:
         loads = {w: 0.0 for w in self.workers}
+        typical = self._typical_cost()
         for camera, owner in self._owner.items():
             if owner in loads:
-                loads[owner] += self.load(camera, now)
+                loads[owner] += self.load(camera, now, typical)
         return loads
 
     def placed_on(self, camera: str) -> bytes | None:
@@ -294,8 +299,9 @@ class Dispatcher(Generic[T]):
             return self._owner.get(camera) == worker and (joined or state.placed_blind
                                                            or now - state.since >= AFFINITY_SECONDS)
 
-        on_heavy = [(c, self.load(c, now)) for c in self._owner if movable(c, heavy)]
-        on_light = [(c, self.load(c, now)) for c in self._owner if movable(c, light)]
+        typical = self._typical_cost()
+        on_heavy = [(c, self.load(c, now, typical)) for c in self._owner if movable(c, heavy)]
+        on_light = [(c, self.load(c, now, typical)) for c in self._owner if movable(c, light)]
         options: list[tuple[float, list[tuple[str, bytes]]]] = []
         for camera, weight in on_heavy:
             options.append((max(loads[heavy] - weight, loads[light] + weight), [(camera, light)]))
@@ -325,7 +331,7 @@ class Dispatcher(Generic[T]):
         """
         now = self._now if now is None else now
         self._now = max(self._now, now)
-        ready: list[tuple[float, int, str, bytes]] = []
+        ready: list[tuple[float, int, str, bytes, float | None]] = []
         floor = math.inf  # least served share among waiting live cameras
         for position, camera in enumerate(self._turn):
             retry = bool(self._retry.get(camera))
@@ -338,10 +344,9 @@ class Dispatcher(Generic[T]):
             worker = self._worker_for(camera)
             if worker is not None:
                 age = -math.inf if retry else float(stamp)  # type: ignore[arg-type]
-                ready.append((age, position, camera, worker))
+                ready.append((age, position, camera, worker, share))
         slack = min(FAIR_SLACK, FAIR_SLACK_SHARE * floor) if floor < math.inf else 0.0
-        for _, _, camera, worker in sorted(ready):
-            share = self._share(camera, now)
+        for _, _, camera, worker, share in sorted(ready, key=lambda entry: entry[:2]):
             if self._fair and share is not None and share > floor + slack:
                 continue  # a less-served camera is waiting: this one waits its turn
             self._turn.remove(camera)
