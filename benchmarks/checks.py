@@ -7,7 +7,7 @@ figures with room for noise, yet catch a detector made a few times slower, which
 
 Live, one camera paced at 30 fps: a run fails when more than 2% of its frames are dropped or when the p95
 latency from capture to a subscriber's receipt exceeds 100 ms, well above the README's figures and well below
-what a worker that cannot keep up, or that holds frames for batch-mates, shows. The full bench also runs six
+what a worker that cannot keep up shows. The full bench also runs six
 live cameras (3 one-face, 3 four-face, 30 fps) per detector: each camera may drop at most 2% and the subscriber
 p95 may reach 50 ms (the machine must keep up with all six).
 """
