@@ -97,15 +97,18 @@ def _overlaps(a: Rect, b: Rect) -> bool:
 
 def place_panels(boxes: Sequence[tuple[int, int, int, int]], sizes: Sequence[tuple[int, int]],
                  image_size: tuple[int, int]) -> list[Rect | None]:
-    """Where each face's score panel goes, so that no two panels cover each other.
+    """Where each face's score panel goes, so that no two panels cover each other, and none covers a face's box
+    where the frame has room.
 
     Each panel tries beside its box (right, then left), from the box's top downwards, then upwards; on a frame
-    too crowded for that, any free place in the image, scanned row by row; failing that, no panel (None)
-    rather than one over another's rows."""
+    too crowded for that, any free place in the image, scanned row by row. Those places are tried clear of every
+    box first, then clear of the other panels only; failing both, no panel (None) rather than one over another's
+    rows."""
     width, height = image_size
+    faces: list[Rect] = [tuple(box) for box in boxes]
     placed: list[Rect] = []
     out: list[Rect | None] = []
-    for (x, y, w, _h), (panel_w, panel_h) in zip(boxes, sizes, strict=True):
+    for (x, y, w, _h), (panel_w, panel_h) in zip(faces, sizes, strict=True):
         max_left, max_top = max(0, width - panel_w), max(0, height - panel_h)
         step = max(1, BAR_ROW)
         tops = [min(max(0, y), max_top)]
@@ -114,9 +117,13 @@ def place_panels(boxes: Sequence[tuple[int, int, int, int]], sizes: Sequence[tup
         if x + w + 4 + panel_w > width:
             sides.reverse()
         beside = [(left, top) for top in tops for left in sides]
-        anywhere = ((left, top) for top in range(0, max_top + 1, step) for left in range(0, max_left + 1, step))
-        spot = next(((left, top, panel_w, panel_h) for left, top in itertools.chain(beside, anywhere)
-                     if not any(_overlaps((left, top, panel_w, panel_h), other) for other in placed)), None)
+        spot = None
+        for keep_clear in (placed + faces, placed):
+            anywhere = ((left, top) for top in range(0, max_top + 1, step) for left in range(0, max_left + 1, step))
+            spot = next(((left, top, panel_w, panel_h) for left, top in itertools.chain(beside, anywhere)
+                         if not any(_overlaps((left, top, panel_w, panel_h), other) for other in keep_clear)), None)
+            if spot is not None:
+                break
         if spot is not None:
             placed.append(spot)
         out.append(spot)

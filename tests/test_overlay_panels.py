@@ -62,3 +62,16 @@ def test_every_row_of_every_panel_shows_its_bar():
             shown += all(tuple(int(v) for v in image[y, x]) == EMOTION_COLORS[label] for x in ends)
     # Panels piled up beside their boxes hid 9 of these 70 bars.
     assert shown == total, f"{shown} of {total} rows visible"
+
+
+def test_a_panel_keeps_off_the_boxes_where_the_frame_has_room():
+    # The demo's layout: a face near the right edge, whose panel does not fit to its right, and a face to the left
+    # whose panel takes the place to the left of the first at its top. Pushed into the frame, the panel covered
+    # its own box's right side.
+    boxes = [(113, 228, 132, 132), (434, 164, 131, 131)]
+    size = panel_size(crowd(1)[0])
+    panels = place_panels(boxes, [size, size], (640, 480))
+    assert all(panel is not None for panel in panels), panels
+    for panel, box in itertools.product(panels, boxes):
+        assert not covers(panel, box), (panel, box)
+    assert not covers(*panels)

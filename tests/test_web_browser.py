@@ -103,12 +103,12 @@ def test_console_in_chromium(start_daemon, default_model, watch, web_certificate
         return seq, image, result
 
     seq, image, result = wait_for(boxed_frame, 30, "a shown frame whose result has faces", interval=0.2)
+    cv2.imwrite(str(tmp_path / "frame.png"), image)
     scale = image.shape[0] / 480
     for face in result["faces"]:
         box = tuple(round(v * scale) for v in face["box"])
         shown = face.get("smoothed_emotion") or face["emotion"]  # the console colours a tracked face's smoothed one
         assert box_drawn(image, box, EMOTION_COLORS[shown]), (seq, face, scale)
-    cv2.imwrite(str(tmp_path / "frame.png"), image)
 
     # /api/stats gives the figures /metrics gives (read between two scrapes, they fall between them)
     before = daemon.metrics_text()
