@@ -18,11 +18,10 @@ Haar (``RegionFinder``). Full-frame Haar scans are almost all of the cost, so:
 * only a camera's first frame (or one after a long gap: ``full_scan_interval`` frames, four times that for a
   live camera, which skips frames whenever the workers are busy), and a frame where a tracked face vanished
   from its region, are scanned synchronously, so a fast move is never reported as a missing face;
-* a face whose box barely moved between its last two detections (``STABLE_IOU``), and whose box still holds
-  about the same pixels (``STILL_LEVELS``, so a face that leaves is not carried), is not looked for in the
-  next frame: its box is carried over, and it is looked for again in the frame after (``[tracking]
-  reuse_stable``). That halves the region scans of faces that move slowly; their emotion is still classified
-  from the new frame.
+* a face that held still (``StillFaces``: its box barely moved between its last two detections and still
+  holds about the same pixels) is not looked for in the next frame: its box is carried over, and it is looked
+  for again in the frame after (``[tracking] reuse_stable``). That halves the region scans of faces that move
+  slowly; their emotion is still classified from the new frame.
 * while every known face is at least 1.5 times as wide as the narrowest face a half-resolution scan finds,
   the periodic scans look at the frame at half resolution (a quarter of the cost), all but every
   ``FULL_SCAN_EVERY``-th: a newcomer two thirds as large as the faces already there is found as soon as
@@ -32,9 +31,12 @@ Expensive scans therefore never stall a live camera's frames, and a second core 
 
 BlazeFace (``FrameFinder``). A pass over the whole frame costs about an eighth of a Haar full scan (benchmarks/
 bench_detectors.py), finds new and turned faces at once and gives landmarks. Its input is a fixed 192x192, so
-looking in a region would cost a whole model call per face, as much as the whole frame. Every frame is
-therefore detected whole and the tracker only associates boxes: no regions, no background scans, and every
-source gives the same answer whatever the timing.
+looking in a region would cost a whole model call per face, as much as the whole frame. Frames are therefore
+detected whole and the tracker only associates boxes: no regions, no background scans. When every known face held
+still (as ``StillFaces`` decides for Haar), the next frame keeps their boxes and keypoints without a model call,
+and the frame after is detected whole again: a newcomer waits at most one frame, and a still scene costs half.
+Which frames are carried depends on the frames alone, so every source gives the same answer whatever the
+timing (a live camera that skipped a frame detects the next whole).
 """
 
 from __future__ import annotations
@@ -88,18 +90,77 @@ def open_finder(detector: FaceDetector, settings: Settings, labels: tuple[str, .
     return FrameFinder(detector, settings.tracking, labels)
 
 
+class StillFaces:
+    """Which tracked faces held still, so their box can be carried into the next frame unscanned
+    (``[tracking] reuse_stable``): a face whose box barely moved over its last two detections (``STABLE_IOU``)
+    and whose box still holds about the same pixels (``STILL_LEVELS``, so a face that leaves is not carried);
+    never two frames running, and only from the frame just before."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._before: dict[int, Box] = {}  # track id -> its box one detection earlier
+        self._carried: set[int] = set()  # tracks whose box was carried forward in the last frame
+        self._patches: dict[int, np.ndarray] = {}  # track id -> its face's pixels in the last frame, small
+
+    def carry(self, tracker: CameraTracker, seq: int, gray: np.ndarray) -> dict[int, Box]:
+        """Tracks (by index) that may keep their box in this frame, with that box."""
+        if not self.enabled or seq - tracker.last_seq != 1:
+            return {}
+        carried = {}
+        for index, track in enumerate(tracker.tracks):
+            earlier = self._before.get(track.track_id)
+            if track.missed or earlier is None or track.track_id in self._carried:
+                continue
+            if iou(earlier, track.box) < STABLE_IOU or track.track_id not in self._patches:
+                continue
+            if float(np.abs(_patch(gray, track.box) - self._patches[track.track_id]).mean()) < STILL_LEVELS:
+                carried[index] = track.box
+        return carried
+
+    def remember(self, before: dict[int, Box], track_ids: list[int], boxes: np.ndarray, gray: np.ndarray,
+                 carried_ids: set[int]) -> None:
+        """After association: each track's box before this frame (``before``), the tracks this frame carried."""
+        self._carried = carried_ids
+        self._before = {tid: before[tid] for tid in track_ids if tid in before}
+        if self.enabled:
+            self._patches = {tid: _patch(gray, box) for tid, box in zip(track_ids, boxes, strict=True)}
+
+
 class FrameFinder:
-    """Detect the whole frame every time; track by overlap."""
+    """Detect the whole frame, except the frame after one where every known face held still; track by overlap."""
 
     def __init__(self, detector: FaceDetector, settings: TrackingSettings, labels: tuple[str, ...]):
         self.tracker = CameraTracker(settings, labels)
         self._detector = detector
+        self._still = StillFaces(settings.reuse_stable)
+        self._seen: dict[int, tuple[np.ndarray | None, float]] = {}  # track id -> its last keypoints and roll
 
     def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
                                                                              DetectionKind]:
-        found = self._detector.detect(pixels, gray)
-        track_ids, ended = self.tracker.associate(seq, found.boxes)
-        return found, track_ids, ended, "full"
+        tracker = self.tracker
+        carried = self._still.carry(tracker, seq, gray)
+        kind: DetectionKind = "full"
+        if tracker.tracks and len(carried) == len(tracker.tracks):
+            found, kind = self._carried_faces(), "tracked"
+        else:
+            found = self._detector.detect(pixels, gray)
+        before = {t.track_id: t.box for t in tracker.tracks}
+        track_ids, ended = tracker.associate(seq, found.boxes)
+        self._still.remember(before, track_ids, found.boxes, gray, set(track_ids) if kind == "tracked" else set())
+        landmarks = [None] * len(track_ids) if found.landmarks is None else list(found.landmarks)
+        self._seen = {tid: (points, float(roll))
+                      for tid, points, roll in zip(track_ids, landmarks, found.rolls, strict=True)}  # type: ignore[arg-type]
+        return found, track_ids, ended, kind
+
+    def _carried_faces(self) -> Found:
+        """Every known face as the last frame found it: its box, keypoints and roll."""
+        tracks = self.tracker.tracks
+        boxes = np.array([t.box for t in tracks], np.int32).reshape(-1, 4)
+        seen = [self._seen.get(t.track_id, (None, math.nan)) for t in tracks]
+        rolls = np.array([roll for _points, roll in seen], np.float32)
+        if any(points is None for points, _roll in seen):
+            return Found(boxes, None, rolls)
+        return Found(boxes, np.stack([points for points, _roll in seen]).astype(np.float32), rolls)
 
 
 class RegionFinder:
@@ -117,9 +178,7 @@ class RegionFinder:
         self._scan_seq = -1  # frame the running background scan looks at
         self._last_scan_seq: int | None = None
         self._periodic_scans = 0
-        self._before: dict[int, Box] = {}  # track id -> its box one detection earlier
-        self._carried: set[int] = set()  # tracks whose box was carried forward in the last frame
-        self._patches: dict[int, np.ndarray] = {}  # track id -> its face's pixels in the last frame, small
+        self._still = StillFaces(settings.reuse_stable)
 
     def find(self, seq: int, pixels: np.ndarray, gray: np.ndarray) -> tuple[Found, list[int], list[int],
                                                                              DetectionKind]:
@@ -132,7 +191,7 @@ class RegionFinder:
             found, kind = self._detector.detect(pixels, gray), "full"
         else:
             candidates = [Track(-1, b) for b in newcomers if all(iou(b, t.box) < 0.3 for t in tracker.tracks)]
-            carried = self._carry(seq, gray)
+            carried = self._still.carry(tracker, seq, gray)
             margin = self._settings.roi_margin * min(MAX_MARGIN_GROWTH, math.sqrt(seq - tracker.last_seq))
             boxes, rolls = self._follow(gray, tracker.tracks + candidates, carried, margin)
             vanished = any(box is None and track.missed == 0 for box, track in zip(boxes, tracker.tracks,
@@ -146,11 +205,9 @@ class RegionFinder:
         if kind == "full":
             self._last_scan_seq = seq
         before = {t.track_id: t.box for t in tracker.tracks}
-        self._carried = {tracker.tracks[i].track_id for i in carried} if kind == "tracked" else set()
+        carried_ids = {tracker.tracks[i].track_id for i in carried} if kind == "tracked" else set()
         track_ids, ended = tracker.associate(seq, found.boxes)
-        self._before = {tid: before[tid] for tid in track_ids if tid in before}
-        if self._settings.reuse_stable:
-            self._patches = {tid: _patch(gray, box) for tid, box in zip(track_ids, found.boxes, strict=True)}
+        self._still.remember(before, track_ids, found.boxes, gray, carried_ids)
         self._remember_rolls(track_ids, found.rolls, ended)
         self._start_scan_if_due(seq, pixels, gray)
         return found, track_ids, ended, kind
@@ -162,22 +219,6 @@ class RegionFinder:
         the scan at once)."""
         interval = self._settings.full_scan_interval
         return interval * LIVE_GAP_INTERVALS if self._take_scans_early else interval
-
-    def _carry(self, seq: int, gray: np.ndarray) -> dict[int, Box]:
-        """Tracks (by index) whose face held still over its last two detections and whose box still shows it, with
-        the box they keep in this frame; never two frames running, and only from the frame just before."""
-        if not self._settings.reuse_stable or seq - self.tracker.last_seq != 1:
-            return {}
-        carried = {}
-        for index, track in enumerate(self.tracker.tracks):
-            earlier = self._before.get(track.track_id)
-            if track.missed or earlier is None or track.track_id in self._carried:
-                continue
-            if iou(earlier, track.box) < STABLE_IOU or track.track_id not in self._patches:
-                continue
-            if float(np.abs(_patch(gray, track.box) - self._patches[track.track_id]).mean()) < STILL_LEVELS:
-                carried[index] = track.box
-        return carried
 
     def _follow(self, gray: np.ndarray, following: list[Track], carried: dict[int, Box], margin: float
                 ) -> tuple[list[np.ndarray | None], list[float]]:
