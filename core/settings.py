@@ -243,9 +243,10 @@ class TrackingSettings(_Section):
     down_grace_seconds: Annotated[float, Field(ge=0.0, le=600.0, description="A live camera down for longer "
                                                "than this ends its open tracks; one back sooner keeps them."
                                                )] = 5.0
-    reuse_stable: Annotated[bool, Field(description="Haar: a face whose box barely moved between its last two "
+    reuse_stable: Annotated[bool, Field(description="A face whose box barely moved between its last two "
                                         "detections is carried into the next frame without a search, and "
-                                        "searched for again in the frame after.")] = True
+                                        "searched for again in the frame after (BlazeFace: when every known "
+                                        "face held still, the next frame is not detected).")] = True
     coarse_scans: Annotated[bool, Field(description="Haar: while every known face is large, most periodic full "
                                         "scans look at half resolution (a quarter of the cost); every fourth "
                                         "is at full resolution for small newcomers.")] = True
