@@ -16,6 +16,7 @@ import pytest
 from support.clients import node_example, xvfb  # noqa: F401
 from support.daemon import default_model, events, start_daemon, videos, watch  # noqa: F401
 from support.mqtt import mosquitto, mqtt_watch  # noqa: F401
+from support.postgres import history_url, postgres_server, postgres_url  # noqa: F401
 from support.rtsp import rtsp_camera  # noqa: F401
 from support.zmq_contexts import ContextTracker
 
