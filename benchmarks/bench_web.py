@@ -128,7 +128,7 @@ class MjpegViewers:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, session, index: int, camera: str, fps: float) -> None:
-        async with session.get(f"{self._base}/api/{camera}?fps={fps}") as response:
+        async with session.get(f"{self._base}/api/cameras/{camera}/stream?fps={fps}") as response:
             response.raise_for_status()
             tail = b""
             async for chunk in response.content.iter_any():

@@ -154,16 +154,17 @@ def test_mjpeg_stream_subscribes_frames_only_while_watched_and_encodes_once(tmp_
             assert fake_bus.wants(protocol.RESULT_PREFIX + b"cam0")  # positive control: notices do arrive
             assert not fake_bus.wants(FRAME_TOPIC), "frames subscribed with nobody watching"
 
-            first = await client.get("/api/cam0?fps=30")
+            first = await client.get("/api/cameras/cam0/stream?fps=30")
             assert first.status == 200
             assert first.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
             await until(lambda: fake_bus.wants(FRAME_TOPIC), 10, "frame subscription")
-            second = await client.get("/api/cam0?fps=30")
+            second = await client.get("/api/cameras/cam0/stream?fps=30")
             assert second.status == 200
             # two smaller viewers whose heights round to the same 240 px share a third encoder; one asking for
             # more than the frame's 480 px shares the full-size one
-            small = [await client.get(f"/api/cam0?fps=30&height={height}") for height in (235, 245)]
-            large = await client.get("/api/cam0?fps=30&height=600")
+            small = [await client.get(f"/api/cameras/cam0/stream?fps=30&height={height}")
+                     for height in (235, 245)]
+            large = await client.get("/api/cameras/cam0/stream?fps=30&height=600")
             assert all(reply.status == 200 for reply in (*small, large))
 
             seq = 0
@@ -214,16 +215,16 @@ def test_stream_bad_input_unknown_camera_and_stream_limit(tmp_path, fake_bus):
         async with console(web_settings(tmp_path, max_streams=1, max_stream_fps=20), fake_bus.endpoint) as client:
             await wait_seen(client, fake_bus, "cam0")
             for query in ("?fps=0", "?fps=-1", "?fps=21", "?fps=fast", "?fps=inf"):
-                reply = await client.get("/api/cam0" + query)
+                reply = await client.get("/api/cameras/cam0/stream" + query)
                 assert reply.status == 400 and "fps" in (await reply.json())["error"], query
             for query in ("?height=8", "?height=5000", "?height=tall", "?height=1.5"):
-                reply = await client.get("/api/cam0" + query)
+                reply = await client.get("/api/cameras/cam0/stream" + query)
                 assert reply.status == 400 and "height" in (await reply.json())["error"], query
-            assert (await client.get("/api/nosuchcamera")).status == 404
-            assert (await client.get("/api/bad%20name")).status == 400
-            held = await client.get("/api/cam0")
+            assert (await client.get("/api/cameras/nosuchcamera/stream")).status == 404
+            assert (await client.get("/api/cameras/bad%20name/stream")).status == 400
+            held = await client.get("/api/cameras/cam0/stream")
             assert held.status == 200
-            refused = await client.get("/api/cam0")
+            refused = await client.get("/api/cameras/cam0/stream")
             assert refused.status == 503 and "max_streams" in (await refused.json())["error"]
             ws_refused = await client.get("/ws")
             assert ws_refused.status == 503
@@ -235,9 +236,29 @@ def test_stream_bad_input_unknown_camera_and_stream_limit(tmp_path, fake_bus):
                 return (await (await client.get("/api/stats")).json())["web"]["streams"] == 0
 
             await until_async(released, 10, "the stream slot to be released")
-            again = await client.get("/api/cam0")
+            again = await client.get("/api/cameras/cam0/stream")
             assert again.status == 200
             again.close()
+    run(scenario)
+
+
+def test_an_unknown_api_path_is_a_json_404_never_a_camera_stream(tmp_path, fake_bus):
+    """Cameras have their own prefix: a path missing from the route table (a typo, a route added without its entry)
+    is the router's JSON 404, even when it names a camera the console knows."""
+    async def scenario():
+        async with console(web_settings(tmp_path), fake_bus.endpoint) as client:
+            for camera in ("cam0", "history", "markers"):
+                await wait_seen(client, fake_bus, camera)
+            stream = await client.get("/api/cameras/history/stream")
+            assert stream.status == 200, "positive control: a camera named like a route streams under its prefix"
+            assert stream.content_type == "multipart/x-mixed-replace"
+            stream.close()
+            for path in ("/api/cam0", "/api/history", "/api/markers", "/api/no-such-route", "/api/cam0/latest.jpg",
+                         "/api/cameras/cam0", "/api/cameras/cam0/nothing", "/api/history/nothing"):
+                reply = await client.get(path)
+                assert reply.status == 404, path
+                assert reply.content_type == "application/json", path
+                assert (await reply.json())["status"] == 404, path
     run(scenario)
 
 
@@ -252,7 +273,7 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
             fake_bus.result(face_result("cam9", 0))
 
             async def known_cam9():
-                reply = await client.get("/api/cam9/latest.jpg")
+                reply = await client.get("/api/cameras/cam9/latest.jpg")
                 return reply if reply.status != 404 else fake_bus.result(face_result("cam9", 0))
 
             reply = await until_async(known_cam9, 10, "cam9 to be known")
@@ -270,25 +291,25 @@ def test_latest_jpg_annotated_raw_scaled_and_lease(tmp_path, fake_bus, monkeypat
 
             publisher = asyncio.create_task(publish())
             try:
-                annotated = await client.get("/api/cam0/latest.jpg")
+                annotated = await client.get("/api/cameras/cam0/latest.jpg")
                 assert annotated.status == 200 and annotated.content_type == "image/jpeg"
                 image = decode_jpeg(await annotated.read())
                 assert image.shape == (480, 640, 3), "latest.jpg is full size by default"
                 assert box_drawn(image, FACE_BOX, EMOTION_COLORS["happy"]), "latest.jpg is annotated by default"
-                raw_reply = await client.get("/api/cam0/latest.jpg?bbox=0")
+                raw_reply = await client.get("/api/cameras/cam0/latest.jpg?bbox=0")
                 raw = decode_jpeg(await raw_reply.read())
                 seq = int(raw_reply.headers["X-Emotiond-Seq"])
                 assert not box_drawn(raw, FACE_BOX, EMOTION_COLORS["happy"]), "bbox=0 is the raw frame"
                 assert not dots_drawn(raw, LANDMARKS, EMOTION_COLORS["happy"]), "positive control for dots_drawn"
                 assert np.abs(raw.astype(int) - scene_frame(seq)).mean() < 4, "the raw frame is the published one"
-                small = decode_jpeg(await (await client.get("/api/cam0/latest.jpg?height=240")).read())
+                small = decode_jpeg(await (await client.get("/api/cameras/cam0/latest.jpg?height=240")).read())
                 assert small.shape == (240, 320, 3)
                 assert box_drawn(small, tuple(v // 2 for v in FACE_BOX), EMOTION_COLORS["happy"]), "scaled boxes"
                 for query, key in [("?bbox=2", "bbox"), ("?height=8", "height"), ("?height=big", "height"),
                                    ("?height=5000", "height")]:
-                    reply = await client.get("/api/cam0/latest.jpg" + query)
+                    reply = await client.get("/api/cameras/cam0/latest.jpg" + query)
                     assert reply.status == 400 and key in (await reply.json())["error"], query
-                assert (await client.get("/api/nosuch/latest.jpg")).status == 404
+                assert (await client.get("/api/cameras/nosuch/latest.jpg")).status == 404
                 assert fake_bus.wants(FRAME_TOPIC)
             finally:
                 stop.set()

@@ -44,7 +44,7 @@ def test_token_bearer_login_cookie_and_no_secret_in_urls_or_logs(tmp_path, fake_
                     ).status == 401
             assert (await client.get("/api/cameras", headers={"Authorization": TOKEN})).status == 401
             assert (await client.get("/api/cameras", headers=bearer)).status == 200
-            assert (await client.get("/api/cam0", headers={})).status == 401
+            assert (await client.get("/api/cameras/cam0/stream", headers={})).status == 401
             assert (await client.get("/ws")).status == 401
             assert (await client.post("/api/analyze", data=b"x")).status == 401
             assert (await client.get("/api/health")).status == 200  # open, for load balancers
@@ -122,7 +122,7 @@ def test_a_stream_ends_when_its_session_ends(tmp_path, fake_bus):
         async with console(web_settings(tmp_path, token=TOKEN), fake_bus.endpoint) as client:
             await client.post("/login", data={"user": "token", "password": TOKEN}, allow_redirects=False)
             await wait_seen(client, fake_bus, "cam0")
-            stream = await client.get("/api/cam0?fps=1")
+            stream = await client.get("/api/cameras/cam0/stream?fps=1")
             assert stream.status == 200, "positive control: the stream is open"
             assert (await client.post("/api/logout")).status == 200
             started = time.monotonic()

@@ -41,7 +41,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 CAMERA_PATH = {"name": "camera", "in": "path", "required": True,
-               "description": "camera name (in /api/{camera}, not one of the fixed /api/ paths)",
+               "description": "camera name, as /api/cameras lists it",
                "schema": {"type": "string", "pattern": CAMERA_NAME_PATTERN}}
 HEIGHT = _query("height", {"type": "integer", "minimum": MIN_HEIGHT, "maximum": MAX_HEIGHT},
                 "scale the frame down to this height (rounded to 40 px, never up)")
@@ -194,13 +194,13 @@ def _paths() -> dict[str, Any]:
                                                 "Analysis"),
                                    "413": _error("body or image too large"), "415": _error("not an image type"),
                                    "503": _error("busy, or the pipeline cannot be loaded"), **AUTHENTICATED}}},
-        "/api/{camera}/latest.jpg": {"get": {
+        "/api/cameras/{camera}/latest.jpg": {"get": {
             "summary": "the newest frame", "parameters": [
                 CAMERA_PATH, HEIGHT, _query("bbox", {"enum": ["0", "1"]}, "1: annotated (default), 0: raw")],
             "responses": {"200": {"description": "JPEG", "headers": {"X-Emotiond-Seq": {"schema": {
                 "type": "string"}}}, "content": {"image/jpeg": {"schema": {"type": "string"}}}},
                 "404": camera_not_found, "503": _error("no frame yet"), **AUTHENTICATED}}},
-        "/api/{camera}": {"get": {
+        "/api/cameras/{camera}/stream": {"get": {
             "summary": "the camera's annotated MJPEG stream", "parameters": [
                 CAMERA_PATH, HEIGHT, _query("fps", {"type": "number", "exclusiveMinimum": 0}, "frame rate cap")],
             "responses": {"200": {"description": "MJPEG", "content": {"multipart/x-mixed-replace": {

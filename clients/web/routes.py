@@ -1,12 +1,13 @@
 """The console's HTTP surface: the page and its login, and the table of every route.
 
-Conventions follow Frigate where they fit: ``/api/<camera>`` is an MJPEG stream, ``/api/<camera>/latest.jpg``
-the newest frame, ``/api/events`` and ``/api/stats`` JSON. Every bad input gets a JSON error with a 4xx status.
+Cameras live under their own prefix: ``/api/cameras/<camera>/stream`` is an MJPEG stream,
+``/api/cameras/<camera>/latest.jpg`` the newest frame; ``/api/events`` and ``/api/stats`` are JSON. No route is a
+catch-all, so a path that is not in the table (a route added without its OpenAPI entry, a typo) is a JSON 404, never
+a camera. Every bad input gets a JSON error with a 4xx status.
 """
 
 from __future__ import annotations
 
-import re
 from importlib.resources import files
 
 from aiohttp import web
@@ -95,9 +96,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/events", json_api.events)
     app.router.add_get("/api/stats", json_api.stats_view)
     app.router.add_post("/api/analyze", upload.analyze)
-    app.router.add_get("/api/{camera}/latest.jpg", media.latest_jpg)
-    # /api/NAME is a camera's stream unless NAME is one of the fixed routes above, whatever their method (so
-    # GET /api/analyze answers 405, not "unknown camera")
-    fixed = sorted({re.escape(path.split("/")[2]) for method, path in openapi.route_table(app)
-                    if path.count("/") == 2 and path.startswith("/api/")})
-    app.router.add_get(f"/api/{{camera:(?!(?:{'|'.join(fixed)})$)[^{{}}/]+}}", media.mjpeg)
+    app.router.add_get("/api/cameras/{camera}/latest.jpg", media.latest_jpg)
+    app.router.add_get("/api/cameras/{camera}/stream", media.mjpeg)

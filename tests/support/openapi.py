@@ -37,7 +37,7 @@ def _served(method: str, path: str) -> bool:
 def operation_of(method: str, path: str) -> tuple[str, dict[str, Any]]:
     """The documented template and operation that serve ``method path``."""
     document = openapi.document()
-    fixed = path in document["paths"]  # a fixed path is never a template's (the router keeps /api/{camera} off them)
+    fixed = path in document["paths"]  # a fixed path is never a template's (a template never matches a fixed path)
     for pattern, template in _templates():
         if pattern.match(path) and (template == path or not fixed) and method.lower() in document["paths"][template]:
             return template, document["paths"][template][method.lower()]
