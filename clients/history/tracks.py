@@ -1,0 +1,134 @@
+"""Tracks, their events and thinned samples, from the results and ``tracks.<camera>`` messages of the bus.
+
+The appeared / changed / disappeared logic is ``clients.changes.ChangeDetector``'s, the same that
+``emotiond events --changes``, the web console and the MQTT bridge use, so the history records exactly the events
+they show. This module adds what a database row needs: a key that stays unique across daemons and restarts, the
+track's running means and coverage, and samples thinned to ``sample_hz`` per track.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from emotiond.clients.changes import ChangeDetector
+from emotiond.clients.history.valence import valence
+from emotiond.core.protocol import Face, Result, TracksEnded
+
+LEFT = "left"  # end reason of a track whose face left the view (a result's ended_tracks)
+
+
+@dataclass(eq=False)
+class OpenTrack:
+    """One track as the writer knows it; ``id`` is its row's id once written."""
+
+    key: str
+    camera: str
+    track_id: int
+    worker: str
+    model: str
+    first_seen: float
+    frames_at_start: int  # the camera's results counted before this track's first one
+    last_seen: float = 0.0
+    frames_at_last: int = 0
+    detections: int = 0
+    samples: int = 0
+    last_sample: float = float("-inf")
+    score_sums: Counter[str] = field(default_factory=Counter)
+    valence_sum: float = 0.0
+    end_reason: str | None = None
+    id: int | None = None
+
+    def see(self, face: Face, t: float, frames: int) -> None:
+        self.last_seen = max(self.last_seen, t)
+        self.frames_at_last = frames
+        self.detections += 1
+        self.score_sums.update(face.scores)
+        self.valence_sum += valence(face.scores)
+
+    def row(self) -> dict[str, Any]:
+        """The track's row of the ``tracks`` table (without its id)."""
+        count = max(1, self.detections)
+        means = {label: round(total / count, 4) for label, total in sorted(self.score_sums.items())}
+        span = max(1, self.frames_at_last - self.frames_at_start)
+        return {"camera": self.camera, "track_key": self.key, "track_id": self.track_id, "worker": self.worker,
+                "first_seen": self.first_seen, "last_seen": max(self.last_seen, self.first_seen),
+                "end_reason": self.end_reason, "dominant": max(means, key=means.__getitem__) if means else None,
+                "mean_scores": json.dumps(means), "mean_valence": round(self.valence_sum / count, 4)
+                if self.detections else None, "samples": self.samples,
+                "coverage": round(min(1.0, self.detections / span), 4), "model": self.model}
+
+
+@dataclass
+class TrackRows:
+    """What a batch of messages adds: tracks to insert or update, events and samples (each with its track)."""
+
+    touched: dict[str, OpenTrack] = field(default_factory=dict)
+    events: list[tuple[OpenTrack, dict[str, Any]]] = field(default_factory=list)
+    samples: list[tuple[OpenTrack, dict[str, Any]]] = field(default_factory=list)
+
+
+class TrackBook:
+    def __init__(self, sample_hz: float):
+        self.sample_period = 1.0 / sample_hz
+        self.changes = ChangeDetector()
+        self.open: dict[tuple[str, int], OpenTrack] = {}
+        self.frames: Counter[str] = Counter()  # results seen per camera
+
+    def feed(self, message: Result | TracksEnded, into: TrackRows) -> None:
+        if isinstance(message, Result):
+            self._result(message, into)
+        events = list(self.changes.feed(message))
+        faces = {face.track_id: face for face in message.faces if face.track_id is not None} if isinstance(
+            message, Result) else {}
+        for event in events:
+            track = self.open.get((message.camera, event["track_id"]))
+            if track is None:
+                continue
+            face = faces.get(event["track_id"])
+            confidence = None if face is None else (
+                face.smoothed_confidence if face.smoothed_confidence is not None else face.confidence)
+            into.events.append((track, {"camera": message.camera, "t": float(event["at"]), "kind": event["event"],
+                                        "emotion": event.get("emotion"), "previous": event.get("previous"),
+                                        "reason": event.get("reason"), "confidence": confidence}))
+        if isinstance(message, TracksEnded):
+            self._end(message.camera, message.ended_tracks, message.reason, into)
+        else:
+            self._end(message.camera, message.extra.get("ended_tracks", ()), LEFT, into)
+
+    def _result(self, result: Result, into: TrackRows) -> None:
+        self.frames[result.camera] += 1
+        frames = self.frames[result.camera]
+        t = result.captured_at
+        for face in result.faces:
+            if face.track_id is None:
+                continue
+            key = (result.camera, face.track_id)
+            track = self.open.get(key)
+            if track is None:
+                track = self.open[key] = OpenTrack(
+                    key=f"{result.camera}/{result.worker}/{face.track_id}/{round(t * 1000)}", camera=result.camera,
+                    track_id=face.track_id, worker=result.worker, model=result.model, first_seen=t,
+                    frames_at_start=frames - 1)
+            track.see(face, t, frames)
+            into.touched[track.key] = track
+            if t - track.last_sample >= self.sample_period:
+                track.last_sample = t
+                track.samples += 1
+                into.samples.append((track, {"camera": result.camera, "t": t, "emotion": face.emotion,
+                                             "confidence": face.confidence, "valence": round(valence(face.scores), 4),
+                                             "scores": json.dumps(face.scores, separators=(",", ":"))}))
+
+    def _end(self, camera: str, track_ids: Any, reason: str, into: TrackRows) -> None:
+        for track_id in track_ids:
+            track = self.open.pop((camera, track_id), None)
+            if track is not None:
+                track.end_reason = reason or LEFT
+                into.touched[track.key] = track
+
+    def end_all(self, reason: str, into: TrackRows) -> None:
+        """Every open track ends (the writer stops before the daemon said so)."""
+        for (camera, track_id) in list(self.open):
+            self._end(camera, (track_id,), reason, into)
