@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from emotiond.benchmarks import commands as bench_commands
 from emotiond.clients.analyze import cli as analyze_cli
 from emotiond.clients.events import cli as events_cli
+from emotiond.clients.history import cli as history_cli
 from emotiond.clients.log import cli as log_cli
 from emotiond.clients.mqtt import cli as mqtt_cli
 from emotiond.clients.roles import CLIENT_ROLES
@@ -17,7 +18,7 @@ from emotiond.daemon import cli, keys
 from emotiond.daemon import commands as daemon_commands
 from emotiond.training import commands as training_commands
 
-COMMAND_MODULES = (daemon_commands, keys, events_cli, view_cli, log_cli, analyze_cli, web_cli, mqtt_cli,
+COMMAND_MODULES = (daemon_commands, keys, events_cli, view_cli, log_cli, history_cli, analyze_cli, web_cli, mqtt_cli,
                    training_commands, bench_commands)
 
 

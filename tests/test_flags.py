@@ -38,6 +38,8 @@ EXPECTED_KEYS: dict[str, dict[str, str]] = {
     "web": {"--runtime-dir": "bus.runtime_dir", "--host": "web.host", "--port": "web.port", "--tls": "web.tls"},
     "web users add": {}, "web users passwd": {}, "web users remove": {}, "web users list": {},
     "mqtt": {"--runtime-dir": "bus.runtime_dir", "--url": "mqtt.url"},
+    **{f"history {action}": {"--db": "history.url"}
+       for action in ("summary", "tracks", "track", "events", "markers", "export", "forget", "mark")},
     "bench": {"--workers": "workers.count", "--model": "classifier.model", "--backend": "classifier.backend"},
 }
 TRAINING = {"datasets check", "datasets synth", "datasets digits", "train", "tune", "evaluate", "export"}

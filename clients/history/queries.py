@@ -1,0 +1,279 @@
+"""The history's questions, one implementation for the CLI, the web API and the console page.
+
+Every function takes a ``HistoryReader`` (store.py), builds SQLAlchemy Core statements that run the same on
+SQLite and PostgreSQL, and returns JSON-ready dicts. Lists page by ``before`` (rows strictly older than it, newest
+first), never by offset, so a page stays right while the writer adds rows. Summaries are built from the per-minute
+aggregates only, which retention never removes: a bucket of minutes with no frames analysed has ``coverage`` None,
+so a gap reads as a gap and never as "neutral".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from emotiond.clients.history import schema
+from emotiond.clients.history.times import TimeError
+from emotiond.clients.history.valence import VALENCE_FORMULA
+
+MINUTE = 60.0
+DEFAULT_SPAN = 86400.0  # since defaults to a day before until
+DEFAULT_BUCKET = 300
+MAX_BUCKETS = 20_000  # per camera: a week at 1 minute is 10,080
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+class QueryError(TimeError):
+    """A query parameter out of range: one line (CLI exit 2, API 400)."""
+
+
+# ---------------------------------------------------------------- parameters
+
+def window(since: float | None, until: float | None, now: float | None = None) -> tuple[float, float]:
+    """``[since, until)`` with defaults (until: now; since: a day before until), checked."""
+    until = (time.time() if now is None else now) if until is None else float(until)
+    since = until - DEFAULT_SPAN if since is None else float(since)
+    if not (math.isfinite(since) and math.isfinite(until)):
+        raise QueryError("since and until must be finite times")
+    if since >= until:
+        raise QueryError(f"since ({since:.3f}) must be before until ({until:.3f})")
+    return since, until
+
+
+def check_bucket(bucket_seconds: float, since: float, until: float) -> int:
+    """Whole minutes (buckets are built from minute aggregates), and at most MAX_BUCKETS over the window."""
+    if not math.isfinite(bucket_seconds) or bucket_seconds < MINUTE or bucket_seconds % MINUTE:
+        raise QueryError(f"bucket must be a whole number of minutes, not {bucket_seconds:g} s")
+    bucket = int(bucket_seconds)
+    count = math.ceil(until / bucket) - math.floor(since / bucket)
+    if count > MAX_BUCKETS:
+        raise QueryError(f"{count} buckets of {bucket} s is more than {MAX_BUCKETS}: give a larger bucket or a "
+                         "shorter time range")
+    return bucket
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= int(limit) <= MAX_LIMIT:
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    return int(limit)
+
+
+def _rows(reader: Any, statement: sa.Executable) -> list[sa.Row]:
+    with reader.connect() as connection:
+        return list(connection.execute(statement))
+
+
+def _json(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _camera_filter(column: sa.ColumnElement, camera: str | None, everywhere: bool = False) -> list:
+    """``column = camera``; with ``everywhere``, rows for all cameras (NULL) match any camera too."""
+    if camera is None:
+        return []
+    if everywhere:
+        return [sa.or_(column == camera, column.is_(None))]
+    return [column == camera]
+
+
+# ---------------------------------------------------------------- summary
+
+def _empty_bucket(start: float) -> dict[str, Any]:
+    return {"start": start, "faces": 0, "face_seconds": {}, "shares": {}, "valence": None, "coverage": None,
+            "frames_analysed": 0, "frames_missed": 0, "_valence_seconds": 0.0}
+
+
+def _close_bucket(bucket: dict[str, Any]) -> dict[str, Any]:
+    valence_seconds = bucket.pop("_valence_seconds")
+    total = sum(bucket["face_seconds"].values())
+    bucket["face_seconds"] = {label: round(s, 3) for label, s in sorted(bucket["face_seconds"].items())}
+    bucket["shares"] = {label: round(s / total, 4) for label, s in bucket["face_seconds"].items()} if total else {}
+    bucket["valence"] = round(valence_seconds / total, 4) if total > 0 else None
+    frames = bucket["frames_analysed"] + bucket["frames_missed"]
+    bucket["coverage"] = round(bucket["frames_analysed"] / frames, 4) if frames else None
+    return bucket
+
+
+def fold_minutes(rows: Iterable[Mapping[str, Any]], since: float, until: float, bucket: int,
+                 cameras: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
+    """Per camera, every bucket of the window in time order, the minutes of ``rows`` added into theirs.
+
+    ``faces`` is the most distinct faces seen in one minute of the bucket (a face seen over several minutes is
+    one face, not several); face-seconds, frames and valence-seconds add up.
+    """
+    first = math.floor(since / bucket) * bucket
+    starts = list(range(int(first), int(math.ceil(until / bucket) * bucket), bucket))
+    by_camera: dict[str, dict[int, dict[str, Any]]] = {}
+    for camera in cameras:
+        by_camera.setdefault(camera, {})
+    for row in rows:
+        buckets = by_camera.setdefault(row["camera"], {})
+        start = int(math.floor(row["start"] / bucket) * bucket)
+        entry = buckets.get(start)
+        if entry is None:
+            entry = buckets[start] = _empty_bucket(float(start))
+        entry["faces"] = max(entry["faces"], int(row["faces"] or 0))
+        for label, seconds in _json(row["face_seconds"]).items():
+            entry["face_seconds"][label] = entry["face_seconds"].get(label, 0.0) + float(seconds)
+        entry["_valence_seconds"] += float(row["valence_seconds"] or 0.0)
+        entry["frames_analysed"] += int(row["frames_analysed"] or 0)
+        entry["frames_missed"] += int(row["frames_missed"] or 0)
+    return {camera: [_close_bucket(buckets.get(start) or _empty_bucket(float(start))) for start in starts]
+            for camera, buckets in sorted(by_camera.items())}
+
+
+def summary(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
+            bucket_seconds: float = DEFAULT_BUCKET, zone: str = "") -> dict[str, Any]:
+    """Emotion shares, valence and coverage per bucket per camera, with the markers of the window."""
+    since, until = window(since, until)
+    bucket = check_bucket(bucket_seconds, since, until)
+    minutes = schema.minutes
+    first = math.floor(since / bucket) * bucket  # whole buckets: the first one starts at or before since
+    statement = (sa.select(minutes.c.camera, minutes.c.start, minutes.c.faces, minutes.c.face_seconds,
+                           minutes.c.valence_seconds, minutes.c.frames_analysed, minutes.c.frames_missed)
+                 .where(minutes.c.zone == zone, minutes.c.start >= first, minutes.c.start < until,
+                        *_camera_filter(minutes.c.camera, camera))
+                 .order_by(minutes.c.camera, minutes.c.start))
+    rows = [row._mapping for row in _rows(reader, statement)]
+    cameras = fold_minutes(rows, since, until, bucket, (camera,) if camera is not None else ())
+    return {"since": since, "until": until, "bucket_seconds": bucket, "zone": zone,
+            "valence_formula": VALENCE_FORMULA, "cameras": cameras,
+            "markers": markers(reader, camera, since, until)["markers"]}
+
+
+# ---------------------------------------------------------------- tracks and events
+
+def _page(rows: list[dict[str, Any]], limit: int, key: str) -> tuple[list[dict[str, Any]], float | None]:
+    """``limit`` rows of ``rows`` (fetched with one more) and the ``before`` of the next page, or None at the end.
+
+    Rows with the same time as the page's last one all go to the next page (when the page has older ones), since
+    ``before`` keeps only rows strictly older: none is skipped or shown twice.
+    """
+    if len(rows) <= limit:
+        return rows, None
+    page = rows[:limit]
+    boundary = page[-1][key]
+    if rows[limit][key] == boundary:
+        kept = [row for row in page if row[key] != boundary]
+        if kept:
+            page = kept
+    return page, page[-1][key]
+
+
+def track_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    first, last = row["first_seen"], row["last_seen"]
+    return {"id": row["id"], "camera": row["camera"], "track_id": row["track_id"], "worker": row["worker"],
+            "first_seen": first, "last_seen": last,
+            "duration": round(last - first, 3) if first is not None and last is not None else None,
+            "end_reason": row["end_reason"], "dominant": row["dominant"],
+            "mean_scores": _json(row["mean_scores"]), "mean_valence": row["mean_valence"],
+            "samples": row["samples"], "coverage": row["coverage"], "model": row["model"]}
+
+
+def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "track": row["track"], "camera": row["camera"], "t": row["t"], "kind": row["kind"],
+            "emotion": row["emotion"], "previous": row["previous"], "reason": row["reason"],
+            "confidence": row["confidence"]}
+
+
+def tracks(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
+           before: float | None = None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """Tracks that started in ``[since, until)`` and before ``before``, newest first."""
+    since, until = window(since, until)
+    limit = check_limit(limit)
+    table = schema.tracks
+    upper = until if before is None else min(until, float(before))
+    statement = (sa.select(*(table.c[name] for name in _TRACK_COLUMNS))
+                 .where(table.c.first_seen >= since, table.c.first_seen < upper,
+                        *_camera_filter(table.c.camera, camera))
+                 .order_by(table.c.first_seen.desc(), table.c.id.desc()).limit(limit + 1))
+    rows = [track_row(row._mapping) for row in _rows(reader, statement)]
+    page, next_before = _page(rows, limit, "first_seen")
+    return {"tracks": page, "next_before": next_before}
+
+
+_TRACK_COLUMNS = ("id", "camera", "track_id", "worker", "first_seen", "last_seen", "end_reason", "dominant",
+                  "mean_scores", "mean_valence", "samples", "coverage", "model")
+_EVENT_COLUMNS = ("id", "track", "camera", "t", "kind", "emotion", "previous", "reason", "confidence")
+
+
+def events(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
+           before: float | None = None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """Track events (appeared, changed, disappeared) in ``[since, until)`` and before ``before``, newest first."""
+    since, until = window(since, until)
+    limit = check_limit(limit)
+    table = schema.track_events
+    upper = until if before is None else min(until, float(before))
+    statement = (sa.select(*(table.c[name] for name in _EVENT_COLUMNS))
+                 .where(table.c.t >= since, table.c.t < upper, *_camera_filter(table.c.camera, camera))
+                 .order_by(table.c.t.desc(), table.c.id.desc()).limit(limit + 1))
+    rows = [event_row(row._mapping) for row in _rows(reader, statement)]
+    page, next_before = _page(rows, limit, "t")
+    return {"events": page, "next_before": next_before}
+
+
+def track(reader: Any, track_id: int) -> dict[str, Any] | None:
+    """One track with its samples and events in time order (None when there is no such track, or it was
+    forgotten). A track whose samples retention already removed keeps its events and summary."""
+    table = schema.tracks
+    found = _rows(reader, sa.select(*(table.c[name] for name in _TRACK_COLUMNS)).where(table.c.id == int(track_id)))
+    if not found:
+        return None
+    samples = schema.samples
+    sample_rows = _rows(reader, sa.select(samples.c.t, samples.c.emotion, samples.c.confidence, samples.c.valence,
+                                          samples.c.scores)
+                        .where(samples.c.track == int(track_id)).order_by(samples.c.t, samples.c.id))
+    event_table = schema.track_events
+    event_rows = _rows(reader, sa.select(*(event_table.c[name] for name in _EVENT_COLUMNS))
+                       .where(event_table.c.track == int(track_id)).order_by(event_table.c.t, event_table.c.id))
+    return {"track": track_row(found[0]._mapping),
+            "samples": [{"t": row["t"], "emotion": row["emotion"], "confidence": row["confidence"],
+                         "valence": row["valence"], "scores": _json(row["scores"])}
+                        for row in (found_row._mapping for found_row in sample_rows)],
+            "events": [event_row(row._mapping) for row in event_rows]}
+
+
+# ---------------------------------------------------------------- markers and gaps
+
+def marker_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "t": row["t"], "camera": row["camera"], "label": row["label"], "source": row["source"]}
+
+
+def markers(reader: Any, camera: str | None = None, since: float | None = None,
+            until: float | None = None) -> dict[str, Any]:
+    """Markers in ``[since, until)`` in time order; for one camera, its own and those set for all cameras."""
+    since, until = window(since, until)
+    table = schema.markers
+    statement = (sa.select(table.c.id, table.c.t, table.c.camera, table.c.label, table.c.source)
+                 .where(table.c.t >= since, table.c.t < until,
+                        *_camera_filter(table.c.camera, camera, everywhere=True))
+                 .order_by(table.c.t, table.c.id))
+    return {"markers": [marker_row(row._mapping) for row in _rows(reader, statement)]}
+
+
+def gaps(reader: Any, camera: str | None = None, since: float | None = None,
+         until: float | None = None) -> dict[str, Any]:
+    """Recorded losses (a killed writer's open batch, a full disk, rows dropped while PostgreSQL was away) that
+    overlap ``[since, until)``."""
+    since, until = window(since, until)
+    table = schema.gaps
+    statement = (sa.select(table.c.id, table.c.camera, table.c.start, table.c.end, table.c.reason)
+                 .where(table.c.end >= since, table.c.start < until,
+                        *_camera_filter(table.c.camera, camera, everywhere=True))
+                 .order_by(table.c.start, table.c.id))
+    return {"gaps": [dict(row._mapping) for row in _rows(reader, statement)]}
+
+
+def cameras(reader: Any) -> list[str]:
+    """Every camera with minute aggregates (kept for ever), in name order."""
+    minutes = schema.minutes
+    return [row.camera for row in _rows(reader, sa.select(minutes.c.camera).distinct().order_by(minutes.c.camera))]
