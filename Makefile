@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 EMOTIOND := $(VENV)/bin/emotiond
 PYTEST_ARGS ?=
 
-.PHONY: venv deps apt model node test test-heavy lint demo bench clean image test-deploy
+.PHONY: venv deps apt model node test check test-heavy lint demo bench clean image test-deploy
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,10 +44,20 @@ deps: venv apt model node
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# Two phases: the tests not marked serial under pytest-xdist (TEST_WORKERS at once: they mostly wait on daemons
+# and servers, so more run than there are cores), then the serial ones alone (timing, rates, the whole machine).
 # -rs lists every skipped test with its reason; tests/conftest.py fails the run on any skip unless
-# EMOTIOND_ALLOW_SKIPS=1.
+# EMOTIOND_ALLOW_SKIPS=1, and on any xfail.
+TEST_WORKERS ?= 4
+PYTEST := $(VENV)/bin/pytest -q -rs --durations=15
 test: deps lint
-	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --phase parallel $(PYTEST_ARGS)
+	$(PYTEST) --phase serial $(PYTEST_ARGS)
+
+# The quick loop: ruff, then the tests that start no process (a test that starts one while not marked process
+# fails here).
+check: venv lint
+	$(VENV)/bin/pytest -q -n 2 --no-processes $(PYTEST_ARGS)
 
 # The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served; deliberate overload;
 # daemon restarts under Chromium: about 6 minutes).
