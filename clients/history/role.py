@@ -34,39 +34,44 @@ def write(settings: Settings, should_stop: Callable[[], bool], tick: Callable[[]
           endpoint: str | None = None, metrics: Any = None) -> int:
     """Subscribe to the bus and write the history until ``should_stop``. A database we must not use is logged
     once, and the process then idles until stopped rather than being restarted in a loop."""
+    from emotiond.clients.subscribe import Subscription
+
+    def count_bad(error: Any) -> None:
+        log.debug("history: malformed message skipped: %s", error)
+
+    # Subscribed first: the socket queues what the bus publishes while the database is opened and prepared.
+    subscription = Subscription(endpoint or settings.endpoint("results"), kinds=("result", "status", "tracks"),
+                                settings=settings, on_bad=count_bad)
+    try:
+        return _write(settings, subscription, should_stop, tick, metrics)
+    finally:
+        subscription.close()
+
+
+def _write(settings: Settings, subscription: Any, should_stop: Callable[[], bool], tick: Callable[[], None],
+           metrics: Any) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from emotiond.clients.history.schema import HistoryError
     from emotiond.clients.history.store import HistoryUnavailableError, open_store
     from emotiond.clients.history.writer import HistoryWriter
-    from emotiond.clients.subscribe import Subscription
 
     try:
         store = open_store(settings, prepare=False)
     except HistoryError as exc:
         return _idle(f"history not written: {exc}", should_stop, tick)
-    writer = HistoryWriter(store, settings, metrics=metrics)
     try:
-        writer.start()
-    except HistoryUnavailableError as exc:
-        log.warning("history: %s; rows are held until it answers", exc)
-    except HistoryError as exc:
-        store.close()
-        return _idle(f"history not written: {exc}", should_stop, tick)
-    except (SQLAlchemyError, OSError) as exc:  # a server down at start: the writer's loop retries it
-        log.warning("history: %s is not reachable yet (%s); rows are held until it answers", store.where, exc)
-
-    def count_bad(error: Any) -> None:
-        log.debug("history: malformed message skipped: %s", error)
-
-    subscription = Subscription(endpoint or settings.endpoint("results"), kinds=("result", "status", "tracks"),
-                                settings=settings, on_bad=count_bad)
-    try:
+        writer = HistoryWriter(store, settings, metrics=metrics)
+        try:
+            writer.start()
+        except HistoryUnavailableError as exc:
+            log.warning("history: %s; rows are held until it answers", exc)
+        except (SQLAlchemyError, OSError) as exc:  # a server down at start: the writer's loop retries it
+            log.warning("history: %s is not reachable yet (%s); rows are held until it answers", store.where, exc)
         return writer.run(subscription, should_stop, tick)
     except HistoryError as exc:
         return _idle(f"history not written: {exc}", should_stop, tick)
     finally:
-        subscription.close()
         store.close()
 
 

@@ -30,9 +30,9 @@ class OpenTrack:
     worker: str
     model: str
     first_seen: float
-    frames_at_start: int  # the camera's results counted before this track's first one
+    first_seq: int  # the camera's frame number at the first detection
     last_seen: float = 0.0
-    frames_at_last: int = 0
+    last_seq: int = 0
     detections: int = 0
     samples: int = 0
     last_sample: float = float("-inf")
@@ -41,9 +41,9 @@ class OpenTrack:
     end_reason: str | None = None
     id: int | None = None
 
-    def see(self, face: Face, t: float, frames: int) -> None:
+    def see(self, face: Face, t: float, seq: int) -> None:
         self.last_seen = max(self.last_seen, t)
-        self.frames_at_last = frames
+        self.last_seq = max(self.last_seq, seq)
         self.detections += 1
         self.score_sums.update(face.scores)
         self.valence_sum += valence(face.scores)
@@ -52,7 +52,7 @@ class OpenTrack:
         """The track's row of the ``tracks`` table (without its id)."""
         count = max(1, self.detections)
         means = {label: round(total / count, 4) for label, total in sorted(self.score_sums.items())}
-        span = max(1, self.frames_at_last - self.frames_at_start)
+        span = max(1, self.last_seq - self.first_seq + 1)  # frames captured, so missed ones lower the coverage
         return {"camera": self.camera, "track_key": self.key, "track_id": self.track_id, "worker": self.worker,
                 "first_seen": self.first_seen, "last_seen": max(self.last_seen, self.first_seen),
                 "end_reason": self.end_reason, "dominant": max(means, key=means.__getitem__) if means else None,
@@ -75,7 +75,6 @@ class TrackBook:
         self.sample_period = 1.0 / sample_hz
         self.changes = ChangeDetector()
         self.open: dict[tuple[str, int], OpenTrack] = {}
-        self.frames: Counter[str] = Counter()  # results seen per camera
 
     def feed(self, message: Result | TracksEnded, into: TrackRows) -> None:
         if isinstance(message, Result):
@@ -99,8 +98,6 @@ class TrackBook:
             self._end(message.camera, message.extra.get("ended_tracks", ()), LEFT, into)
 
     def _result(self, result: Result, into: TrackRows) -> None:
-        self.frames[result.camera] += 1
-        frames = self.frames[result.camera]
         t = result.captured_at
         for face in result.faces:
             if face.track_id is None:
@@ -111,8 +108,8 @@ class TrackBook:
                 track = self.open[key] = OpenTrack(
                     key=f"{result.camera}/{result.worker}/{face.track_id}/{round(t * 1000)}", camera=result.camera,
                     track_id=face.track_id, worker=result.worker, model=result.model, first_seen=t,
-                    frames_at_start=frames - 1)
-            track.see(face, t, frames)
+                    first_seq=result.seq)
+            track.see(face, t, result.seq)
             into.touched[track.key] = track
             if t - track.last_sample >= self.sample_period:
                 track.last_sample = t
