@@ -17,6 +17,7 @@ from typing import Any
 from emotiond.clients.mqtt.discovery import Discovery
 from emotiond.clients.mqtt.events import TrackEvents, face_emotion
 from emotiond.clients.mqtt.link import BrokerLink, MqttError
+from emotiond.clients.mqtt.markers import MarkerCommands
 from emotiond.clients.mqtt.metrics import BridgeMetrics, daemon_figures
 from emotiond.clients.mqtt.outbox import BrokerOutbox, Outgoing
 from emotiond.clients.mqtt.snapshots import Snapshots
@@ -51,6 +52,7 @@ class Bridge:
         self.outbox = BrokerOutbox(self.options.queue_size, on_drop=lambda _message: metrics.dropped.inc())
         self.events = TrackEvents(self.options.update_interval)
         self.snapshots = Snapshots(self.options.snapshot_quality) if self.options.snapshots else None
+        self.markers = MarkerCommands(settings) if settings.history.enabled else None
         kinds = ("result", "status", "tracks", "frame") if self.snapshots else ("result", "status", "tracks")
         self.subscription = Subscription(endpoint, (), kinds=kinds, settings=settings)
         self.configured = tuple(source.name for source in settings.sources)
@@ -170,13 +172,22 @@ class Bridge:
         if now >= self._next_stats:
             self._next_stats = now + self.options.stats_interval
             self._send(self.topics.stats, _json(self.stats(now)), "stats")
-        self._forget_leftover_configs()
+        incoming = self.link.incoming()
+        self._on_marker_commands([payload for topic, payload in incoming if topic == self.topics.marker_set])
+        self._forget_leftover_configs([(topic, payload) for topic, payload in incoming
+                                       if topic != self.topics.marker_set])
         self.pump()
 
-    def _forget_leftover_configs(self) -> None:
+    def _on_marker_commands(self, payloads: list[bytes]) -> None:
+        if self.markers is None:
+            return
+        for payload in payloads:
+            self._send(self.topics.marker_result, _json(self.markers.handle(payload)), "marker")
+
+    def _forget_leftover_configs(self, incoming: list[tuple[str, bytes]]) -> None:
         if self.discovery is None:
             return
-        for topic, payload in self.link.incoming():
+        for topic, payload in incoming:
             camera = self.discovery.camera_name(topic)
             if not payload or camera is None or self.outbox.retained(topic) not in (None, b""):
                 continue
@@ -232,6 +243,8 @@ class Bridge:
             self._flush(STOP_FLUSH_SECONDS)
         finally:
             self.subscription.close()
+            if self.markers is not None:
+                self.markers.close()
             self.link.stop(Outgoing(self.topics.available, b"offline", "availability", 1, True))
             self.metrics.connected.set(0)
             log.info("mqtt bridge stopped: %d messages dropped, %d still queued", self.outbox.dropped,
@@ -250,9 +263,11 @@ def build_bridge(settings: Settings, endpoint: str | None = None, metrics: Bridg
                  fail_on_refusal: bool = False) -> Bridge:
     """A bridge and its broker link from the settings (raises MqttError for an unreadable password or CA)."""
     topics = Topics(settings.mqtt.topic_prefix)
-    readback = ()
+    subscriptions: tuple[str, ...] = ()
     if settings.mqtt.discovery:
-        readback = (Discovery(topics, settings.mqtt.discovery_prefix, settings.mqtt.snapshots).readback_topic,)
-    link = BrokerLink(settings.mqtt, topics.available, readback)
+        subscriptions = (Discovery(topics, settings.mqtt.discovery_prefix, settings.mqtt.snapshots).readback_topic,)
+    if settings.history.enabled:  # marker commands (docs/mqtt.md)
+        subscriptions = (*subscriptions, topics.marker_set)
+    link = BrokerLink(settings.mqtt, topics.available, subscriptions)
     return Bridge(settings, endpoint or settings.endpoint("results"), link, metrics or BridgeMetrics(),
                   fail_on_refusal=fail_on_refusal)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-TOPIC_KINDS = ("availability", "discovery", "event", "state", "snapshot", "stats")
+TOPIC_KINDS = ("availability", "discovery", "event", "state", "snapshot", "stats", "marker")
 
 
 class BridgeMetrics:

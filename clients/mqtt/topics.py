@@ -7,6 +7,8 @@
     PREFIX/CAMERA/EMOTION       faces showing that emotion now (retained)
     PREFIX/CAMERA/snapshot      JPEG of the annotated frame when the dominant emotion changes (retained)
     PREFIX/stats                figures of the daemon and the bridge, every stats_interval
+    PREFIX/marker/set           (subscribed) a history marker to set: a label, or JSON {"label", "camera"}
+    PREFIX/marker/result        the answer to each marker command: {"ok": true, "marker": {...}} or an error
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ class Topics:
     @property
     def stats(self) -> str:
         return f"{self.prefix}/stats"
+
+    @property
+    def marker_set(self) -> str:
+        return f"{self.prefix}/marker/set"
+
+    @property
+    def marker_result(self) -> str:
+        return f"{self.prefix}/marker/result"
 
     def state(self, camera: str, name: str) -> str:
         """``faces``, ``emotion`` or an emotion label of one camera."""
