@@ -108,7 +108,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print("no minutes recorded in this range")
     for camera, buckets in result["cameras"].items():
         labels = sorted({label for bucket in buckets for label in bucket["shares"]})
-        rows = [[_time(b["start"]), str(b["faces"]), *(_share(b["shares"].get(label)) for label in labels),
+        rows = [[_time(b["start"]), str(b["faces"]), *(_share(b["shares"], label) for label in labels),
                  _number(b["valence"]), "gap" if b["coverage"] is None else f"{b['coverage']:.0%}"] for b in buckets]
         print(f"\n{camera}")
         sys.stdout.write(_table(["start (UTC)", "faces", *labels, "valence", "coverage"], rows))
@@ -117,8 +117,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _share(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
+def _share(shares: dict[str, float], label: str) -> str:
+    """A label's share; "-" where the bucket has no face-seconds at all (nothing to share out)."""
+    return f"{shares.get(label, 0.0):.0%}" if shares else "-"
 
 
 def cmd_tracks(args: argparse.Namespace) -> int:
