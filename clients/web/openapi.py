@@ -12,7 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from emotiond.clients.history.markers import MAX_LABEL, SOURCES
+from emotiond.clients.history.queries import MAX_LIMIT
 from emotiond.clients.web.auth import COOKIE
+from emotiond.clients.web.history_api import BUCKET_PATTERN, MAX_BEFORE, MAX_TIME_TEXT, TRACK_ID_MAX
 from emotiond.clients.web.json_api import EMOTION_RE, MAX_EVENTS_LIMIT
 from emotiond.clients.web.media import MAX_HEIGHT, MIN_HEIGHT
 from emotiond.clients.web.ring import TOPICS
@@ -58,6 +61,67 @@ CREDENTIALS = {"type": "object", "additionalProperties": False, "required": ["us
 TOO_MANY = {"description": "too many failed logins from this address", "headers": {
     "Retry-After": {"schema": {"type": "string", "pattern": r"^\d+$"}}},
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+STRING_OR_NULL = {"type": ["string", "null"]}
+LABEL_SECONDS = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+HISTORY_TRACK = {"type": "object", "required": [
+    "id", "camera", "track_id", "worker", "first_seen", "last_seen", "duration", "end_reason", "dominant",
+    "mean_scores", "mean_valence", "samples", "coverage", "model"], "properties": {
+    "id": {"type": "integer", "minimum": 1}, "camera": {"type": "string"}, "track_id": {"type": "integer"},
+    "worker": STRING_OR_NULL, "first_seen": {"type": "number"}, "last_seen": NUMBER_OR_NULL,
+    "duration": NUMBER_OR_NULL, "end_reason": STRING_OR_NULL, "dominant": STRING_OR_NULL,
+    "mean_scores": {"type": "object", "additionalProperties": {"type": "number"}},
+    "mean_valence": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+    "samples": {"type": ["integer", "null"], "minimum": 0},
+    "coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "model": STRING_OR_NULL}}
+HISTORY_EVENT = {"type": "object", "required": ["id", "track", "camera", "t", "kind", "emotion", "previous", "reason",
+                                                "confidence"], "properties": {
+    "id": {"type": "integer"}, "track": {"type": "integer"}, "camera": {"type": "string"}, "t": {"type": "number"},
+    "kind": {"enum": ["appeared", "changed", "disappeared"]}, "emotion": STRING_OR_NULL, "previous": STRING_OR_NULL,
+    "reason": STRING_OR_NULL, "confidence": NUMBER_OR_NULL}}
+HISTORY_SCHEMAS: dict[str, Any] = {
+    "HistoryBucket": {"type": "object", "required": ["start", "faces", "face_seconds", "shares", "valence",
+                                                     "coverage", "frames_analysed", "frames_missed"], "properties": {
+        "start": {"type": "number"}, "faces": {"type": "integer", "minimum": 0}, "face_seconds": LABEL_SECONDS,
+        "shares": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+        "valence": {"type": ["number", "null"], "minimum": -1, "maximum": 1,
+                    "description": "mean valence weighted by face-seconds; null without faces"},
+        "coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                     "description": "frames analysed / (analysed + missed); null when no frame came (a gap)"},
+        "frames_analysed": {"type": "integer", "minimum": 0}, "frames_missed": {"type": "integer", "minimum": 0}}},
+    "Marker": {"type": "object", "required": ["id", "t", "camera", "label", "source"], "properties": {
+        "id": {"type": "integer", "minimum": 1}, "t": {"type": "number"},
+        "camera": {"type": ["string", "null"], "description": "null: every camera"},
+        "label": {"type": "string"}, "source": {"enum": list(SOURCES)}}},
+    "HistorySummary": {"type": "object", "required": ["since", "until", "bucket_seconds", "valence_formula",
+                                                      "cameras", "markers"], "properties": {
+        "since": {"type": "number"}, "until": {"type": "number"}, "bucket_seconds": {"type": "integer", "minimum": 60},
+        "zone": {"type": "string"}, "valence_formula": {"type": "string"},
+        "cameras": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("HistoryBucket")}},
+        "markers": {"type": "array", "items": _ref("Marker")}}},
+    "HistoryTrack": HISTORY_TRACK,
+    "HistoryTracks": {"type": "object", "required": ["tracks", "next_before"], "properties": {
+        "tracks": {"type": "array", "items": _ref("HistoryTrack")}, "next_before": NUMBER_OR_NULL}},
+    "HistoryEvent": HISTORY_EVENT,
+    "HistoryEvents": {"type": "object", "required": ["events", "next_before"], "properties": {
+        "events": {"type": "array", "items": _ref("HistoryEvent")}, "next_before": NUMBER_OR_NULL}},
+    "HistoryTimeline": {"type": "object", "required": ["track", "samples", "events"], "properties": {
+        "track": _ref("HistoryTrack"),
+        "samples": {"type": "array", "items": {"type": "object", "required": ["t", "emotion", "confidence", "valence",
+                                                                             "scores"], "properties": {
+            "t": {"type": "number"}, "emotion": {"type": "string"}, "confidence": NUMBER_OR_NULL,
+            "valence": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}}}}},
+        "events": {"type": "array", "items": _ref("HistoryEvent")}}},
+    "Markers": {"type": "object", "required": ["markers"], "properties": {
+        "markers": {"type": "array", "items": _ref("Marker")}}},
+    "NewMarker": {"type": "object", "required": ["label"], "additionalProperties": False, "properties": {
+        "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
+        "camera": {"oneOf": [{"type": "null"}, {"type": "string", "pattern": CAMERA_NAME_PATTERN}],
+                   "description": "the camera it concerns; absent or null: every camera"},
+        "t": {"oneOf": [{"type": "null"}, {"type": "number", "minimum": 0, "maximum": MAX_BEFORE}],
+              "description": "Unix seconds; absent or null: now"}}},
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "status"], "additionalProperties": False,
@@ -114,6 +178,7 @@ SCHEMAS: dict[str, Any] = {
     "Analysis": {"type": "object", "required": ["result", "emotion", "message", "image"], "properties": {
         "result": _ref("Result"), "emotion": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
         "image": {"type": "string", "pattern": "^data:image/jpeg;base64,"}}},
+    **HISTORY_SCHEMAS,
     "Credentials": CREDENTIALS,
     "Session": {"type": "object", "required": ["user", "expires_at"], "additionalProperties": False,
                 "properties": {"user": {"type": "string"}, "expires_at": {"type": "number"}}},
@@ -122,10 +187,60 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _history_paths() -> dict[str, Any]:
+    time_text = {"type": "string", "minLength": 1, "maxLength": MAX_TIME_TEXT}
+    window = [
+        _query("camera", {"type": "string", "pattern": CAMERA_NAME_PATTERN}, "only this camera"),
+        _query("since", time_text, "from: 2h (ago), now, an ISO 8601 time (UTC unless it has an offset) or Unix "
+                                   "seconds; default a day before until"),
+        _query("until", time_text, "to (excluded), as since; default now")]
+    paging = [
+        _query("before", {"type": "number", "minimum": 0, "maximum": MAX_BEFORE},
+               "only rows older than this (Unix seconds): the previous page's next_before"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "at most this many (default 100)")]
+    down = _error("the history database cannot be used now (unreachable, foreign or newer); Retry-After")
+    bad = {"400": _error("bad parameter: a bad camera name or time, since not before until, too many buckets")}
+    return {
+        "/api/history/summary": {"get": {
+            "summary": "per camera, each bucket's emotion shares, face-seconds, valence and coverage, with markers",
+            "parameters": [*window, _query("bucket", {"type": "string", "pattern": BUCKET_PATTERN},
+                                           "bucket length: seconds or 5m, 1h, 1d (whole minutes; default 5m)")],
+            "responses": {"200": _json("the summary", "HistorySummary"), "503": down, **AUTHENTICATED, **bad}}},
+        "/api/history/tracks": {"get": {
+            "summary": "tracks that started in the window, newest first, paged by before",
+            "parameters": [*window, *paging],
+            "responses": {"200": _json("a page of tracks", "HistoryTracks"), "503": down, **AUTHENTICATED, **bad}}},
+        "/api/history/tracks/{id}": {"get": {
+            "summary": "one track's timeline: its summary, its samples and its events in time order",
+            "parameters": [{"name": "id", "in": "path", "required": True, "description": "the track's id",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": TRACK_ID_MAX}}],
+            "responses": {"200": _json("the timeline", "HistoryTimeline"),
+                          "404": _error("no such track (purged or forgotten)"), "503": down, **AUTHENTICATED,
+                          "400": _error("not a track id")}}},
+        "/api/history/events": {"get": {
+            "summary": "track events (appeared, changed, disappeared) in the window, newest first, paged by before",
+            "parameters": [*window, *paging],
+            "responses": {"200": _json("a page of events", "HistoryEvents"), "503": down, **AUTHENTICATED, **bad}}},
+        "/api/history/markers": {"get": {
+            "summary": "markers in the window, in time order (for a camera: its own and those for every camera)",
+            "parameters": window,
+            "responses": {"200": _json("markers", "Markers"), "503": down, **AUTHENTICATED, **bad}}},
+        "/api/markers": {"post": {
+            "summary": "set a marker (a moment to compare before and after, such as a new sign)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewMarker")}}},
+            "responses": {"201": _json("the marker kept", "Marker"),
+                          "400": _error("not JSON, or a bad label, camera or time"),
+                          "413": _error("body too large"), "415": _error("not JSON"), "503": down,
+                          **AUTHENTICATED}}},
+    }
+
+
 def _paths() -> dict[str, Any]:
     camera_not_found = _error("no such camera")
     return {
         "/": {"get": {"summary": "the console page", "responses": {
+            "200": {"description": "the page", "content": HTML}, "303": SEE_OTHER, **AUTHENTICATED}}},
+        "/history": {"get": {"summary": "the history page", "responses": {
             "200": {"description": "the page", "content": HTML}, "303": SEE_OTHER, **AUTHENTICATED}}},
         "/static/{name}": {"get": {
             "summary": "the page's script and style",
@@ -205,6 +320,7 @@ def _paths() -> dict[str, Any]:
                 CAMERA_PATH, HEIGHT, _query("fps", {"type": "number", "exclusiveMinimum": 0}, "frame rate cap")],
             "responses": {"200": {"description": "MJPEG", "content": {"multipart/x-mixed-replace": {
                 "schema": {"type": "string"}}}}, "404": camera_not_found, "503": STREAM_BUSY, **AUTHENTICATED}}},
+        **_history_paths(),
     }
 
 
@@ -214,7 +330,8 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "emotiond web console", "version": "1",
-                 "description": "Live annotated cameras, events, stats and photo upload (docs/web.md). Errors are "
+                 "description": "Live annotated cameras, events, stats, photo upload and the emotion history "
+                                "(docs/web.md, docs/history.md). Errors are "
                                 '{"error": MESSAGE, "status": CODE}.'},
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,

@@ -8,11 +8,13 @@ a camera. Every bad input gets a JSON error with a 4xx status.
 
 from __future__ import annotations
 
+import html
+import json
 from importlib.resources import files
 
 from aiohttp import web
 
-from emotiond.clients.web import json_api, media, openapi, sockets, upload
+from emotiond.clients.web import history_api, json_api, media, openapi, sockets, upload
 from emotiond.clients.web import login as login_api
 from emotiond.clients.web.context import GUARD, STATIC
 from emotiond.clients.web.responses import json_error
@@ -24,11 +26,18 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'
                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
+COLORS_PLACEHOLDER = b"__EMOTION_COLORS__"  # where a page takes the overlay's emotion colours (an HTML attribute)
+
+
 def load_static() -> dict[str, bytes]:
-    """The page's files, shipped as package data."""
+    """The page's files, shipped as package data; a page that names the emotion colours gets them filled in, so
+    its charts use the overlay's colours without asking for them."""
     folder = files("emotiond.clients.web").joinpath("static")
-    return {entry.name: entry.read_bytes() for entry in folder.iterdir()
-            if entry.is_file() and any(entry.name.endswith(suffix) for suffix in STATIC_TYPES)}
+    found = {entry.name: entry.read_bytes() for entry in folder.iterdir()
+             if entry.is_file() and any(entry.name.endswith(suffix) for suffix in STATIC_TYPES)}
+    colors = html.escape(json.dumps(sockets.EMOTION_CSS), quote=True).encode()
+    return {name: body.replace(COLORS_PLACEHOLDER, colors) if name.endswith(".html") else body
+            for name, body in found.items()}
 
 
 def _static(request: web.Request, name: str) -> web.Response:
@@ -44,6 +53,10 @@ def _static(request: web.Request, name: str) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     return _static(request, "index.html")
+
+
+async def history_page(request: web.Request) -> web.Response:
+    return _static(request, "history.html")
 
 
 async def static_file(request: web.Request) -> web.Response:
@@ -83,6 +96,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/history", history_page)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
@@ -98,3 +112,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/analyze", upload.analyze)
     app.router.add_get("/api/cameras/{camera}/latest.jpg", media.latest_jpg)
     app.router.add_get("/api/cameras/{camera}/stream", media.mjpeg)
+    history_api.add_routes(app)

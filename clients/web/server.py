@@ -14,6 +14,8 @@ from aiohttp import web
 from emotiond.clients.web import context, routes
 from emotiond.clients.web.analysis import PhotoAnalysis
 from emotiond.clients.web.auth import Guard, PathAccessLogger
+from emotiond.clients.web.history_access import HistoryAccess
+from emotiond.clients.web.history_api import HISTORY
 from emotiond.clients.web.hub import Hub
 from emotiond.clients.web.responses import json_errors
 from emotiond.clients.web.sessions import SessionStore, sessions_path
@@ -49,6 +51,7 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
     app[context.SETTINGS] = settings
     app[context.STATIC] = routes.load_static()
     app[context.STATS_CACHE] = {}
+    history = app[HISTORY] = HistoryAccess(settings)
     routes.add_routes(app)
 
     async def bus_reader(app: web.Application):
@@ -60,6 +63,7 @@ def build_app(settings: Settings, endpoint: str | None, messages: Mapping[str, S
         analysis.close()
         executor.shutdown(wait=True, cancel_futures=True)
         sessions.close()
+        history.close()
 
     app.cleanup_ctx.append(bus_reader)
     return app
