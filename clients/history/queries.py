@@ -103,32 +103,46 @@ def _close_bucket(bucket: dict[str, Any]) -> dict[str, Any]:
     return bucket
 
 
-def fold_minutes(rows: Iterable[Mapping[str, Any]], since: float, until: float, bucket: int,
+MINUTE_COLUMNS = ("camera", "start", "faces", "face_seconds", "valence_seconds", "frames_analysed", "frames_missed")
+
+
+def fold_minutes(rows: Iterable[Sequence[Any]], since: float, until: float, bucket: int,
                  cameras: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
-    """Per camera, every bucket of the window in time order, the minutes of ``rows`` added into theirs.
+    """Per camera, every bucket of the window in time order, the minutes of ``rows`` (tuples of MINUTE_COLUMNS)
+    added into theirs.
 
     ``faces`` is the most distinct faces seen in one minute of the bucket (a face seen over several minutes is
     one face, not several); face-seconds, frames and valence-seconds add up.
     """
     first = math.floor(since / bucket) * bucket
-    starts = list(range(int(first), int(math.ceil(until / bucket) * bucket), bucket))
-    by_camera: dict[str, dict[int, dict[str, Any]]] = {}
-    for camera in cameras:
-        by_camera.setdefault(camera, {})
-    for row in rows:
-        buckets = by_camera.setdefault(row["camera"], {})
-        start = int(math.floor(row["start"] / bucket) * bucket)
-        entry = buckets.get(start)
+    starts = range(int(first), int(math.ceil(until / bucket) * bucket), bucket)
+    by_camera: dict[str, dict[int, dict[str, Any]]] = {camera: {} for camera in cameras}
+    loads = json.loads
+    for camera, start, faces, face_seconds, valence_seconds, analysed, missed in rows:
+        buckets = by_camera.get(camera)
+        if buckets is None:
+            buckets = by_camera[camera] = {}
+        key = int(start // bucket * bucket)
+        entry = buckets.get(key)
         if entry is None:
-            entry = buckets[start] = _empty_bucket(float(start))
-        entry["faces"] = max(entry["faces"], int(row["faces"] or 0))
-        for label, seconds in _json(row["face_seconds"]).items():
-            entry["face_seconds"][label] = entry["face_seconds"].get(label, 0.0) + float(seconds)
-        entry["_valence_seconds"] += float(row["valence_seconds"] or 0.0)
-        entry["frames_analysed"] += int(row["frames_analysed"] or 0)
-        entry["frames_missed"] += int(row["frames_missed"] or 0)
-    return {camera: [_close_bucket(buckets.get(start) or _empty_bucket(float(start))) for start in starts]
+            entry = buckets[key] = _empty_bucket(float(key))
+        if faces and faces > entry["faces"]:
+            entry["faces"] = int(faces)
+        if face_seconds and face_seconds != "{}":
+            sums = entry["face_seconds"]
+            for label, seconds in loads(face_seconds).items():
+                sums[label] = sums.get(label, 0.0) + seconds
+        entry["_valence_seconds"] += valence_seconds or 0.0
+        entry["frames_analysed"] += analysed or 0
+        entry["frames_missed"] += missed or 0
+    return {camera: [_close_bucket(buckets[start]) if start in buckets else _gap(float(start)) for start in starts]
             for camera, buckets in sorted(by_camera.items())}
+
+
+def _gap(start: float) -> dict[str, Any]:
+    """A bucket without a single minute recorded."""
+    return {"start": start, "faces": 0, "face_seconds": {}, "shares": {}, "valence": None, "coverage": None,
+            "frames_analysed": 0, "frames_missed": 0}
 
 
 def summary(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
@@ -138,13 +152,11 @@ def summary(reader: Any, camera: str | None = None, since: float | None = None, 
     bucket = check_bucket(bucket_seconds, since, until)
     minutes = schema.minutes
     first = math.floor(since / bucket) * bucket  # whole buckets: the first one starts at or before since
-    statement = (sa.select(minutes.c.camera, minutes.c.start, minutes.c.faces, minutes.c.face_seconds,
-                           minutes.c.valence_seconds, minutes.c.frames_analysed, minutes.c.frames_missed)
+    statement = (sa.select(*(minutes.c[name] for name in MINUTE_COLUMNS))
                  .where(minutes.c.zone == zone, minutes.c.start >= first, minutes.c.start < until,
                         *_camera_filter(minutes.c.camera, camera))
                  .order_by(minutes.c.camera, minutes.c.start))
-    rows = [row._mapping for row in _rows(reader, statement)]
-    cameras = fold_minutes(rows, since, until, bucket, (camera,) if camera is not None else ())
+    cameras = fold_minutes(_rows(reader, statement), since, until, bucket, (camera,) if camera is not None else ())
     return {"since": since, "until": until, "bucket_seconds": bucket, "zone": zone,
             "valence_formula": VALENCE_FORMULA, "cameras": cameras,
             "markers": markers(reader, camera, since, until)["markers"]}
