@@ -188,29 +188,65 @@ def test_a_reader_that_keeps_up_gets_every_result_and_reports_no_gap(demo_run):
 
 
 def test_cameras_moved_between_workers_leave_no_track_open(start_daemon, tmp_path, default_model):
-    """Six cameras on four workers that become ready one after another: the first takes every camera, the others
-    take some over as they join, while the first still holds their frames and tracks. Every track any worker
-    opened ends before the daemon stops (at end of stream, or "moved" where its camera left), none at "stop"."""
-    clip = synthetic.write_video(tmp_path / "two.mp4", synthetic.SceneSpec(faces=2, frames=90))
+    """Six cameras on one worker, then a second worker joins (as one on another host does when its link comes up):
+    the first has opened tracks on every camera and still holds their frames when the second takes some of them
+    over. Every track any worker opened ends before the daemon stops: at end of stream, where its face left (a
+    result's ended_tracks), or "moved" where its camera left; none at "stop".
+
+    The second worker loads its model alongside the daemon, with its sockets in a folder of its own where the
+    daemon's are not yet: it joins once they are linked there, so its join waits for no model load, and file
+    sources (which wait for the workers, dropping nothing) still have most of their frames to go."""
+    clip = synthetic.write_video(tmp_path / "two.mp4", synthetic.SceneSpec(faces=2, frames=60, width=320,
+                                                                            height=240))
     cameras = [f"cam{index}" for index in range(6)]
-    daemon = start_daemon(*(f"--source={camera}={clip}" for camera in cameras), "--realtime", workers=4)
+    daemon = start_daemon(*(f"--source={camera}={clip}" for camera in cameras), workers=1)
     watcher = BusWatcher(daemon.results_endpoint, kinds=("result", "status", "tracks"))
+    later = tmp_path / "joiner-run"
+    later.mkdir(mode=0o700)
+    with (tmp_path / "w2.log").open("w") as log:
+        joiner = subprocess.Popen([*EMOTIOND, "worker", "--name", "w2", "--runtime-dir", str(later),
+                                   "--metrics-port", "0"], cwd=REPO, env=daemon.env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        def tracked_on(worker: str) -> set[str]:
+            return {r.camera for r in watcher.results() if r.worker == worker
+                    and any(face.track_id is not None for face in r.faces)}
+
+        daemon.wait_for(lambda: tracked_on("w1") == set(cameras), 90, "tracks on every camera on the first worker")
+        wait_for(lambda: joiner.poll() is None and "worker w2 ready" in (tmp_path / "w2.log").read_text(), 90,
+                 "the second worker's model")
+        for socket_name in ("frames.sock", "results_in.sock"):
+            (later / socket_name).symlink_to(daemon.runtime_dir / socket_name)
+        moved = daemon.wait_for(lambda: [m for _, m in list(watcher.received)
+                                         if isinstance(m, protocol.TracksEnded) and m.reason == "moved"],
+                                60, "a camera moved to the worker that joined")
         assert daemon.process.wait(120) == 0, daemon.log()[-3000:]
     finally:
         watcher.close()
+        joiner.terminate()
+        try:
+            joiner.wait(30)
+        finally:
+            kill_leftovers([joiner])
     bus = [m for _, m in list(watcher.received)]
     opened = {(r.camera, r.worker, face.track_id) for r in bus if isinstance(r, protocol.Result)
               for face in r.faces if face.track_id is not None}
-    ended = {(m.camera, m.worker, track): m.reason for m in bus if isinstance(m, protocol.TracksEnded)
-             for track in m.ended_tracks}
+    ended = {(r.camera, r.worker, track): "left" for r in bus if isinstance(r, protocol.Result)
+             for track in r.extra.get("ended_tracks", ())}
+    ended.update({(m.camera, m.worker, track): m.reason for m in bus if isinstance(m, protocol.TracksEnded)
+                  for track in m.ended_tracks})
     assert {s.camera for s in bus if isinstance(s, protocol.Status) and s.state == "eos"} == set(cameras)
-    assert len({worker for _, worker, _ in opened}) >= 2, "the cameras were not spread over the workers"
+    assert {worker for _, worker, _ in opened} == {"w1", "w2"}, "the cameras were not spread over the workers"
     assert opened <= set(ended), sorted(opened - set(ended))
-    reasons = {reason for key, reason in ended.items() if key in opened}
-    assert reasons <= {"eos", "moved"}, ended
-    print(f"{len(opened)} tracks on {len({w for _, w, _ in opened})} workers ended: "
-          f"{sorted(reasons)}; moved {sum(1 for r in ended.values() if r == 'moved')}")
+    reasons = [reason for key, reason in ended.items() if key in opened]
+    assert set(reasons) <= {"eos", "moved", "left"}, ended
+    moved_away = {(m.camera, m.worker) for m in moved}
+    assert {worker for _, worker in moved_away} == {"w1"} and all(
+        set(m.ended_tracks) & {t for c, w, t in opened if (c, w) == (m.camera, "w1")} for m in moved), moved
+    # each camera that left w1 went on, with new tracks, on w2
+    assert {camera for camera, _ in moved_away} <= {c for c, w, _ in opened if w == "w2"}, moved_away
+    print(f"{len(opened)} tracks ended: " + ", ".join(f"{r} {reasons.count(r)}" for r in sorted(set(reasons)))
+          + f"; cameras moved to w2: {sorted(c for c, _ in moved_away)}")
 
 
 def small_pipe() -> tuple[int, int]:
