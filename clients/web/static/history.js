@@ -26,9 +26,11 @@ function labelOrder(a, b) {
 }
 
 // ------------------------------------------------------------ formatting
-function clock(t, withDate) {
+function clock(t, withDate, withSeconds) {
   const d = new Date(t * 1000);
-  const time = d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  const parts = {hour: "2-digit", minute: "2-digit"};
+  if (withSeconds) parts.second = "2-digit";
+  const time = d.toLocaleTimeString([], parts);
   return withDate ? `${d.toLocaleDateString([], {month: "short", day: "numeric"})} ${time}` : time;
 }
 function moment(t) { return new Date(t * 1000).toLocaleString(); }
@@ -107,14 +109,16 @@ function sizeCanvas(canvas) {
   return {ctx, width, height};
 }
 
-function drawLegend(ctx, labels, width) {
+// The legend: a swatch per emotion, then the lines ("valence", and "marker" or "event"); returns its height.
+function drawLegend(ctx, labels, width, lines) {
   const row = FONT_PX + 5;
   let x = LEFT, y = 2;
-  for (const label of [...labels, "valence", "marker"]) {
+  for (const label of [...labels, ...lines]) {
     const w = 14 + ctx.measureText(label).width + 10;
     if (x + w > width && x > LEFT) { x = LEFT; y += row; }
-    ctx.fillStyle = label === "valence" ? VALENCE : label === "marker" ? MARKER : colour(label);
-    if (label === "valence" || label === "marker") ctx.fillRect(x, y + 6, 10, 2); else ctx.fillRect(x, y + 2, 10, 10);
+    const line = lines.includes(label);
+    ctx.fillStyle = label === "valence" ? VALENCE : line ? MARKER : colour(label);
+    if (line) ctx.fillRect(x, y + 6, 10, 2); else ctx.fillRect(x, y + 2, 10, 10);
     ctx.fillStyle = CHART_TEXT;
     ctx.fillText(label, x + 14, y + 7);
     x += w;
@@ -143,13 +147,13 @@ function drawAxes(ctx, plot, since, until) {
     ctx.textAlign = "left";
     ctx.fillText(v > 0 ? "+1" : String(v), plot.x + plot.w + 5, Math.min(plot.y + plot.h - 4, Math.max(plot.y + 4, y)));
   }
-  const span = until - since, withDate = span > 86400;
+  const span = until - since, withDate = span > 86400, withSeconds = span < 600;
   const ticks = Math.max(2, Math.min(8, Math.floor(plot.w / 110)));
   for (let i = 0; i <= ticks; i++) {
     const t = since + span * i / ticks, x = plot.x + plot.w * i / ticks;
     ctx.fillRect(Math.round(x), plot.y + plot.h + 1, 1, 3);
     ctx.textAlign = i === 0 ? "left" : i === ticks ? "right" : "center";
-    ctx.fillText(clock(t, withDate), x, plot.y + plot.h + COVERAGE_STRIP + 14);
+    ctx.fillText(clock(t, withDate, withSeconds), x, plot.y + plot.h + COVERAGE_STRIP + 14);
   }
   ctx.textAlign = "left";
 }
@@ -159,7 +163,7 @@ function drawAxes(ctx, plot, since, until) {
 function drawCamera(canvas, buckets, markers, since, until, bucketSeconds) {
   const {ctx, width, height} = sizeCanvas(canvas);
   const labels = [...new Set(buckets.flatMap((b) => Object.keys(b.shares)))].sort(labelOrder);
-  const top = drawLegend(ctx, labels, width - RIGHT) + 4;
+  const top = drawLegend(ctx, labels, width - RIGHT, ["valence", "marker"]) + 4;
   const plot = {x: LEFT, y: top, w: width - LEFT - RIGHT, h: Math.max(20, height - top - BOTTOM)};
   const from = buckets.length ? Math.min(since, buckets[0].start) : since;
   const to = Math.max(until, from + 1);
@@ -182,32 +186,43 @@ function drawCamera(canvas, buckets, markers, since, until, bucketSeconds) {
       y -= h;
     }
   }
-  ctx.strokeStyle = VALENCE;
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
+  // valence: a step across each bucket that has faces (broken where none has), outlined so it reads on any bar
+  const path = new Path2D();
   let drawing = false;
   for (const bucket of buckets) {
     if (bucket.valence === null) { drawing = false; continue; }
-    const x = xOf(bucket.start) + barWidth / 2, y = plot.y + plot.h * (1 - (bucket.valence + 1) / 2);
-    if (drawing) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    const x = xOf(bucket.start), y = plot.y + plot.h * (1 - (bucket.valence + 1) / 2);
+    if (drawing) path.lineTo(x, y); else path.moveTo(x, y);
+    path.lineTo(x + barWidth, y);
     drawing = true;
   }
-  ctx.stroke();
+  ctx.lineJoin = "round";
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.7)";
+  ctx.lineWidth = 4;
+  ctx.stroke(path);
+  ctx.strokeStyle = VALENCE;
+  ctx.lineWidth = 2;
+  ctx.stroke(path);
   ctx.setLineDash([4, 3]);
+  ctx.lineWidth = 1;
   ctx.strokeStyle = MARKER;
   ctx.fillStyle = MARKER;
-  for (const marker of markers) {
+  markers.forEach((marker, i) => {
     const x = Math.round(xOf(marker.t)) + 0.5;
     ctx.beginPath();
     ctx.moveTo(x, plot.y);
     ctx.lineTo(x, plot.y + plot.h);
     ctx.stroke();
     ctx.textAlign = x > plot.x + plot.w - 80 ? "right" : "left";
-    ctx.fillText(marker.label, x + (ctx.textAlign === "left" ? 3 : -3), plot.y + 7);
-  }
+    ctx.fillText(marker.label, x + (ctx.textAlign === "left" ? 3 : -3), plot.y + 7 + (i % 3) * (FONT_PX + 3));
+  });
   ctx.setLineDash([]);
   ctx.textAlign = "left";
   drawAxes(ctx, plot, from, to);
+  // where the plot is (CSS pixels) and the times at its edges: for anyone reading the chart back, like the tests
+  canvas.dataset.plot = [plot.x, plot.y, plot.w, plot.h].join(",");
+  canvas.dataset.from = String(from);
+  canvas.dataset.to = String(to);
   canvas.dataset.markers = String(markers.length);
   canvas.dataset.buckets = String(buckets.length);
 }
@@ -301,7 +316,7 @@ function drawTimeline(canvas, timeline) {
   const {ctx, width, height} = sizeCanvas(canvas);
   const track = timeline.track;
   const labels = [...new Set(timeline.samples.map((s) => s.emotion))].sort(labelOrder);
-  const top = drawLegend(ctx, labels, width - RIGHT) + 4;
+  const top = drawLegend(ctx, labels, width - RIGHT, ["valence", "event"]) + 4;
   const plot = {x: LEFT, y: top, w: width - LEFT - RIGHT, h: Math.max(20, height - top - BOTTOM)};
   const from = track.first_seen, to = Math.max(track.last_seen || from, from + 1);
   const xOf = (t) => plot.x + plot.w * (t - from) / (to - from);
@@ -361,7 +376,8 @@ async function openTrack(id) {
       li.dataset.kind = event.kind;
       li.dataset.t = String(event.t);
       const what = event.previous ? `${event.previous} → ${event.emotion}` : event.emotion || "";
-      li.textContent = `${clock(event.t)} ${event.kind} ${what}${event.reason ? ` (${event.reason})` : ""}`;
+      const why = event.reason ? ` (${event.reason})` : "";
+      li.textContent = `${clock(event.t, false, true)} ${event.kind} ${what}${why}`;
       list.append(li);
     }
     panel.hidden = false;
