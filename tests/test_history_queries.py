@@ -262,3 +262,35 @@ def test_the_reader_cannot_write(reader):
 def test_summary_is_json_ready(reader):
     result = queries.summary(reader, None, T0, T0 + HOUR, 300)
     assert json.loads(json.dumps(result)) == result
+
+
+def test_the_summary_of_what_the_writer_wrote(history_url):
+    """The writer's own rows (tracked results at 10 fps, 5 s of them lost on the bus) read back by the queries."""
+    from support.history import T0 as W0
+    from support.history import FakeClock, make_writer, tracked_result
+
+    clock = FakeClock()
+    writer = make_writer(history_url, clock)
+    results = []
+    for seq in range(1200):
+        t = W0 + seq / 10
+        faces = [(1, "happy" if seq < 600 else "sad")] if seq < 900 else []
+        if not 1000 <= seq < 1050:
+            results.append(tracked_result(seq, t, faces, ended=(1,) if seq == 900 else ()))
+    for index in range(0, len(results), 100):
+        clock.now = results[index:index + 100][-1].captured_at
+        writer.handle(results[index:index + 100])
+        writer.flush()
+    writer.close()
+    with HistoryReader(history_url) as reader:
+        buckets = queries.summary(reader, "cam0", W0, W0 + 120, 60)["cameras"]["cam0"]
+        assert buckets[0]["face_seconds"] == {"happy": pytest.approx(60.0, abs=0.2)}
+        assert buckets[0]["coverage"] == 1.0 and buckets[0]["faces"] == 1
+        assert buckets[0]["valence"] == pytest.approx(valence(scores_for("happy", 0.94)), abs=0.01)
+        assert buckets[1]["face_seconds"] == {"sad": pytest.approx(30.0, abs=0.2)}
+        assert buckets[1]["coverage"] == pytest.approx(550 / 600, abs=0.01)
+        listed = queries.tracks(reader, "cam0", W0, W0 + 120)["tracks"]
+        assert [(t["track_id"], t["end_reason"], t["duration"]) for t in listed] == [(1, "left", pytest.approx(89.9))]
+        timeline = queries.track(reader, listed[0]["id"])
+        assert [e["kind"] for e in timeline["events"]] == ["appeared", "changed", "disappeared"]
+        assert 90 * 3 <= len(timeline["samples"]) <= 90 * 4  # 10 fps thinned to at most 4 a second
