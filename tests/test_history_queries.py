@@ -143,7 +143,7 @@ def test_markers_added_through_the_store_for_one_camera_or_all(store, reader):
 @pytest.mark.parametrize(("label", "camera", "t", "source"), [
     ("", None, None, "cli"), ("x" * 201, None, None, "cli"), ("line\nbreak", None, None, "cli"),
     ("ok", "", None, "cli"), ("ok", None, float("nan"), "cli"), ("ok", None, -1.0, "cli"), ("ok", None, None, "sms"),
-    (7, None, None, "cli"), ("ok", 3, None, "cli"),
+    (7, None, None, "cli"), ("ok", 3, None, "cli"), ("ok", "the lobby", None, "cli"), ("ok", "x" * 65, None, "cli"),
 ])
 def test_bad_markers_are_one_line_errors(label, camera, t, source):
     with pytest.raises(UsageError) as error:

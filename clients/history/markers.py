@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from emotiond.clients.history import schema
 from emotiond.core.errors import UsageError
+from emotiond.core.protocol import CAMERA_NAME_MAX, CAMERA_NAME_RE
 
 SOURCES = ("cli", "api", "mqtt")
 MAX_LABEL = 200
-MAX_CAMERA = 64
 MAX_PAYLOAD = 4096  # bytes of an MQTT marker command
 
 
@@ -45,8 +45,11 @@ def check_marker(label: object, camera: object = None, t: object = None, source:
     """The row a marker becomes, its values checked; ``t`` None is now."""
     if source not in SOURCES:
         raise MarkerError(f"source must be one of {', '.join(SOURCES)}")
-    row: dict[str, Any] = {"label": _clean(label, "label", MAX_LABEL), "source": source,
-                           "camera": None if camera is None else _clean(camera, "camera", MAX_CAMERA)}
+    row: dict[str, Any] = {"label": _clean(label, "label", MAX_LABEL), "source": source, "camera": None}
+    if camera is not None:
+        if not isinstance(camera, str) or not CAMERA_NAME_RE.match(camera):
+            raise MarkerError(f"camera must be a camera name (letters, digits, _ and -, at most {CAMERA_NAME_MAX})")
+        row["camera"] = camera
     if t is None:
         row["t"] = time.time()
     elif isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
@@ -84,6 +87,6 @@ def parse_command(payload: bytes) -> tuple[str, str | None]:
             raise MarkerError('a JSON marker command is {"label": TEXT, "camera": NAME (optional)}')
         camera = value.get("camera")
         check_marker(value.get("label"), camera)
-        return value["label"].strip(), None if camera is None else camera.strip()
+        return value["label"].strip(), camera
     check_marker(text)
     return text, None
