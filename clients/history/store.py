@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "fuse.sshfs"}
+WRITE_OPTION = "history_write"  # execution option of the connections HistoryStore.begin() hands out
 PG_LOCK_KEY = schema.APPLICATION_ID  # advisory lock held while a PostgreSQL schema is created
 
 
@@ -190,7 +191,7 @@ class HistoryStore(HistoryReader):
     def _engine(self) -> Engine:
         engine = super()._engine()
         if self.dialect == "sqlite":
-            event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(engine, "begin", _sqlite_begin)
         return engine
 
     def prepare(self) -> None:
@@ -200,7 +201,7 @@ class HistoryStore(HistoryReader):
             return
         if self.path is not None and not schema.check_sqlite_file(self.path):
             self._create_sqlite_file()
-        with self._translated(), self.engine.begin() as connection:
+        with self._translated(), self.begin() as connection:
             if self.dialect == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
             schema.check_database(connection, self.where)
@@ -225,9 +226,21 @@ class HistoryStore(HistoryReader):
         except sqlite3.OperationalError as error:
             raise HistoryUnavailableError(f"history database {self.path}: {error}") from None
 
-    def begin(self) -> Any:
-        """A connection in a transaction, committed when the block ends (use it as a context manager)."""
-        return self.engine.begin()
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed when the block ends (rolled back on an exception). On
+        SQLite it takes the write lock at once (``BEGIN IMMEDIATE``); ``connect()`` stays a plain read."""
+        with self.engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """pysqlite runs in autocommit mode here, so the engine begins every transaction itself: writes take the lock
+    up front (two writers then queue on the busy timeout instead of failing on a lock upgrade), reads do not."""
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def describe_error(error: BaseException) -> str:
