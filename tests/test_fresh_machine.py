@@ -272,7 +272,7 @@ def test_ps_names_every_process_after_its_role(start_daemon, default_model):
     assert command_line(daemon.process.pid) == "emotiond: supervisor"
     titles = {name: command_line(pid) for name, pid in child_pids(daemon).items()}
     assert titles == {"proxy": "emotiond: proxy", "capture": "emotiond: capture", "w1": "emotiond: worker w1",
-                      "w2": "emotiond: worker w2"}
+                      "w2": "emotiond: worker w2", "history": "emotiond: history"}
     # Python's own resource tracker, which the spawn context starts, runs no emotiond code and keeps its command.
     unnamed = {pid: title for pid in descendants(daemon.process.pid) if (title := command_line(pid)) is not None
                and not title.startswith("emotiond: ") and RESOURCE_TRACKER not in title}
