@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,9 @@ import pytest
 from emotiond.clients.history.store import HistoryStore
 from emotiond.clients.overlay import EMOTION_COLORS
 
-from support.daemon import EMOTIOND, REPO, child_env, free_port, kill_leftovers, wait_for
+from support.daemon import child_env, wait_for
 from support.history_data import T0, add_track, seed
-from support.web import chromium  # noqa: F401
+from support.web import chromium, web_process  # noqa: F401
 
 GAP_BGR = (0x42, 0x3D, 0x3A)  # the page's colour of a bucket without frames (#3a3d42)
 EXTRA_TRACKS = 55  # with the seeded four, more than one page of 50
@@ -49,28 +48,8 @@ def history_console(tmp_path: Path) -> Iterator[Console]:
                 add_track(connection, "hall", 10 + index, T0 + 100 + index * 10, T0 + 105 + index * 10, ["surprise"])
     finally:
         store.close()
-    port = free_port()
-    with (tmp_path / "web.log").open("w") as log:
-        process = subprocess.Popen([*EMOTIOND, "web", "--port", str(port)], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    console = Console(f"http://127.0.0.1:{port}")
-
-    def up() -> bool:
-        assert process.poll() is None, (tmp_path / "web.log").read_text()[-3000:]
-        try:
-            return console.json("/api/health")["status"] == "ok"
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 60, "emotiond web to answer", interval=0.2)
-        yield console
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        finally:
-            kill_leftovers([process])
+    with web_process(env, tmp_path / "web.log") as base:
+        yield Console(base)
 
 
 def loaded(driver, count: int) -> bool:

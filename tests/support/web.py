@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,41 @@ def split_mjpeg(buffer: bytes) -> tuple[list[bytes], bytes]:
             return parts, buffer[start:]
         parts.append(buffer[body_start:body_start + length])
         buffer = buffer[body_start + length + 2:]
+
+
+@contextlib.contextmanager
+def web_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``emotiond web`` as its own process on a free loopback port (plain HTTP, no users), with ``env`` (its runtime
+    and state folders); yields its base URL once ``/api/health`` answers, and stops it afterwards."""
+    import json
+    import subprocess
+    import urllib.request
+
+    from support.daemon import EMOTIOND, REPO, free_port, kill_leftovers, wait_for
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([*EMOTIOND, "web", "--port", str(port)], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=5) as response:
+                return json.loads(response.read())["status"] == "ok"
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 60, "emotiond web to answer", interval=0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        finally:
+            kill_leftovers([process])
 
 
 # ---------------------------------------------------------------- Chromium

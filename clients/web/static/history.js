@@ -165,8 +165,9 @@ function drawCamera(canvas, buckets, markers, since, until, bucketSeconds) {
   const labels = [...new Set(buckets.flatMap((b) => Object.keys(b.shares)))].sort(labelOrder);
   const top = drawLegend(ctx, labels, width - RIGHT, ["valence", "marker"]) + 4;
   const plot = {x: LEFT, y: top, w: width - LEFT - RIGHT, h: Math.max(20, height - top - BOTTOM)};
+  // whole buckets: the first may start before since, the last end after until
   const from = buckets.length ? Math.min(since, buckets[0].start) : since;
-  const to = Math.max(until, from + 1);
+  const to = Math.max(until, buckets.length ? buckets[buckets.length - 1].start + bucketSeconds : until, from + 1);
   const xOf = (t) => plot.x + plot.w * (t - from) / (to - from);
   const barWidth = Math.max(1, plot.w * bucketSeconds / (to - from));
   for (const bucket of buckets) {
@@ -224,6 +225,7 @@ function drawCamera(canvas, buckets, markers, since, until, bucketSeconds) {
   canvas.dataset.from = String(from);
   canvas.dataset.to = String(to);
   canvas.dataset.markers = String(markers.length);
+  canvas.dataset.markerIds = markers.map((m) => m.id).join(",");
   canvas.dataset.buckets = String(buckets.length);
 }
 
