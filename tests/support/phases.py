@@ -43,9 +43,19 @@ def mark_process_tests(items: list[pytest.Item]) -> None:
             item.add_marker(PROCESS)
 
 
+def group_shared_fixtures(items: list[pytest.Item]) -> None:
+    """Tests that share a module- or class-scoped fixture go to one xdist worker (``--dist loadgroup``), so the
+    fixture (a daemon, a trained model, a built wheel) is made once, not once per worker that runs one of them."""
+    for item in items:
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope in ("module", "class") for defs in definitions.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def select(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect what the chosen phase (and --no-processes) leaves out."""
+    """Deselect what the chosen phase (and --no-processes) leaves out; group tests that share a fixture."""
     mark_process_tests(items)
+    group_shared_fixtures(items)
     phase = config.getoption("--phase")
     no_processes = config.getoption("--no-processes")
 
