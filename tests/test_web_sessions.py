@@ -17,6 +17,7 @@ import signal
 import ssl
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,122 @@ async def _socket_closed_by(live: LiveConsole, session: str, change) -> tuple[st
         except TimeoutError:
             return hello, None
         return hello, message.data
+
+
+def _stream_path(camera: str) -> str:
+    """The camera's MJPEG stream, wherever the console's OpenAPI document puts it."""
+    [template] = [path for path, item in openapi.document()["paths"].items()
+                  if "multipart/x-mixed-replace" in item.get("get", {}).get("responses", {}).get("200", {})
+                  .get("content", {})]
+    return template.replace("{camera}", camera)
+
+
+class MjpegReader:
+    """The JPEG parts of one MJPEG response, as they arrive."""
+
+    PART = re.compile(rb"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: (\d+)\r\n\r\n")
+
+    def __init__(self, response):
+        self.response = response
+        self.buffer = b""
+        self.jpegs: list[bytes] = []
+
+    async def more(self, timeout: float = 30) -> bool:
+        """Read what comes next; False at the end of the stream."""
+        chunk = await asyncio.wait_for(self.response.content.readany(), timeout)
+        self.buffer += chunk
+        while (found := self.PART.search(self.buffer)) and len(self.buffer) >= found.end() + int(found.group(1)):
+            self.jpegs.append(self.buffer[found.end(): found.end() + int(found.group(1))])
+            self.buffer = self.buffer[found.end() + int(found.group(1)):]
+        return bool(chunk)
+
+    async def until(self, count: int) -> None:
+        wanted = len(self.jpegs) + count
+        while len(self.jpegs) < wanted:
+            assert await self.more(), f"the stream ended after {len(self.jpegs)} frames"
+
+
+def test_a_stream_and_a_websocket_show_frames_then_close_at_logout(live):
+    """Frames arrive on an MJPEG stream and a WebSocket of one session; the session logs out while frames keep
+    coming, and both close (the WebSocket with the session-ended code); a stream of another session of the same user
+    goes on."""
+    import aiohttp
+
+    from support.web import FakeBus, decode_jpeg
+
+    camera = "door"
+    (live.folder / "rt").mkdir(mode=0o700, exist_ok=True)
+    fake_bus = FakeBus(f"ipc://{live.folder / 'rt'}/results.sock")  # where the console reads results
+    publishing = threading.Event()
+    bus_error: list[BaseException] = []
+
+    def publish() -> None:
+        seq = 0
+        try:
+            while not publishing.wait(0.05):
+                fake_bus.publish_pair(camera, seq)
+                seq += 1
+        except BaseException as exc:  # reported by the test below
+            bus_error.append(exc)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    leaving, staying = live.session("alice"), live.session("alice")
+    wait_for(lambda: camera in [c["name"] for c in live.request("GET", "/api/cameras", session=staying)
+                                .json()["cameras"]], 30, "the console to know the camera")
+
+    async def scenario() -> dict:
+        base = f"https://127.0.0.1:{live.port}"
+        url = f"{base}{_stream_path(camera)}?fps=10"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=live.context(), limit=0)) as client:
+            cookie = {"Cookie": f"{COOKIE}={leaving}"}
+            stream = MjpegReader(await client.get(url, headers=cookie))
+            other = MjpegReader(await client.get(url, headers={"Cookie": f"{COOKIE}={staying}"}))
+            assert stream.response.status == other.response.status == 200
+            ws = await client.ws_connect(f"wss://127.0.0.1:{live.port}/ws", headers=cookie, heartbeat=None)
+            await ws.send_json({"watch": [camera], "fps": 10})
+            ws_frames = 0
+            while ws_frames < 2:
+                message = await ws.receive(timeout=30)
+                assert message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), message
+                ws_frames += message.type == aiohttp.WSMsgType.BINARY
+            await stream.until(2)
+            await other.until(2)
+            before = len(stream.jpegs)
+
+            out = await client.post(f"{base}/api/logout", headers=cookie)
+            assert out.status == 200
+            logged_out = time.monotonic()
+            while await stream.more():  # frames already under way, then the console ends the stream
+                assert time.monotonic() - logged_out < 30, "the stream stayed open after logout"
+            stream_closed = time.monotonic() - logged_out
+            while (message := await ws.receive(timeout=30)).type not in (aiohttp.WSMsgType.CLOSE,
+                                                                          aiohttp.WSMsgType.CLOSED):
+                assert time.monotonic() - logged_out < 30, "the WebSocket stayed open after logout"
+            ws_closed = time.monotonic() - logged_out
+            other_before = len(other.jpegs)
+            await other.until(2)  # frames kept coming: the stream of the other session goes on
+            other.response.close()
+            await ws.close()
+            return {"before": before, "after": len(stream.jpegs) - before, "jpeg": stream.jpegs[0],
+                    "ws_frames": ws_frames, "ws_code": message.data, "stream_closed": stream_closed,
+                    "ws_closed": ws_closed, "other": len(other.jpegs) - other_before}
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        publishing.set()
+        publisher.join(10)
+        fake_bus.close()
+    assert not bus_error, bus_error
+    print(f"{seen['before']} frames on the stream and {seen['ws_frames']} on the WebSocket before logout; the "
+          f"stream closed {seen['stream_closed']:.1f} s after it ({seen['after']} frames meanwhile), the WebSocket "
+          f"{seen['ws_closed']:.1f} s after it")
+    assert seen["before"] >= 2 and decode_jpeg(seen["jpeg"]).shape[:2] == (480, 640), "no frames before logout"
+    assert seen["ws_code"] == WS_CLOSE_SESSION_ENDED, seen["ws_code"]
+    assert seen["stream_closed"] < 20 and seen["ws_closed"] < 20, seen  # the console rechecks every 5 s
+    assert seen["other"] >= 2
+    assert live.request("GET", "/api/cameras", session=staying).status == 200
 
 
 def test_password_change_and_removal_end_the_users_sessions(live):
