@@ -253,12 +253,15 @@ def test_an_unknown_api_path_is_a_json_404_never_a_camera_stream(tmp_path, fake_
             assert stream.status == 200, "positive control: a camera named like a route streams under its prefix"
             assert stream.content_type == "multipart/x-mixed-replace"
             stream.close()
-            for path in ("/api/cam0", "/api/history", "/api/markers", "/api/no-such-route", "/api/cam0/latest.jpg",
+            for path in ("/api/cam0", "/api/history", "/api/no-such-route", "/api/cam0/latest.jpg",
                          "/api/cameras/cam0", "/api/cameras/cam0/nothing", "/api/history/nothing"):
                 reply = await client.get(path)
                 assert reply.status == 404, path
                 assert reply.content_type == "application/json", path
                 assert (await reply.json())["status"] == 404, path
+            post_only = await client.get("/api/markers")  # a route, for another method: 405, not a stream
+            assert post_only.status == 405 and post_only.headers["Allow"] == "POST"
+            assert (await post_only.json())["status"] == 405
     run(scenario)
 
 
