@@ -75,7 +75,9 @@ def integrity(path: Path) -> str:
         connection.close()
 
 
+@pytest.mark.serial
 def test_sigkill_during_heavy_writing_keeps_the_database_intact(tmp_path):
+    """Timed (the loss bound and the whole run's length), so it runs alone."""
     path = tmp_path / "history.sqlite"
     url = f"sqlite:///{path}"
     endpoint = f"ipc://{tmp_path / 'results.sock'}"

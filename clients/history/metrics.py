@@ -11,8 +11,8 @@ from typing import Any
 TABLES = ("tracks", "track_events", "samples", "minutes", "gaps")
 # Why rows were dropped: the database stayed unwritable past [history] buffer_rows, or refused a batch outright.
 DROP_REASONS = ("buffer_full", "rejected")
-# Why a write failed: a full disk, an unreachable server, a locked SQLite file, I/O, anything else.
-ERROR_REASONS = ("disk_full", "unreachable", "locked", "io_error", "rejected", "other")
+# Why a write failed: a full disk, an unreachable server, a locked SQLite file, I/O, a batch the database refused.
+ERROR_REASONS = ("disk_full", "unreachable", "locked", "io_error", "rejected")
 
 
 class HistoryMetrics:

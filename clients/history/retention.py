@@ -200,7 +200,12 @@ class Retention:
             pages = max(16, pages // 2) if took > LOCK_TARGET_SECONDS else min(65_536, pages * 2)
             yield
             if not free:
-                return
+                break
+        raw = self.store.engine.raw_connection()
+        try:  # the file shrinks when the WAL is copied back; PASSIVE never waits for readers
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            raw.close()
 
 
 def used_bytes(store: HistoryStore) -> int:

@@ -55,7 +55,7 @@ tracks = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("camera", Text, nullable=False),
     Column("track_key", Text, nullable=False, unique=True),  # "<camera>/<worker>/<track_id>/<first_seen ms>"
-    Column("track_id", Integer, nullable=False),
+    Column("track_id", BigInteger, nullable=False),  # the tracker's id: any non-negative 64-bit integer
     Column("worker", Text, nullable=False),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
@@ -63,7 +63,7 @@ tracks = Table(
     Column("dominant", Text),
     Column("mean_scores", Text, nullable=False, default="{}"),  # JSON {label: mean score}
     Column("mean_valence", Float),
-    Column("samples", Integer, nullable=False, default=0),  # detections seen (before thinning)
+    Column("samples", Integer, nullable=False, default=0),  # rows of this track in samples (thinned)
     Column("coverage", Float),  # share of the track's span with a detection
     Column("model", Text, nullable=False, default=""),
     Index("ix_tracks_camera_first_seen", "camera", "first_seen"),

@@ -221,8 +221,7 @@ class HistoryWriter:
             self.metrics.dropped.labels("rejected").inc(rows)
             log.error("history: the database refused a batch of %d row(s), dropped: %s", rows, describe_error(error))
             times = [row["t"] for _, row in self.batch.tracks.samples + self.batch.tracks.events]
-            touched = self.batch.tracks.touched
-            self.batch = Batch(TrackRows(touched=touched))
+            self.batch = Batch()  # its tracks are written again at their next detection, with their running totals
             if times:
                 self.batch.gaps.append({"camera": None, "start": min(times), "end": max(times), "reason": "rejected"})
             return False
