@@ -255,3 +255,36 @@ def test_postgres_restart_buffers_reconnects_and_counts_what_it_dropped(postgres
     assert gap["reason"] == "unreachable"
     kept = sorted(row["t"] for row in samples)
     assert gap["start"] > T0 and gap["end"] < kept[2], "the oldest samples were the ones dropped"
+
+
+def test_a_refused_track_is_left_out_and_the_others_go_on(history_url, caplog):
+    """A track whose row the database refuses (here its key is taken) costs one batch, recorded as a gap; it is then
+    left out until it ends, and every other track keeps being written."""
+    clock = FakeClock()
+    writer = make_writer(history_url, clock)
+    writer.store.prepare()
+    with writer.store.begin() as connection:
+        connection.execute(schema.tracks.insert().values(
+            camera="cam0", track_key=f"cam0/w1/5/{round(T0 * 1000)}", track_id=5, worker="w1", first_seen=T0,
+            last_seen=T0, mean_scores="{}", samples=0, model="other"))
+    first = [tracked_result(seq, T0 + seq / 10, [(5, "happy"), (6, "sad")]) for seq in range(20)]
+    clock.now = T0 + 2
+    writer.handle(first)
+    with caplog.at_level(logging.ERROR):
+        assert not writer.flush()
+    assert any("refused a batch" in r.getMessage() for r in caplog.records)
+    later = [tracked_result(seq, T0 + seq / 10, [(5, "happy"), (6, "sad")], ended=(5, 6) if seq == 59 else ())
+             for seq in range(20, 60)]
+    clock.now = T0 + 6
+    writer.handle(later)
+    assert writer.flush()
+    writer.close()
+    tracks = {t["track_id"]: t for t in table_rows(history_url, "tracks") if t["model"] != "other"}
+    assert set(tracks) == {6} and tracks[6]["end_reason"] == "left"
+    samples = table_rows(history_url, "samples")
+    assert samples and {s["track"] for s in samples} == {tracks[6]["id"]}
+    assert min(s["t"] for s in samples) >= T0 + 2, "the refused batch's rows are gone"
+    (gap,) = table_rows(history_url, "gaps")
+    assert gap["reason"] == "rejected" and gap["start"] == T0 and gap["end"] <= T0 + 2
+    assert writer.metrics.registry.get_sample_value("emotiond_history_dropped_rows_total",
+                                                    {"reason": "rejected"}) > 0

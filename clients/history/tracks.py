@@ -75,6 +75,7 @@ class TrackBook:
         self.sample_period = 1.0 / sample_hz
         self.changes = ChangeDetector()
         self.open: dict[tuple[str, int], OpenTrack] = {}
+        self.ignored: set[tuple[str, int]] = set()  # tracks the database refused: left out until they end
 
     def feed(self, message: Result | TracksEnded, into: TrackRows) -> None:
         if isinstance(message, Result):
@@ -103,6 +104,8 @@ class TrackBook:
             if face.track_id is None:
                 continue
             key = (result.camera, face.track_id)
+            if key in self.ignored:
+                continue
             track = self.open.get(key)
             if track is None:
                 track = self.open[key] = OpenTrack(
@@ -120,10 +123,18 @@ class TrackBook:
 
     def _end(self, camera: str, track_ids: Any, reason: str, into: TrackRows) -> None:
         for track_id in track_ids:
+            self.ignored.discard((camera, track_id))
             track = self.open.pop((camera, track_id), None)
             if track is not None:
                 track.end_reason = reason or LEFT
                 into.touched[track.key] = track
+
+    def ignore(self, tracks: list[OpenTrack]) -> None:
+        """Leave these tracks out from now on (their row was refused), so they cannot spoil every later batch."""
+        for track in tracks:
+            if self.open.get((track.camera, track.track_id)) is track:
+                del self.open[(track.camera, track.track_id)]
+                self.ignored.add((track.camera, track.track_id))
 
     def end_all(self, reason: str, into: TrackRows) -> None:
         """Every open track ends (the writer stops before the daemon said so)."""

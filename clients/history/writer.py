@@ -221,7 +221,8 @@ class HistoryWriter:
             self.metrics.dropped.labels("rejected").inc(rows)
             log.error("history: the database refused a batch of %d row(s), dropped: %s", rows, describe_error(error))
             times = [row["t"] for _, row in self.batch.tracks.samples + self.batch.tracks.events]
-            self.batch = Batch()  # its tracks are written again at their next detection, with their running totals
+            self._isolate_refused_tracks([track for track in self.batch.tracks.touched.values() if track.id is None])
+            self.batch = Batch()  # written tracks are updated at their next detection, with their running totals
             if times:
                 self.batch.gaps.append({"camera": None, "start": min(times), "end": max(times), "reason": "rejected"})
             return False
@@ -235,6 +236,22 @@ class HistoryWriter:
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(RETRY_MAX_SECONDS, self._retry_delay * 2)
         return False
+
+    def _isolate_refused_tracks(self, tracks: list[OpenTrack]) -> None:
+        """After a refused batch, insert its new tracks one by one: a track whose own row is refused is left out
+        until it ends, so it cannot spoil every later batch; the others keep being recorded."""
+        for track in tracks:
+            try:
+                with self.store.begin() as connection:
+                    track.id = connection.execute(
+                        schema.tracks.insert().values(track.row()).returning(schema.tracks.c.id)).scalar_one()
+                self.metrics.rows.labels("tracks").inc()
+            except exc.SQLAlchemyError as error:
+                track.id = None
+                if retryable(error):
+                    return
+                log.error("history: track %s refused, left out until it ends: %s", track.key, describe_error(error))
+                self.book.ignore([track])
 
     def _write(self, batch: Batch, dropped: list[dict[str, Any]], closing: bool) -> dict[str, int]:
         written: dict[str, int] = {}
