@@ -74,7 +74,7 @@ def result(camera: str, seq: int, t: float, faces: list[tuple[int, str]], ended:
 
 
 @dataclass
-class Camera:
+class SimCamera:
     """One camera's faces: ``faces`` slots, each a run of tracks of TRACK_SECONDS; a slot is empty for a while
     between tracks on cameras with ``gaps``."""
 
@@ -95,7 +95,7 @@ class Camera:
         return faces
 
 
-def stream(cameras: list[Camera], start: float, seconds: float, interval: float) -> Iterator[protocol.Result]:
+def stream(cameras: list[SimCamera], start: float, seconds: float, interval: float) -> Iterator[protocol.Result]:
     """Results of every camera every ``interval`` seconds over ``seconds``, in time order. A track ends (the
     face left) in the first frame without it."""
     seen: dict[str, set[int]] = {camera.name: set() for camera in cameras}
@@ -184,7 +184,7 @@ def size_bytes(url: str) -> int:
 
 def writer_rate(url: str, seconds: float) -> dict[str, float]:
     """6 cameras x 4 faces at 4 results a second each (every face kept as a sample: sample_hz 4)."""
-    cameras = [Camera(f"cam{i}", 4, gaps=False) for i in range(6)]
+    cameras = [SimCamera(f"cam{i}", 4, gaps=False) for i in range(6)]
     start = 1_800_000_000.0
     figures = write(url, stream(cameras, start, seconds, 0.25))
     samples = count(url, "samples")
@@ -195,7 +195,7 @@ def writer_rate(url: str, seconds: float) -> dict[str, float]:
 
 def history_of_days(url: str, cameras: int, days: float, interval: float) -> dict[str, float]:
     """``days`` of ``cameras`` cameras (faces 1, 2, 1, 2, ...; every other camera with empty spells)."""
-    scene = [Camera(f"cam{i}", 1 + i % 2, gaps=bool(i % 2)) for i in range(cameras)]
+    scene = [SimCamera(f"cam{i}", 1 + i % 2, gaps=bool(i % 2)) for i in range(cameras)]
     start = 1_800_000_000.0 - (1_800_000_000.0 % DAY)
     figures = write(url, stream(scene, start, days * DAY, interval))
     figures.update(end=start + days * DAY, size=size_bytes(url), days=days, cameras=cameras,
@@ -221,7 +221,7 @@ def summary_times(url: str, end: float, repeat: int) -> dict[str, float]:
 def busy_camera_day(url: str, hours: float) -> dict[str, float]:
     """One camera, one face in view all the time, 4 results a second (each kept as a sample), for ``hours``;
     its size scaled to a day."""
-    scene = [Camera("cam0", 1, gaps=False)]
+    scene = [SimCamera("cam0", 1, gaps=False)]
     write(url, stream(scene, 1_800_000_000.0, hours * 3600, 0.25))
     size = size_bytes(url)
     return {"hours": hours, "samples": count(url, "samples"), "size": size, "per_day": size * 24 / hours}
