@@ -37,6 +37,7 @@ from emotiond.core.settings.logs import LoggingSettings
 from emotiond.core.settings.metrics import MetricsSettings
 from emotiond.core.settings.models import ModelsSettings
 from emotiond.core.settings.mqtt import MQTT_PASSWORD_ENV, MQTT_TOPIC_PATTERN, MqttSettings
+from emotiond.core.settings.privacy import PrivacySettings
 from emotiond.core.settings.root import Settings
 from emotiond.core.settings.security import SecuritySettings
 from emotiond.core.settings.sources import SourceSettings, parse_source_flag
@@ -65,6 +66,7 @@ __all__ = [
     "MetricsSettings",
     "ModelsSettings",
     "MqttSettings",
+    "PrivacySettings",
     "SecuritySettings",
     "Settings",
     "SourceSettings",

@@ -18,6 +18,7 @@ from emotiond.core.settings.logs import LoggingSettings
 from emotiond.core.settings.metrics import MetricsSettings
 from emotiond.core.settings.models import ModelsSettings
 from emotiond.core.settings.mqtt import MqttSettings
+from emotiond.core.settings.privacy import PrivacySettings
 from emotiond.core.settings.security import SecuritySettings
 from emotiond.core.settings.sources import SourceSettings
 from emotiond.core.settings.supervisor import SupervisorSettings
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @field_validator("sources")
     @classmethod

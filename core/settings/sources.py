@@ -11,6 +11,7 @@ from pydantic import Field, SerializationInfo, field_serializer, field_validator
 from emotiond.core.protocol import CAMERA_NAME_PATTERN
 from emotiond.core.redact import redact
 from emotiond.core.settings.base import ENV_NAME_PATTERN, MASK_SECRETS, _Section
+from emotiond.core.settings.privacy import MAX_MASKS, Polygon
 
 
 class SourceSettings(_Section):
@@ -40,6 +41,11 @@ class SourceSettings(_Section):
     password_env: Annotated[str | None, Field(pattern=ENV_NAME_PATTERN, description="Environment "
                                               "variable holding the camera's password (when password_file is "
                                               "unset).")] = None
+    masks: Annotated[list[Polygon] | None, Field(
+        max_length=MAX_MASKS, description="Privacy masks: polygons of [x, y] points as fractions of the frame's "
+                                          "width and height (0 to 1). Their pixels are filled black in capture, "
+                                          "so nothing inside is detected and every image shows them filled, "
+                                          "whatever [privacy] faces says.")] = None
 
     @field_validator("ffmpeg_options")
     @classmethod
