@@ -69,17 +69,51 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "conditio
 
 # ---------------------------------------------------------------- metrics
 
-def metric_samples(text: str, name: str, **labels: str) -> list[float]:
-    """Values of the samples called ``name`` whose labels include ``labels`` (empty when there is none)."""
+# Sample names a family of each type exports besides its own name (prometheus_client's text format).
+_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_count", "_sum", "_bucket", "_created"),
+             "summary": ("_count", "_sum", "_created"), "gauge": (), "info": ("_info",), "stateset": (),
+             "gaugehistogram": ("_gcount", "_gsum", "_bucket"), "unknown": ()}
+# Types whose samples count events: a labelled one shows a label set only once it has counted something there.
+_COUNTING = ("counter", "histogram", "summary")
+
+
+def _family(text: str, name: str):
+    """The metric family that exports samples called ``name``; a name no family exports fails the test."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())]
+    families = list(text_string_to_metric_families(text))
+    for family in families:
+        if name == family.name or any(name == family.name + suffix for suffix in _SUFFIXES.get(family.type, ())):
+            return family
+    prefix = name.split("_")[0]
+    near = sorted({f.name for f in families if f.name.startswith(prefix)})
+    raise AssertionError(f"no metric family exports {name}; these do: {', '.join(near) or 'none'}")
+
+
+def metric_samples(text: str, name: str, **labels: str) -> list[float]:
+    """Values of the samples called ``name`` whose labels include ``labels`` (empty when there is none).
+
+    Fails the test when no family exports ``name`` at all, or when ``labels`` names a label the family's samples
+    do not have: a misspelt name or label cannot read as "no sample"."""
+    family = _family(text, name)
+    samples = [sample for sample in family.samples if sample.name == name]
+    known = {key for sample in samples for key in sample.labels}
+    unknown = sorted(set(labels) - known)
+    if samples and unknown:
+        raise AssertionError(f"{name} has no label {', '.join(unknown)}; its labels: {', '.join(sorted(known))}")
+    return [sample.value for sample in samples if all(sample.labels.get(k) == v for k, v in labels.items())]
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels`` (0 when there are none)."""
-    return sum(metric_samples(text, name, **labels))
+    """Sum of the samples called ``name`` whose labels include ``labels``.
+
+    A counter (or histogram count) with no sample for those labels is 0: prometheus_client shows a labelled
+    series only once it has counted something, while its HELP/TYPE lines say the family exists. A gauge with no
+    sample for them has no value, and a name no family exports is a typo: both fail the test."""
+    values = metric_samples(text, name, **labels)
+    if not values and _family(text, name).type not in _COUNTING:
+        raise AssertionError(f"{name} ({_family(text, name).type}) has no sample with labels {labels}")
+    return float(sum(values))
 
 
 def scrape(port: int) -> str:
@@ -120,20 +154,25 @@ class DaemonHandle:
 
         return wait_for(attempt, timeout, "the metrics port", interval=0.02)
 
-    def metric(self, name: str, patience: float = 15.0, **labels: str) -> float:
-        """``metric_value`` on a fresh scrape; 0 while the endpoint does not answer yet (the daemon is starting).
-        A scrape that fails once the endpoint has answered (a timeout on a loaded machine) is tried again for up to
-        ``patience`` seconds, so a one-shot assertion does not read a failed scrape as 0."""
+    def metric(self, name: str, patience: float = 30.0, **labels: str) -> float:
+        """``metric_value`` on a fresh scrape (a missing family, or a gauge without those labels, fails the test).
+        A scrape that fails (the daemon still starting, or a timeout on a loaded machine) is tried again for up to
+        ``patience`` seconds; an endpoint that does not answer by then, or a daemon that exits, fails the test
+        rather than reading as 0."""
         deadline = time.monotonic() + patience
         while True:
             try:
-                value = metric_value(self.metrics_text(), name, **labels)
-                self.metrics_answered = True
-                return value
-            except (OSError, ConnectionError):
-                if not self.metrics_answered or self.process.poll() is not None or time.monotonic() > deadline:
-                    return 0.0
+                text = self.metrics_text()
+            except (OSError, ConnectionError) as exc:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"daemon exited ({self.process.returncode}) before /metrics gave {name}:\n"
+                                         f"{self.log()[-3000:]}") from None
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"/metrics did not answer within {patience}s ({exc}) for {name}") from None
                 time.sleep(0.2)
+                continue
+            self.metrics_answered = True
+            return metric_value(text, name, **labels)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
         """``wait_for`` that fails at once, with the log's tail, if the daemon exits before ``predicate`` holds."""
