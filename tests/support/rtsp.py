@@ -18,6 +18,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,14 @@ missing = [name for name in ("appsrc", "decodebin", "videoconvert", "videoscale"
                              "rtph264pay", "avdec_mpeg4") if Gst.ElementFactory.find(name) is None]
 assert not missing, "GStreamer elements missing: " + ", ".join(missing)
 """
+
+
+_ESTABLISHED = "01"  # a TCP state in /proc/net/tcp
+
+
+def _proc_net_address(host: str) -> str:
+    """An IPv4 address as /proc/net/tcp writes it: the 32-bit value in host byte order, in hex."""
+    return f"{int.from_bytes(socket.inet_aton(host), sys.byteorder):08X}"
 
 
 @functools.cache
@@ -225,6 +234,20 @@ class RtspCamera:
         if self.netns is None:
             raise RuntimeError("this camera does not run in a network namespace (start it with netns=...)")
         return self.netns
+
+    # ------------------------------------------------------------ clients
+
+    def client_ports(self) -> set[int]:
+        """Local ports of this host's established TCP connections to the camera (its RTSP sessions, as the client
+        side sees them). A client that connects while the camera is frozen shows here too: the kernel completes
+        the handshake for the stopped server, so a new port is the event "a client is (re)connecting"."""
+        remote = f"{_proc_net_address(self.host)}:{self.port:04X}"
+        ports = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2] == remote and fields[3] == _ESTABLISHED:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return ports
 
     # ------------------------------------------------------------ addresses
 
