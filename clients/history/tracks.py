@@ -18,6 +18,7 @@ from emotiond.clients.history.valence import valence
 from emotiond.core.protocol import Face, Result, TracksEnded
 
 LEFT = "left"  # end reason of a track whose face left the view (a result's ended_tracks)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder for every sample (json.dumps would build one each)
 
 
 @dataclass(eq=False)
@@ -41,12 +42,14 @@ class OpenTrack:
     end_reason: str | None = None
     id: int | None = None
 
-    def see(self, face: Face, t: float, seq: int) -> None:
+    def see(self, face: Face, t: float, seq: int, face_valence: float) -> None:
         self.last_seen = max(self.last_seen, t)
         self.last_seq = max(self.last_seq, seq)
         self.detections += 1
-        self.score_sums.update(face.scores)
-        self.valence_sum += valence(face.scores)
+        sums = self.score_sums
+        for label, score in face.scores.items():
+            sums[label] += score
+        self.valence_sum += face_valence
 
     def row(self) -> dict[str, Any]:
         """The track's row of the ``tracks`` table (without its id)."""
@@ -112,14 +115,15 @@ class TrackBook:
                     key=f"{result.camera}/{result.worker}/{face.track_id}/{round(t * 1000)}", camera=result.camera,
                     track_id=face.track_id, worker=result.worker, model=result.model, first_seen=t,
                     first_seq=result.seq)
-            track.see(face, t, result.seq)
+            face_valence = valence(face.scores)
+            track.see(face, t, result.seq, face_valence)
             into.touched[track.key] = track
             if t - track.last_sample >= self.sample_period:
                 track.last_sample = t
                 track.samples += 1
                 into.samples.append((track, {"camera": result.camera, "t": t, "emotion": face.emotion,
-                                             "confidence": face.confidence, "valence": round(valence(face.scores), 4),
-                                             "scores": json.dumps(face.scores, separators=(",", ":"))}))
+                                             "confidence": face.confidence, "valence": round(face_valence, 4),
+                                             "scores": _COMPACT.encode(face.scores)}))
 
     def _end(self, camera: str, track_ids: Any, reason: str, into: TrackRows) -> None:
         for track_id in track_ids:
