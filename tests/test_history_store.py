@@ -134,3 +134,17 @@ def test_a_sqlite_file_on_a_network_share_gets_a_warning(tmp_path, caplog, monke
 def test_valence_is_happy_minus_the_strongest_negative(scores, expected):
     assert valence(scores) == pytest.approx(expected)
     assert "happy" in VALENCE_FORMULA and "max(" in VALENCE_FORMULA
+
+
+def test_bad_history_config_is_one_line_per_problem(tmp_path):
+    from support.daemon import child_env, run_cli
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[history]\nsample_hz = 0\nurl = "mysql://db/h"\n[history.cameras.door]\nbogus = 1\n')
+    done = run_cli("config", "validate", str(bad), env=child_env(tmp_path / "run"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert any("history.sample_hz" in line for line in lines)
+    assert any("history.url" in line and "unsupported database" in line for line in lines)
+    assert any("history.cameras.door.bogus" in line and "unknown key" in line for line in lines)
