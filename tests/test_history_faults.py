@@ -121,6 +121,9 @@ def test_sigkill_during_heavy_writing_keeps_the_database_intact(tmp_path):
         assert gap["start"] <= killed_at <= gap["end"]
         assert killed_at - gap["start"] < 3 * COMMIT_SECONDS + 1.0, "the loss is the open batch only"
     assert len(table_rows(url, "samples")) > KILLS * 100
+    ends = [track["end_reason"] for track in table_rows(url, "tracks")]
+    assert None not in ends, "every track a killed writer left open is ended by the next one"
+    assert ends.count("writer_lost") >= KILLS * 20 and ends.count("stop") == 20
     assert log_path.read_text().count("stopped without closing") == KILLS
     assert took < 60, f"{KILLS} kills took {took:.0f} s"
 

@@ -34,8 +34,9 @@ APPLICATION_ID = 0x454D4F44  # "EMOD", SQLite's PRAGMA application_id
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# Track end reasons: the tracks.<camera> reasons (docs/protocol.md) and "left" for a face that left the view.
-END_REASONS = ("left", "eos", "down", "stop", "worker_lost", "moved")
+# Track end reasons: the tracks.<camera> reasons (docs/protocol.md), "left" for a face that left the view, and
+# "writer_lost" for a track left open by a history writer that was killed (the next writer starts it afresh).
+END_REASONS = ("left", "eos", "down", "stop", "worker_lost", "moved", "writer_lost")
 EVENT_KINDS = ("appeared", "changed", "disappeared")
 MARKER_SOURCES = ("cli", "api", "mqtt")
 

@@ -31,6 +31,7 @@ from emotiond.clients.history.retention import Retention
 from emotiond.clients.history.schema import HistoryError
 from emotiond.clients.history.store import HistoryStore, HistoryUnavailableError, describe_error
 from emotiond.clients.history.tracks import OpenTrack, TrackBook, TrackRows
+from emotiond.clients.privacy.retention import capped_history
 from emotiond.core import protocol
 from emotiond.core.settings import Settings
 
@@ -103,7 +104,7 @@ class HistoryWriter:
                  clock: Callable[[], float] = time.time, writer_id: str | None = None):
         self.store = store
         self.settings = settings
-        self.options = settings.history
+        self.options = capped_history(settings)  # [privacy] retention_days caps every tier
         self.metrics = metrics or HistoryMetrics()
         self.clock = clock
         self.writer_id = writer_id or f"{socket.gethostname()}:{settings.bus.runtime_dir}"
@@ -115,6 +116,7 @@ class HistoryWriter:
         self.outage: _Outage | None = None
         self.started = False
         self.committed_at: float | None = None  # wall clock of the last commit
+        self._lost_commit: float | None = None  # the last commit of a writer that was killed, until handled
         self._next_flush = time.monotonic() + self.options.commit_seconds
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST_SECONDS
@@ -172,7 +174,23 @@ class HistoryWriter:
                                     "reason": WRITER_LOST})
             log.warning("history: the previous writer stopped without closing (killed?); the time since its last "
                         "commit (%.1f s) is recorded as a gap", now - float(state["committed"]))
+            self._lost_commit = float(state["committed"])
         self.started = True
+
+    def _end_lost_tracks(self, connection: Any) -> None:
+        """The tracks a killed writer left open end as ``writer_lost`` (this writer starts them afresh). Only tracks
+        it could have written: seen no later than its last commit, and on PostgreSQL, which other daemons may share,
+        only this daemon's cameras."""
+        if self._lost_commit is None:
+            return
+        tracks = schema.tracks
+        query = tracks.update().where(tracks.c.end_reason.is_(None), tracks.c.last_seen <= self._lost_commit)
+        if self.store.dialect != "sqlite":
+            cameras = [source.name for source in self.settings.sources]
+            if not cameras:
+                return
+            query = query.where(tracks.c.camera.in_(cameras))
+        connection.execute(query.values(end_reason=WRITER_LOST))
 
     def flush_due(self) -> bool:
         now = time.monotonic()
@@ -207,6 +225,7 @@ class HistoryWriter:
             log.info("history: writing again after %.1f s (%s); %d row(s) dropped meanwhile", time.monotonic()
                      - self.outage.since, self.outage.reason, self.outage.dropped)
         self.outage = None
+        self._lost_commit = None
         self._retry_delay = RETRY_FIRST_SECONDS
         self.batch = Batch()
         self.metrics.buffered.set(0)
@@ -280,6 +299,7 @@ class HistoryWriter:
                 if gaps:
                     connection.execute(schema.gaps.insert(), gaps)
                 written["gaps"] = len(gaps)
+                self._end_lost_tracks(connection)
                 self._record_state(connection, open_=not closing)
         except BaseException:
             for track in inserted:  # rolled back: they are inserted again next time
