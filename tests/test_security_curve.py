@@ -17,6 +17,9 @@ from emotiond.core.settings import ConfigError, Settings, load_settings
 
 from support.daemon import REPO, child_env, free_port, metric_value, run_cli, wait_for
 
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
 
 @pytest.mark.parametrize(("endpoint", "exposed"), [
     ("ipc:///tmp/x.sock", False), ("tcp://127.0.0.1:5555", False), ("tcp://localhost:5555", False),
@@ -110,6 +113,45 @@ def _received_meanwhile(allowed: zmq.Socket, others: list[zmq.Socket], count: in
     return [received[sock] for sock in others]
 
 
+def public_key(keys: Path, name: str) -> str:
+    """A client's public key as the ZAP handler names it (Z85)."""
+    import zmq.auth
+
+    return zmq.auth.load_certificate(keys / f"{name}.key")[0].decode()
+
+
+def zap_verdicts(log: str, role: str, key: str) -> set[str]:
+    """What the ZAP handler of the daemon's ``role`` process (proxy: results, capture: frames) said of ``key``
+    (``[logging] level = "DEBUG"`` logs each verdict)."""
+    return {verdict for line in log.splitlines() if f" {role}[" in line and key in line
+            for verdict in ("ALLOWED", "DENIED") if f"{verdict} (CURVE)" in line}
+
+
+class MonitoredSocket(zmq.Socket):
+    """A socket whose handshakes are watched from its creation, before the product's code connects it: a refused
+    client is not tried again, so its one handshake event must not be missed."""
+
+    handshakes: zmq.Socket | None = None  # declared here: pyzmq takes an undeclared attribute for a socket option
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.socket_type != zmq.PAIR:  # the monitor's own socket is a PAIR
+            self.handshakes = self.get_monitor_socket(HANDSHAKE_EVENTS)
+
+
+class MonitoringContext(zmq.Context):
+    _socket_class = MonitoredSocket
+
+
+def handshake_outcome(sock: MonitoredSocket, timeout: float = 30.0) -> dict:
+    """The socket's first handshake event: the client's own view of its admission or refusal. ``value`` of a ZAP
+    refusal is the status code the handler gave, 400."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    assert sock.handshakes is not None and sock.handshakes.poll(int(timeout * 1000)), "no handshake in time"
+    return recv_monitor_message(sock.handshakes)
+
+
 def _fake_worker(endpoint: str, keys: Path, name: str | None, ctx: zmq.Context, identity: str) -> zmq.Socket:
     settings = _client_settings(keys, name).model_copy(update={"bus": Settings().bus.model_copy(
         update={"frames_endpoint": endpoint})})
@@ -125,16 +167,28 @@ def test_curve_admits_only_allowed_keys(start_daemon, keys, videos, default_mode
     env.update({"EMOTIOND_SECURITY__SERVER_SECRET_KEY": str(keys / "server.key_secret"),
                 "EMOTIOND_SECURITY__AUTHORIZED_KEYS_DIR": str(keys / "authorized"),
                 "EMOTIOND_SECURITY__SERVER_PUBLIC_KEY": str(keys / "server.key"),
-                "EMOTIOND_SECURITY__CLIENT_SECRET_KEY": str(keys / "daemon.key_secret")})
+                "EMOTIOND_SECURITY__CLIENT_SECRET_KEY": str(keys / "daemon.key_secret"),
+                "EMOTIOND_LOGGING__LEVEL": "DEBUG"})  # the ZAP handler's verdicts are logged at DEBUG
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop", workers=1, env=env)
-    ctx = zmq.Context()
+    rogue_key, viewer_key = public_key(keys, "rogue"), public_key(keys, "viewer")
+    ctx = MonitoringContext()
     try:
         results = f"tcp://127.0.0.1:{ports['results']}"
         rogue = _subscriber(results, keys, "rogue", ctx)
         plain = _subscriber(results, keys, None, ctx)
         allowed = _subscriber(results, keys, "viewer", ctx)
         # the allowed subscriber's results are the positive control for the same endpoint
-        assert _received_meanwhile(allowed, [rogue, plain], 40) == [0, 0]
+        assert _received_meanwhile(allowed, [rogue, plain], 40, timeout=120) == [0, 0]  # a daemon start
+        # and nothing reached the others because they were refused: the rogue key by the ZAP handler (its verdict
+        # in the daemon's log, a 400 to the client), the client without keys by the CURVE handshake itself
+        refused = handshake_outcome(rogue)
+        assert (refused["event"], refused["value"]) == (zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400), refused
+        assert handshake_outcome(plain)["event"] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                                                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        assert handshake_outcome(allowed)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED  # positive control
+        wait_for(lambda: zap_verdicts(daemon.log(), "proxy", rogue_key) == {"DENIED"}, 30,
+                 "the results proxy's ZAP handler to deny the rogue key")
+        assert zap_verdicts(daemon.log(), "proxy", viewer_key) == {"ALLOWED"}
 
         # Workers without allowed keys: no frames, and not even their messages reach capture's decoder.
         frames = f"tcp://127.0.0.1:{ports['frames']}"
@@ -142,7 +196,11 @@ def test_curve_admits_only_allowed_keys(start_daemon, keys, videos, default_mode
         wrong_keys = _fake_worker(frames, keys, "rogue", ctx, "rogue")
         for sock in (no_keys, wrong_keys):
             sock.send_multipart([b"ctl", b"\xc1", b""])  # 0xc1 is never valid msgpack
-        assert not no_keys.poll(2000) and not wrong_keys.poll(100), "a worker without allowed keys got frames"
+        assert handshake_outcome(wrong_keys)["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        assert handshake_outcome(no_keys)["event"] != zmq.EVENT_HANDSHAKE_SUCCEEDED
+        wait_for(lambda: zap_verdicts(daemon.log(), "capture", rogue_key) == {"DENIED"}, 30,
+                 "capture's ZAP handler to deny the rogue key")
+        assert not no_keys.poll(100) and not wrong_keys.poll(100), "a worker without allowed keys got frames"
         allowed_worker = _fake_worker(frames, keys, "viewer", ctx, "guest")
         allowed_worker.send_multipart([b"ctl", b"\xc1", b""])
         wait_for(lambda: metric_value(daemon.metrics_text(), "emotiond_bad_messages_total", socket="frames") >= 1,
@@ -160,7 +218,8 @@ def test_curve_admits_only_allowed_keys(start_daemon, keys, videos, default_mode
                     break
                 greeting += chunk
         assert greeting[12:17] == b"CURVE", greeting
-        assert "ZAP" in daemon.log() or "CURVE allow-list" in daemon.log()
+        assert "CURVE allow-list: 2 client key(s)" in daemon.log()  # daemon and viewer; rogue's key is not in it
+        assert zap_verdicts(daemon.log(), "capture", viewer_key) == {"ALLOWED"}
     finally:
         ctx.destroy(linger=0)
     assert daemon.stop() == 0
