@@ -11,6 +11,7 @@ from emotiond.clients.events import cli as events_cli
 from emotiond.clients.history import cli as history_cli
 from emotiond.clients.log import cli as log_cli
 from emotiond.clients.mqtt import cli as mqtt_cli
+from emotiond.clients.privacy import cli as privacy_cli
 from emotiond.clients.roles import CLIENT_ROLES
 from emotiond.clients.view import cli as view_cli
 from emotiond.clients.web import cli as web_cli
@@ -19,7 +20,7 @@ from emotiond.daemon import commands as daemon_commands
 from emotiond.training import commands as training_commands
 
 COMMAND_MODULES = (daemon_commands, keys, events_cli, view_cli, log_cli, history_cli, analyze_cli, web_cli, mqtt_cli,
-                   training_commands, bench_commands)
+                   privacy_cli, training_commands, bench_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

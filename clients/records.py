@@ -17,7 +17,7 @@ from typing import Any
 
 from emotiond.clients.gaps import Event, Gap, Restart
 from emotiond.core.bundle import FER_PLUS_LABELS
-from emotiond.core.protocol import Result, Status, TracksEnded
+from emotiond.core.protocol import Aggregate, Result, Status, TracksEnded
 
 SCORE_COLUMNS = [f"score_{label}" for label in FER_PLUS_LABELS]
 CSV_COLUMNS = ["record", "camera", "seq", "captured_at", "published_at", "frame_width", "frame_height",
@@ -25,7 +25,7 @@ CSV_COLUMNS = ["record", "camera", "seq", "captured_at", "published_at", "frame_
                *SCORE_COLUMNS, "other_scores", "missed", "detail", "extra"]
 
 
-Record = Result | Status | TracksEnded | Event
+Record = Result | Status | TracksEnded | Aggregate | Event
 
 
 def json_line(record: Record) -> str:
@@ -35,6 +35,8 @@ def json_line(record: Record) -> str:
         data = {"kind": "status", **record.to_dict()}
     elif isinstance(record, TracksEnded):
         data = {"kind": "tracks", **record.to_dict()}
+    elif isinstance(record, Aggregate):
+        data = {"kind": "aggregate", **record.to_dict()}
     else:
         data = record.to_dict()
     return json.dumps(data, separators=(",", ":")) + "\n"
@@ -72,6 +74,9 @@ def csv_rows(record: Record, faces_only: bool = False) -> Iterator[dict[str, Any
         yield {"record": "tracks", "camera": record.camera, "seq": record.seq, "captured_at": record.at,
                "worker": record.worker, "detail": record.reason,
                "extra": json.dumps({"ended_tracks": list(record.ended_tracks)})}
+    elif isinstance(record, Aggregate):
+        yield {"record": "aggregate", "camera": record.camera, "captured_at": record.start, "worker": record.worker,
+               "detail": "suppressed" if record.suppressed else "", "extra": json.dumps(record.to_dict())}
     elif isinstance(record, Gap):
         yield {"record": "gap", "camera": record.camera, "seq": record.first_seq, "captured_at": record.at,
                "missed": record.missed}

@@ -28,7 +28,7 @@ from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 KIND_PREFIXES = {"result": protocol.RESULT_PREFIX, "status": protocol.STATUS_PREFIX, "frame": protocol.FRAME_PREFIX,
-                 "tracks": protocol.TRACKS_PREFIX,
+                 "tracks": protocol.TRACKS_PREFIX, "aggregate": protocol.AGGREGATE_PREFIX,
                  "*": b""}  # "*": every topic, so the decoder judges (and counts) whatever a publisher sends
 MAX_MESSAGES_PER_RECEIVE = 256  # bounds one drain, so a backlog cannot starve the caller's other work
 # Silence after which the SUB socket is rebuilt. ZeroMQ reconnects a socket by itself, but only to the peer it
@@ -152,8 +152,8 @@ class Subscription:
 def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None, *,
               settings: Settings | None = None, include_status: bool = False, include_tracks: bool = False,
               include_gaps: bool = False, timeout: float | None = None, idle_timeout: float | None = None,
-              on_wait: Callable[[Subscription], None] | None = None,
-              ) -> Iterator[protocol.Result | protocol.Status | protocol.TracksEnded | Gap]:
+              on_wait: Callable[[Subscription], None] | None = None, include_aggregates: bool = False,
+              ) -> Iterator[protocol.Result | protocol.Status | protocol.TracksEnded | protocol.Aggregate | Gap]:
     """Yield results (and status events, tracks ended when a camera stops, if asked) as they are published.
 
     No result is missed silently: every gap in a camera's seq numbers (also at its end of stream) is yielded as a
@@ -161,9 +161,11 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
     when this loop did not keep up and the bus dropped results for it), else logged.
     ``timeout`` bounds the whole iteration; ``idle_timeout`` ends it after that long without a message.
     ``on_wait`` is called with the subscription before each wait (at least once a second), so a caller can
-    notice silence. Malformed messages are logged and skipped.
+    notice silence. Malformed messages are logged and skipped. ``include_aggregates`` adds the windows a daemon in
+    aggregates-only mode publishes instead of results.
     """
     kinds = ("result", "status", "tracks") if include_tracks else ("result", "status")
+    kinds += ("aggregate",) if include_aggregates else ()
     deadline = time.monotonic() + timeout if timeout else None
     watch = GapWatch()
     with Subscription(endpoint, cameras or (), kinds=kinds, settings=settings) as subscription:
@@ -179,7 +181,7 @@ def subscribe(endpoint: str | None = None, cameras: Iterable[str] | None = None,
             for message in subscription.receive(max(1, int(wait * 1000))):
                 gaps = watch.see(message, subscription.drain_started, subscription.last_full_drain)
                 yield from _gap_items(gaps, include_gaps)
-                if isinstance(message, protocol.Result | protocol.TracksEnded) or (
+                if isinstance(message, protocol.Result | protocol.TracksEnded | protocol.Aggregate) or (
                         include_status and isinstance(message, protocol.Status)):
                     yield message
             yield from _gap_items(watch.expire(), include_gaps)

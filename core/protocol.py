@@ -2,8 +2,8 @@
 
 Every message is three ZeroMQ frames: ``[topic, header, payload]``.
 
-* ``topic`` is ASCII: ``frame.<camera>``, ``result.<camera>``, ``status.<camera>``, ``tracks.<camera>`` or
-  ``ctl``.
+* ``topic`` is ASCII: ``frame.<camera>``, ``result.<camera>``, ``status.<camera>``, ``tracks.<camera>``,
+  ``aggregate.<camera>`` or ``ctl``.
 * ``header`` is a msgpack map that always holds ``v`` (protocol version) and ``kind``.
 * ``payload`` is raw bytes: pixels for frames, empty for everything else.
 
@@ -30,6 +30,7 @@ FRAME_PREFIX = b"frame."
 RESULT_PREFIX = b"result."
 STATUS_PREFIX = b"status."
 TRACKS_PREFIX = b"tracks."
+AGGREGATE_PREFIX = b"aggregate."
 CONTROL_TOPIC = b"ctl"
 MAX_HEADER_BYTES = 1 << 20
 MAX_LANDMARKS = 64  # keypoints per face (BlazeFace gives 6)
@@ -318,7 +319,45 @@ class Control:
     cost_ms: float = 0.0  # done: the worker's CPU for this frame, so capture can place cameras by cost
 
 
-Message = Frame | Result | Status | TracksEnded | Control
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """What one camera saw in one window, with nothing per face (``[privacy] publish = "aggregates"``).
+
+    ``faces`` counts distinct faces (distinct tracks with tracking, else the most faces in one frame) and
+    ``shares`` the share of face observations per emotion. A window with fewer faces than the group minimum is
+    ``suppressed``: it carries neither (``faces`` is None, ``shares`` empty), so a reader can tell it from an empty
+    one only by the flag, never by a count. ``partial`` marks a window cut short (the camera ended or moved)."""
+
+    camera: str
+    start: float
+    end: float
+    window_seconds: float
+    frames: int
+    suppressed: bool
+    faces: int | None
+    shares: dict[str, float]
+    partial: bool
+    worker: str
+
+    def __post_init__(self) -> None:
+        if self.suppressed and (self.faces is not None or self.shares):
+            raise ProtocolError("bad_header", "a suppressed aggregate carries no face count and no shares")
+        if not self.suppressed and self.faces is None:
+            raise ProtocolError("bad_header", "an aggregate that is not suppressed carries its face count")
+        if self.end < self.start:
+            raise ProtocolError("bad_header", "an aggregate's end comes before its start")
+        object.__setattr__(self, "shares", _face_scores(self.shares))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"v": PROTOCOL_VERSION, "camera": self.camera, "start": self.start, "end": self.end,
+                                "window_seconds": self.window_seconds, "frames": self.frames,
+                                "suppressed": self.suppressed, "partial": self.partial, "worker": self.worker}
+        if not self.suppressed:
+            data.update(faces=self.faces, shares=dict(self.shares))
+        return data
+
+
+Message = Frame | Result | Status | TracksEnded | Aggregate | Control
 Parts = list[bytes | memoryview]
 
 
@@ -362,6 +401,11 @@ def encode_tracks_ended(message: TracksEnded) -> Parts:
     return [TRACKS_PREFIX + message.camera.encode(), _pack(body), b""]
 
 
+def encode_aggregate(message: Aggregate) -> Parts:
+    body = {"kind": "aggregate", **message.to_dict()}
+    return [AGGREGATE_PREFIX + message.camera.encode(), _pack(body), b""]
+
+
 def encode_control(control: Control) -> Parts:
     body = {"v": PROTOCOL_VERSION, "kind": control.kind, "worker": control.worker, "pid": control.pid,
             "credits": control.credits, "camera": control.camera, "seq": control.seq}
@@ -397,6 +441,8 @@ def decode(parts: Sequence[bytes | memoryview | Any], max_frame_pixels: int = 40
         return _decode_status(header)
     if prefix == b"tracks":
         return _decode_tracks_ended(header)
+    if prefix == b"aggregate":
+        return _decode_aggregate(header)
     raise ProtocolError("bad_topic", f"unknown topic {topic_bytes[:32]!r}")
 
 
@@ -585,6 +631,19 @@ def _decode_tracks_ended(header: dict[str, Any]) -> TracksEnded:
     return TracksEnded(camera=_str(header, "camera", 64), ended_tracks=_track_ids(header, "ended_tracks"),
                        reason=_str(header, "reason", 32), at=_float(header, "at"), seq=_int(header, "seq"),
                        worker=_str(header, "worker", 64))
+
+
+def _decode_aggregate(header: dict[str, Any]) -> Aggregate:
+    _kind(header, ("aggregate",))
+    suppressed = _get(header, "suppressed", (bool,))
+    if suppressed and ("faces" in header or "shares" in header):
+        raise ProtocolError("bad_header", "a suppressed aggregate carries no face count and no shares")
+    faces = None if suppressed else _int(header, "faces", 0, 1 << 31)
+    shares = {} if suppressed else _get(header, "shares", (dict,))
+    return Aggregate(camera=_str(header, "camera", 64), start=_float(header, "start"), end=_float(header, "end"),
+                     window_seconds=_float(header, "window_seconds"), frames=_int(header, "frames", 0, 1 << 31),
+                     suppressed=suppressed, faces=faces, shares=shares, partial=_get(header, "partial", (bool,)),
+                     worker=_str(header, "worker", 64))
 
 
 def _decode_control(header: dict[str, Any]) -> Control:

@@ -27,6 +27,7 @@ from emotiond.core.errors import UsageError
 from emotiond.core.lifecycle import set_process_title
 from emotiond.core.listen import writable_folder
 from emotiond.core.settings import Settings
+from emotiond.daemon.privacy import privacy_line
 
 log = logging.getLogger(__name__)
 RESTART_WINDOW_SECONDS = 60.0
@@ -130,6 +131,7 @@ class Supervisor:
                 raise
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        log.info("%s", privacy_line(self._settings))
         for child in self._children:
             self._start(child)
             if child.role == "proxy":

@@ -7,6 +7,9 @@ acknowledges each frame, which returns its credit.
 It also ends tracks: when capture says a camera stopped producing frames (``end``: end of stream, down past the
 grace period, or the tracks of a lost worker) and, on SIGTERM, every camera it holds, after the results of the
 frames it holds. Each camera's ended tracks go out in one ``tracks.<camera>`` message.
+
+With ``[privacy] publish = "aggregates"`` nothing per face leaves it (no frames, results or track ids): each
+camera's faces go into windows of counts and shares (workers/aggregates.py), published as ``aggregate.<camera>``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from emotiond.core.lifecycle import Lifecycle, configure_threads
 from emotiond.core.metrics import metrics
 from emotiond.core.settings import Settings
 from emotiond.core.sources import source_is_live
+from emotiond.workers.aggregates import WindowAggregator
 from emotiond.workers.batcher import MicroBatcher, PendingFrame
 from emotiond.workers.pipeline import Pipeline
 
@@ -50,6 +54,9 @@ class WorkerService:
         self._end_requests: list[protocol.Control] = []
         self._m = metrics()
         self._subscriptions = bus.SubscriptionTracker()
+        privacy = settings.privacy
+        self._aggregates = (WindowAggregator(privacy.window_seconds, privacy.min_group, name)
+                            if privacy.publish == "aggregates" else None)
 
     def run(self) -> int:
         dealer = bus.frames_dealer(self._settings, self._name)
@@ -80,10 +87,14 @@ class WorkerService:
                 if now >= next_heartbeat:
                     self._send_control(dealer, "heartbeat", credits=self._capacity - self._held)
                     next_heartbeat = now + heartbeat_every
+                    if self._aggregates is not None:
+                        self._publish_aggregates(publisher, self._aggregates.due(time.time()))
             if len(self._batcher):
                 self._flush(dealer, publisher)
             for camera in self._pipeline.tracked_cameras:
                 self._publish_ended(publisher, camera, "stop")
+            if self._aggregates is not None:
+                self._publish_aggregates(publisher, self._aggregates.end_all(time.time()))
         finally:
             publisher.close(linger=500)
             dealer.close(linger=500)
@@ -166,6 +177,8 @@ class WorkerService:
                 self._publish_tracks(publisher, lost)
             else:
                 self._publish_ended(publisher, request.camera, request.reason)
+            if self._aggregates is not None:
+                self._publish_aggregates(publisher, self._aggregates.end(request.camera, time.time()))
             self._send_control(dealer, "ended", camera=request.camera)
 
     def _publish_ended(self, publisher: zmq.Socket, camera: str, reason: str) -> None:
@@ -174,7 +187,9 @@ class WorkerService:
             self._publish_tracks(publisher, protocol.TracksEnded(camera, tracks, reason, time.time(), seq, self._name))
 
     def _publish_tracks(self, publisher: zmq.Socket, message: protocol.TracksEnded) -> None:
-        """One message per ``protocol.MAX_TRACKS`` ids (a message may hold no more)."""
+        """One message per ``protocol.MAX_TRACKS`` ids (a message may hold no more); none in aggregates mode."""
+        if self._aggregates is not None:
+            return
         log.info("camera %s: tracks %s ended (%s)", message.camera, list(message.ended_tracks), message.reason)
         ids = message.ended_tracks
         for begin in range(0, len(ids), protocol.MAX_TRACKS):
@@ -191,7 +206,9 @@ class WorkerService:
         header = item.frame.header
         started = time.perf_counter()
         frame_topic = protocol.FRAME_PREFIX + header.camera.encode()
-        if self._subscriptions.wanted(frame_topic):
+        if self._aggregates is not None:
+            self._publish_aggregates(publisher, self._aggregates.add(header.camera, header.captured_at, faces))
+        elif self._subscriptions.wanted(frame_topic):
             encoded = protocol.FrameHeader(header.camera, header.seq, header.captured_at, header.shape,
                                            self._settings.bus.frame_encoding)
             parts = protocol.encode_frame(encoded, item.frame.pixels, self._settings.bus.jpeg_quality)
@@ -203,7 +220,8 @@ class WorkerService:
         latency["total"] = round((published_at - header.captured_at) * 1000, 3)
         result = self._pipeline.result(item.detection, faces, captured_at=header.captured_at,
                                        latency_ms=latency, worker=self._name, published_at=published_at)
-        publisher.send_multipart(protocol.encode_result(result), zmq.NOBLOCK)
+        if self._aggregates is None:
+            publisher.send_multipart(protocol.encode_result(result), zmq.NOBLOCK)
         self._m.stage_latency.labels("publish").observe(latency["publish"] / 1000)
         self._m.capture_to_publish.labels(header.camera).observe(max(0.0, published_at - header.captured_at))
         self._m.frames_processed.labels(header.camera).inc()
@@ -211,6 +229,15 @@ class WorkerService:
             self._m.emotions.labels(header.camera, face.emotion).inc()
         if faces:
             self._m.faces_detected.labels(header.camera).inc(len(faces))
+
+
+    def _publish_aggregates(self, publisher: zmq.Socket, aggregates: list[protocol.Aggregate]) -> None:
+        for aggregate in aggregates:
+            try:
+                publisher.send_multipart(protocol.encode_aggregate(aggregate), zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("camera %s: aggregate window not published: the results proxy is not keeping up",
+                            aggregate.camera)
 
 
 def main(settings_data: dict[str, Any], name: str, heartbeat: Any = None) -> None:

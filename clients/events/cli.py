@@ -15,7 +15,8 @@ from emotiond.daemon.flags import CONFIG, CONNECTION, add_command, settings_from
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """Print one JSON object per result, flushing each line. Missed results are told on stderr; with
+    """Print one JSON object per result (per window in aggregates-only mode), flushing each line. Missed results
+    are told on stderr; with
     ``--until-eos`` they make the exit status 1, and so does a timeout before end of stream."""
     from emotiond.clients.changes import ChangeDetector
     from emotiond.clients.events.missed import MissedResults
@@ -34,7 +35,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     ended: set[str] = set()
     for message in subscribe(endpoint, args.camera, settings=settings, include_status=args.status or args.until_eos,
-                             include_tracks=args.changes, include_gaps=True, timeout=args.timeout,
+                             include_tracks=args.changes, include_gaps=True, include_aggregates=True,
+                             timeout=args.timeout,
                              on_wait=lambda sub: notice.check(sub.silent_for())):
         if isinstance(message, Gap):
             missed.report(message)
@@ -53,7 +55,10 @@ def cmd_events(args: argparse.Namespace) -> int:
             continue
         if args.faces_only and isinstance(message, protocol.Result) and not message.faces:
             continue
-        lines = list(changes.feed(message)) if changes else [message.to_dict()]
+        if isinstance(message, protocol.Aggregate):
+            lines = [{"kind": "aggregate", **message.to_dict()}]
+        else:
+            lines = list(changes.feed(message)) if changes else [message.to_dict()]
         for line in lines:
             sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
             sys.stdout.flush()

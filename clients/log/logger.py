@@ -22,12 +22,14 @@ from typing import Any
 from emotiond.clients import records
 from emotiond.clients.gaps import Event, Gap, GapTracker, Restart
 from emotiond.clients.log.files import RotatingLog
+from emotiond.clients.privacy.retention import purge_log_files
 from emotiond.clients.subscribe import Subscription
 from emotiond.core import protocol
 from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 512
+PURGE_EVERY_SECONDS = 600.0  # [privacy] retention_days is counted in whole days: ten minutes late is nothing
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class ResultLogger:
                 if message.state == "eos":
                     batch += self._count_events(self.gaps.finish(message.camera, message.frames, wall))
                 batch.append(message)
-            elif isinstance(message, protocol.TracksEnded) and self._wanted(message.camera):
+            elif isinstance(message, protocol.TracksEnded | protocol.Aggregate) and self._wanted(message.camera):
                 batch.append(message)
         batch += self._count_events(self.gaps.expire(now))
         self._write(batch)
@@ -150,12 +152,22 @@ class ResultLogger:
         self.written += sum(isinstance(item, protocol.Result) for item in batch)
         self.metrics.pending.set(self.gaps.pending())
 
+    def purge_expired(self) -> list[Path]:
+        """Delete the day files ``[privacy] retention_days`` no longer allows (none without it)."""
+        days = self._settings.privacy.retention_days
+        return [] if days is None else purge_log_files(self.options.out, days, time.time())
+
     def run(self) -> int:
-        subscription = Subscription(self._endpoint, self.options.cameras, kinds=("result", "status", "tracks"),
+        subscription = Subscription(self._endpoint, self.options.cameras,
+                                    kinds=("result", "status", "tracks", "aggregate"),
                                     settings=self._settings, on_bad=self._count_bad)
         log.info("logging results from %s into %s (%s)", self._endpoint, self.options.out, self.options.fmt)
+        next_purge = 0.0
         try:
             while not self.stop_requested.is_set():
+                if time.monotonic() >= next_purge:
+                    self.purge_expired()
+                    next_purge = time.monotonic() + PURGE_EVERY_SECONDS
                 messages = subscription.receive(200, DRAIN_BATCH)
                 self.handle(messages)
                 if not messages:

@@ -28,7 +28,7 @@ from emotiond.core.endpoints import is_exposed
 
 log = logging.getLogger(__name__)
 COOKIE = "emotiond_session"
-OPEN_PATHS = {"/login", "/api/login", "/api/health"}
+OPEN_PATHS = {"/login", "/api/login", "/api/health", "/privacy"}  # /privacy: the notice is for everyone filmed
 SECRET_PARAMS = {"token", "access_token", "auth", "password", "session", COOKIE}
 USER_KEY = web.RequestKey("user", str)  # who made the request, for the handlers and the access log
 LOCAL_USER = "-"  # requests to a console without users or token (loopback only)

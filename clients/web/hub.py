@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 
 from emotiond.clients.changes import ChangeDetector
+from emotiond.clients.privacy.retention import max_age_seconds
 from emotiond.clients.subscribe import Subscription
 from emotiond.clients.web.feeds import CameraFeed
 from emotiond.clients.web.outbox import ViewerOutbox
@@ -43,7 +44,7 @@ class Hub:
         self.settings = settings
         self.endpoint = endpoint
         self.started_at = time.monotonic()
-        self.ring = EventRing(settings.web.events_ring)
+        self.ring = EventRing(settings.web.events_ring, max_age_seconds(settings))
         self.feeds: dict[str, CameraFeed] = {}
         self.bad_messages: collections.Counter[str] = collections.Counter()
         self.results_received = 0

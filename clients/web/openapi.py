@@ -242,6 +242,9 @@ def _paths() -> dict[str, Any]:
             "200": {"description": "the page", "content": HTML}, "303": SEE_OTHER, **AUTHENTICATED}}},
         "/history": {"get": {"summary": "the history page", "responses": {
             "200": {"description": "the page", "content": HTML}, "303": SEE_OTHER, **AUTHENTICATED}}},
+        "/privacy": {"get": {**OPEN, "summary": "the privacy notice for the people filmed, open to anyone",
+                             "responses": {"200": {"description": "the notice, a printable page", "content": HTML},
+                                           **COMMON}}},
         "/static/{name}": {"get": {
             "summary": "the page's script and style",
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -7,6 +7,7 @@ can fill its list from the ring and then follow the socket without telling the t
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +46,21 @@ def result_emotions(result: protocol.Result) -> frozenset[str]:
 
 
 class EventRing:
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_age_seconds: float | None = None):
         self._entries: collections.deque[Entry] = collections.deque(maxlen=capacity)
+        self.max_age_seconds = max_age_seconds  # [privacy] retention_days: nothing older is kept or served
 
     def __len__(self) -> int:
+        self.expire()
         return len(self._entries)
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop the entries older than ``max_age_seconds`` (entries arrive about in time order)."""
+        if self.max_age_seconds is None:
+            return
+        cutoff = (time.time() if now is None else now) - self.max_age_seconds
+        while self._entries and self._entries[0].at < cutoff:
+            self._entries.popleft()
 
     def add_result(self, result: protocol.Result, item: dict[str, Any]) -> None:
         self._entries.append(Entry("result", result.camera, result.published_at, result_emotions(result), item))
@@ -60,8 +71,12 @@ class EventRing:
 
     def query(self, query: Query) -> list[dict[str, Any]]:
         """Matching entries, newest first."""
+        self.expire()
+        cutoff = None if self.max_age_seconds is None else time.time() - self.max_age_seconds
         found = []
         for entry in reversed(self._entries):
+            if cutoff is not None and entry.at < cutoff:
+                continue
             if query.camera is not None and entry.camera != query.camera:
                 continue
             if query.topic is not None and entry.topic != query.topic:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from emotiond.clients.web import history_api, json_api, media, openapi, sockets, upload
 from emotiond.clients.web import login as login_api
-from emotiond.clients.web.context import GUARD, STATIC
+from emotiond.clients.web.context import GUARD, SETTINGS, STATIC
 from emotiond.clients.web.responses import json_error
 
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -63,6 +63,16 @@ async def static_file(request: web.Request) -> web.Response:
     return _static(request, request.match_info["name"])
 
 
+async def privacy_notice(request: web.Request) -> web.Response:
+    """The privacy notice (``emotiond privacy notice --format html``), open to anyone: it is for the people filmed."""
+    from emotiond.clients.privacy.notice import build_notice, render_html
+
+    page = render_html(build_notice(request.app[SETTINGS]))
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": PAGE_POLICY})
+
+
 async def login_form(request: web.Request) -> web.StreamResponse:
     if not request.app[GUARD].enabled:
         raise web.HTTPSeeOther("/")
@@ -97,6 +107,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/history", history_page)
+    app.router.add_get("/privacy", privacy_notice)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
