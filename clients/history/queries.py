@@ -64,8 +64,11 @@ def check_limit(limit: int) -> int:
     return int(limit)
 
 
-def _rows(reader: Any, statement: sa.Executable) -> list[sa.Row]:
-    with reader.connect() as connection:
+def _rows(source: Any, statement: sa.Executable) -> list[sa.Row]:
+    """The rows of ``statement``, on ``source``: a reader (a connection of its own) or an open connection."""
+    if isinstance(source, sa.Connection):
+        return list(source.execute(statement))
+    with source.connect() as connection:
         return list(connection.execute(statement))
 
 
@@ -87,23 +90,36 @@ def _camera_filter(column: sa.ColumnElement, camera: str | None, everywhere: boo
 
 # ---------------------------------------------------------------- summary
 
-def _empty_bucket(start: float) -> dict[str, Any]:
-    return {"start": start, "faces": 0, "face_seconds": {}, "shares": {}, "valence": None, "coverage": None,
-            "frames_analysed": 0, "frames_missed": 0, "_valence_seconds": 0.0}
-
-
-def _close_bucket(bucket: dict[str, Any]) -> dict[str, Any]:
-    valence_seconds = bucket.pop("_valence_seconds")
-    total = sum(bucket["face_seconds"].values())
-    bucket["face_seconds"] = {label: round(s, 3) for label, s in sorted(bucket["face_seconds"].items())}
-    bucket["shares"] = {label: round(s / total, 4) for label, s in bucket["face_seconds"].items()} if total else {}
-    bucket["valence"] = round(valence_seconds / total, 4) if total > 0 else None
-    frames = bucket["frames_analysed"] + bucket["frames_missed"]
-    bucket["coverage"] = round(bucket["frames_analysed"] / frames, 4) if frames else None
-    return bucket
-
-
 MINUTE_COLUMNS = ("camera", "start", "faces", "face_seconds", "valence_seconds", "frames_analysed", "frames_missed")
+
+
+class _Sums:
+    """One camera's running sums, a slot per bucket (lists, not a dict per bucket: a day at 1-minute buckets is
+    1,440 of them, and building each only once keeps the summary quick)."""
+
+    def __init__(self, count: int):
+        self.faces = [0] * count
+        self.analysed = [0] * count
+        self.missed = [0] * count
+        self.valence = [0.0] * count
+        self.seconds: list[dict[str, float] | None] = [None] * count
+        self.seen = [False] * count
+
+    def bucket(self, index: int, start: float) -> dict[str, Any]:
+        if not self.seen[index]:
+            return {"start": start, "faces": 0, "face_seconds": {}, "shares": {}, "valence": None, "coverage": None,
+                    "frames_analysed": 0, "frames_missed": 0}
+        seconds = self.seconds[index] or {}
+        total = sum(seconds.values())
+        analysed, missed = self.analysed[index], self.missed[index]
+        frames = analysed + missed
+        return {"start": start, "faces": self.faces[index],
+                "face_seconds": {label: round(value, 3) for label, value in sorted(seconds.items())},
+                "shares": {label: round(value / total, 4) for label, value in sorted(seconds.items())}
+                if total else {},
+                "valence": round(self.valence[index] / total, 4) if total > 0 else None,
+                "coverage": round(analysed / frames, 4) if frames else None,
+                "frames_analysed": analysed, "frames_missed": missed}
 
 
 def fold_minutes(rows: Iterable[Sequence[Any]], since: float, until: float, bucket: int,
@@ -112,37 +128,34 @@ def fold_minutes(rows: Iterable[Sequence[Any]], since: float, until: float, buck
     added into theirs.
 
     ``faces`` is the most distinct faces seen in one minute of the bucket (a face seen over several minutes is
-    one face, not several); face-seconds, frames and valence-seconds add up.
+    one face, not several); face-seconds, frames and valence-seconds add up. A bucket without a single minute
+    recorded has ``coverage`` None.
     """
-    first = math.floor(since / bucket) * bucket
-    starts = range(int(first), int(math.ceil(until / bucket) * bucket), bucket)
-    by_camera: dict[str, dict[int, dict[str, Any]]] = {camera: {} for camera in cameras}
+    first = int(math.floor(since / bucket) * bucket)
+    count = int(math.ceil(until / bucket) * bucket - first) // bucket
+    by_camera: dict[str, _Sums] = {camera: _Sums(count) for camera in cameras}
     loads = json.loads
     for camera, start, faces, face_seconds, valence_seconds, analysed, missed in rows:
-        buckets = by_camera.get(camera)
-        if buckets is None:
-            buckets = by_camera[camera] = {}
-        key = int(start // bucket * bucket)
-        entry = buckets.get(key)
-        if entry is None:
-            entry = buckets[key] = _empty_bucket(float(key))
-        if faces and faces > entry["faces"]:
-            entry["faces"] = int(faces)
+        sums = by_camera.get(camera)
+        if sums is None:
+            sums = by_camera[camera] = _Sums(count)
+        index = int((start - first) // bucket)
+        if not 0 <= index < count:
+            continue
+        sums.seen[index] = True
+        if faces and faces > sums.faces[index]:
+            sums.faces[index] = int(faces)
         if face_seconds and face_seconds != "{}":
-            sums = entry["face_seconds"]
-            for label, seconds in loads(face_seconds).items():
-                sums[label] = sums.get(label, 0.0) + seconds
-        entry["_valence_seconds"] += valence_seconds or 0.0
-        entry["frames_analysed"] += analysed or 0
-        entry["frames_missed"] += missed or 0
-    return {camera: [_close_bucket(buckets[start]) if start in buckets else _gap(float(start)) for start in starts]
-            for camera, buckets in sorted(by_camera.items())}
-
-
-def _gap(start: float) -> dict[str, Any]:
-    """A bucket without a single minute recorded."""
-    return {"start": start, "faces": 0, "face_seconds": {}, "shares": {}, "valence": None, "coverage": None,
-            "frames_analysed": 0, "frames_missed": 0}
+            seconds = sums.seconds[index]
+            if seconds is None:
+                seconds = sums.seconds[index] = {}
+            for label, value in loads(face_seconds).items():
+                seconds[label] = seconds.get(label, 0.0) + value
+        sums.valence[index] += valence_seconds or 0.0
+        sums.analysed[index] += analysed or 0
+        sums.missed[index] += missed or 0
+    return {camera: [sums.bucket(index, float(first + index * bucket)) for index in range(count)]
+            for camera, sums in sorted(by_camera.items())}
 
 
 def summary(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
@@ -156,10 +169,12 @@ def summary(reader: Any, camera: str | None = None, since: float | None = None, 
                  .where(minutes.c.zone == zone, minutes.c.start >= first, minutes.c.start < until,
                         *_camera_filter(minutes.c.camera, camera))
                  .order_by(minutes.c.camera, minutes.c.start))
-    cameras = fold_minutes(_rows(reader, statement), since, until, bucket, (camera,) if camera is not None else ())
+    with reader.connect() as connection:  # one connection (and one pool check-out) for both statements
+        rows = _rows(connection, statement)
+        marked = markers(connection, camera, since, until)["markers"]
+    cameras = fold_minutes(rows, since, until, bucket, (camera,) if camera is not None else ())
     return {"since": since, "until": until, "bucket_seconds": bucket, "zone": zone,
-            "valence_formula": VALENCE_FORMULA, "cameras": cameras,
-            "markers": markers(reader, camera, since, until)["markers"]}
+            "valence_formula": VALENCE_FORMULA, "cameras": cameras, "markers": marked}
 
 
 # ---------------------------------------------------------------- tracks and events
