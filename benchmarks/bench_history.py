@@ -392,12 +392,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "sqlite" in engines:
             report["engines"]["sqlite"] = measure_engine("sqlite", "", args, work)
+            print(render(report), flush=True)
         if "postgresql" in engines:
             with postgres(args.postgres) as url:
                 if url is not None:
                     report["engines"]["postgresql"] = measure_engine("postgresql", url, args, work)
         if args.live:
-            report["live"] = live(work, args.live_frames)
+            try:
+                report["live"] = live(work, args.live_frames)
+            except (Exception, SystemExit) as error:  # the other figures still count
+                report["live_error"] = f"{type(error).__name__}: {error}"
+                print(f"live run failed: {report['live_error']}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     markdown = render(report)
