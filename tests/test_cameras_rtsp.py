@@ -429,8 +429,8 @@ def test_a_hundred_reboots_leave_descriptors_and_memory_of_capture_flat(four_fac
         if reboot in (10, REBOOTS - 1):
             readings.append((_fds(capture), _rss_kib(capture)))
         camera.restart()
-        back = time.monotonic()
-        daemon.wait_for(lambda back=back: first_after(watcher.received, back), 30, f"results after reboot {reboot}")
+        back = time.time()  # a result of a frame captured since: not one still in flight from before the kill
+        daemon.wait_for(lambda back=back: watcher.results_after(back), 30, f"results after reboot {reboot}")
     assert child_pids(daemon)["capture"] == capture, "the capture process was restarted"
     (fds_early, rss_early), (fds_late, rss_late) = readings
     print(f"{REBOOTS} reboots in {time.monotonic() - started:.0f} s; fds {fds_early} -> {fds_late}; "

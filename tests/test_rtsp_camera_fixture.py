@@ -6,7 +6,7 @@ nothing and a resumed one sends again; in a network namespace it serves at the n
 taken down stops the stream. Readers run in subprocesses with timeouts, so no test can hang on a read.
 
 Tests that only read share a camera per module (``camera``, put back running and unfrozen before each test;
-``guarded``, TCP only behind basic auth), so the module starts four servers rather than eight.
+``guarded``, TCP only behind basic auth): four cameras rather than seven.
 """
 
 from __future__ import annotations
