@@ -40,7 +40,7 @@ class PurgeStats:
 
 class Retention:
     def __init__(self, store: HistoryStore, options: HistorySettings, metrics: Any = None, *,
-                 clock: Callable[[], float] = time.time, budget_seconds: float = 0.2, chunk_rows: int = 1000):
+                 clock: Callable[[], float] = time.time, budget_seconds: float = 0.1, chunk_rows: int = 1000):
         self.store = store
         self.options = options
         self.metrics = metrics

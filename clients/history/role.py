@@ -17,6 +17,7 @@ from typing import Any
 from emotiond.core.settings import Settings
 
 log = logging.getLogger(__name__)
+RECEIVE_QUEUE = 4096  # results the writer's socket holds while it commits or purges (about 20 s of six cameras)
 
 
 def enabled(settings: Settings) -> bool:
@@ -39,9 +40,12 @@ def write(settings: Settings, should_stop: Callable[[], bool], tick: Callable[[]
     def count_bad(error: Any) -> None:
         log.debug("history: malformed message skipped: %s", error)
 
-    # Subscribed first: the socket queues what the bus publishes while the database is opened and prepared.
+    # Subscribed first: the socket queues what the bus publishes while the database is opened and prepared. Its
+    # queue is deeper than the bus's default, so a commit or a purge step that takes a moment loses nothing.
+    deeper = settings.model_copy(deep=True)
+    deeper.bus.high_water_mark = max(settings.bus.high_water_mark, RECEIVE_QUEUE)
     subscription = Subscription(endpoint or settings.endpoint("results"), kinds=("result", "status", "tracks"),
-                                settings=settings, on_bad=count_bad)
+                                settings=deeper, on_bad=count_bad)
     try:
         return _write(settings, subscription, should_stop, tick, metrics)
     finally:
