@@ -10,10 +10,13 @@ refused, so a test that starts one while not marked fails at once instead of slo
 
 from __future__ import annotations
 
+import ast
+import functools
 import multiprocessing.process
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,9 +40,44 @@ def add_options(parser: pytest.Parser) -> None:
                     help="leave out the tests marked process, and fail any other test that starts a process")
 
 
+# Names whose use in a test, in a fixture it requests, or in a function of its module that either calls, means a
+# process is started: read from the source with ast, so no test has to say it (``make check`` refuses the rest).
+PROCESS_NAMES = frozenset({"subprocess", "Popen", "run_cli", "EMOTIOND", "multiprocessing", "network_namespace",
+                           "lan", "web_process", "run_emotiond"})
+
+
+@functools.cache
+def _module_definitions(path: str) -> dict[str, set[str]]:
+    """Each top-level function and class of a test module, with the names its body uses."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    definitions = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions[node.name] = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+                                      if isinstance(n, (ast.Name, ast.Attribute))}
+    return definitions
+
+
+def _uses_processes(path: str, roots: set[str]) -> bool:
+    definitions = _module_definitions(path)
+    seen, todo = set(), [name for name in roots if name in definitions]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        used = definitions[name]
+        if used & PROCESS_NAMES:
+            return True
+        todo += [other for other in used if other in definitions]
+    return False
+
+
 def mark_process_tests(items: list[pytest.Item]) -> None:
     for item in items:
-        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        function = getattr(item, "originalname", item.name)
+        if PROCESS_FIXTURES & fixtures or _uses_processes(str(item.path), {function, *fixtures}):
             item.add_marker(PROCESS)
 
 
