@@ -47,18 +47,26 @@ def _between(args: argparse.Namespace) -> tuple[float, float] | None:
 
 
 def _forget_history(args: argparse.Namespace, between: tuple[float, float] | None) -> dict[str, Any]:
+    """Erase from the history; with ``--history-track``, first learn that row's camera and bus id, so the log
+    files lose the same track."""
     from sqlalchemy import exc
 
     from emotiond.clients.history.forget import forget
     from emotiond.clients.history.store import database_url, describe_error, open_store
+    from emotiond.clients.privacy.history import forget_in_history, row_track
 
     settings = settings_from_args(args)
     url = database_url(settings.history)
     if url.drivername.startswith("sqlite") and url.database and not Path(url.database).exists():
+        if args.history_track is not None:
+            raise UsageError(f"--history-track: no history database at {url.database}")
         return {"skipped": f"no history database at {url.database}"}
     store = open_store(settings)
     try:
-        return forget(store, args.camera, between, args.track)
+        if args.history_track is not None:
+            args.camera, args.track = row_track(store, args.history_track)
+            return forget(store, None, None, args.history_track)
+        return forget_in_history(store, args.camera, between, args.track)
     except exc.SQLAlchemyError as error:
         raise UsageError(f"history database: {describe_error(error)}") from None
     finally:
@@ -70,8 +78,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from emotiond.clients.privacy.logs import forget_in_logs
     from emotiond.core.protocol import CAMERA_NAME_RE
 
-    if args.between is None and args.track is None:
-        raise UsageError("give --between A B (with --camera NAME, or for every camera) or --track ID")
+    named = [args.between is not None, args.track is not None, args.history_track is not None]
+    if sum(named) != 1:
+        raise UsageError("give one of --between A B (with --camera NAME, or for every camera), --track ID or "
+                         "--history-track ID")
+    if args.history_track is not None and args.no_history:
+        raise UsageError("--history-track reads the history: drop --no-history")
     if args.camera is not None and not CAMERA_NAME_RE.match(args.camera):
         raise UsageError(f"--camera {args.camera[:70]!r} is not a camera name (letters, digits, _ and -)")
     folders = list(args.logs or ())
@@ -125,12 +137,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     notice.add_argument("--format", choices=["text", "html"], default="text", help="output format (default: text)")
     forget = add_command(actions, "forget", cmd_privacy, (CONFIG, DATABASE), help="erase from the history and logs",
                          description="Erase every track seen on a camera in a time range (--camera NAME --between "
-                                     "A B), or one track (--track ID), from the history database and the log "
-                                     "folders given with --logs, and say what was removed.")
+                                     "A B), or one track (--track ID as results carry it, or --history-track ID "
+                                     "as `emotiond history tracks` lists it), from the history database and the "
+                                     "log folders given with --logs, and say what was removed.")
     forget.add_argument("--camera", default=None, help="only this camera (default: every camera)")
     forget.add_argument("--between", nargs=2, metavar=("A", "B"), default=None,
                         help="the range: two times (2h, 30m ago, ISO 8601, ...); every track seen in it goes, whole")
-    forget.add_argument("--track", type=_positive_int, default=None, help="one track id")
+    forget.add_argument("--track", type=_positive_int, default=None,
+                        help="one track, by the id results carry (track_id in `emotiond events` and the logs)")
+    forget.add_argument("--history-track", type=_positive_int, default=None,
+                        help="one track, by its id in `emotiond history tracks`")
     forget.add_argument("--logs", type=Path, action="append", default=None,
                         help="a folder written by `emotiond log` (repeatable)")
     forget.add_argument("--no-history", action="store_true", help="leave the history database alone")
