@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from emotiond.capture.masks import PrivacyMasks
 from emotiond.capture.sources import open_source
 from emotiond.core import bus, protocol
 from emotiond.core.metrics import metrics
@@ -101,6 +102,7 @@ class SourceReader:
         self.kind = kind_of(source.url)
         self.live = source_is_live(source)
         self.slot = FrameSlot(self.live, settings.capture.file_queue_frames)
+        self._masks = PrivacyMasks(source.masks or ())
         self.next_seq = start_seq
         self._settings = settings
         self._statuses = statuses
@@ -259,6 +261,8 @@ class SourceReader:
                 return False
             if pixels is None:
                 return True
+            if self._masks:
+                pixels = self._masks.apply(pixels)  # before anything else sees the frame
             with self._lock:
                 if not self._current(generation):
                     return False

@@ -11,6 +11,9 @@ Every call goes through the daemon's own pipeline (``emotiond.workers.pipeline``
 gives here exactly the boxes, track ids and emotions a worker would publish for it. ``Face`` is the protocol's
 own face (``emotiond.core.protocol.Face``): box, emotion, confidence, scores, and landmarks, track_id,
 smoothed_emotion and smoothed_confidence where the detector and tracker give them.
+
+Pixels it hands back (``result_image``, ``video_frames``) are the pipeline's own image of each frame, with faces
+hidden as ``[privacy] faces`` says: draw on or save those, not the frames you passed in.
 """
 
 from __future__ import annotations
@@ -66,8 +69,14 @@ class Analyzer:
                extra: dict[str, Any] | None = None) -> protocol.Result:
         """One image's result in the event schema (what ``emotiond events`` prints for a frame)."""
         _check_image(image)
+        return self.result_image(image, camera, seq, extra)[1]
+
+    def result_image(self, image: np.ndarray, camera: str = IMAGE_CAMERA, seq: int = 0,
+                     extra: dict[str, Any] | None = None) -> tuple[np.ndarray, protocol.Result]:
+        """One image as it may be shown or saved (faces hidden per ``[privacy] faces``) and its result."""
+        _check_image(image)
         self.pipeline.reset(camera)
-        return self.pipeline.process(camera, [(seq, image)], worker="api", extra=[extra or {}])[0]
+        return self.pipeline.process_images(camera, [(seq, image)], worker="api", extra=[extra or {}])[0]
 
     def analyze_video(self, path: str | Path, camera: str | None = None) -> Iterator[protocol.Result]:
         """Per-frame results of a video file, in frame order, tracked as the daemon tracks a file."""
@@ -76,7 +85,8 @@ class Analyzer:
 
     def video_frames(self, path: str | Path, camera: str | None = None
                      ) -> Iterator[tuple[np.ndarray, protocol.Result]]:
-        """Each decoded frame of a video with its result (for callers that draw or save the frames)."""
+        """Each decoded frame of a video, as it may be shown or saved (faces hidden per ``[privacy] faces``), with
+        its result (for callers that draw or save the frames)."""
         import cv2
 
         capture = cv2.VideoCapture(str(path))
@@ -97,8 +107,7 @@ class Analyzer:
                 if not frames:
                     return
                 extra = [{"source": str(path), "t": round(seq / fps, 4)} for seq, _ in frames]
-                results = self.pipeline.process(name, frames, worker="analyze", extra=extra)
-                yield from ((pixels, result) for (_, pixels), result in zip(frames, results, strict=True))
+                yield from self.pipeline.process_images(name, frames, worker="analyze", extra=extra)
                 index += len(frames)
         finally:
             capture.release()

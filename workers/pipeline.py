@@ -12,6 +12,12 @@ their boxes are taken as soon as a scan is done (lowest latency), for everything
 answer on every run, whichever process reads it and however busy the machine is. BlazeFace detects every
 frame whole (workers/finder.py says why). Detectors that give landmarks add them to each face; faces whose
 roll is known are classified from upright crops when ``[classifier] align`` is on.
+
+It is also the one place faces are hidden (``[privacy] faces``): ``image`` gives the frame as it may leave the
+process, each face's box (and, for ``[privacy] hold_frames`` frames, the last box of a face just lost) filled,
+blurred or pixelated (workers/redaction.py). The worker publishes only that image, and analyze, the Python API and
+the console's upload draw on it, so none of them can show a face the pipeline hid. An image exists only for a frame
+whose detection finished: a detector that raises leaves no image at all.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from emotiond.core.settings import Settings
 from emotiond.workers.classifier import BATCH_BUCKETS, Classifier, open_classifier
 from emotiond.workers.detector import Found
 from emotiond.workers.finder import DetectionKind, Finder, open_detector, open_finder
+from emotiond.workers.held_faces import HeldFaces
 from emotiond.workers.preprocess import crop_faces, to_gray
+from emotiond.workers.redaction import redact
 
 SCORE_DIGITS = 4
 LANDMARK_DIGITS = 1
@@ -68,6 +76,7 @@ class Detection:
     ended_tracks: list[int] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms: float = 0.0  # this thread's CPU for grey, detection and crops
+    hidden: np.ndarray | None = None  # boxes to hide in images (faces and held ones); None: faces are shown
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -93,6 +102,7 @@ class Pipeline:
         self.detector = open_detector(settings, threads=opencv_threads)
         self.live_cameras = frozenset(live_cameras)
         self._finders: dict[str, Finder] = {}
+        self._held = HeldFaces(settings.privacy.hold_frames)
         self.clock = StageClock()
 
     @property
@@ -116,6 +126,7 @@ class Pipeline:
     def reset(self, camera: str) -> None:
         """Forget a camera's tracks (a new video under the same camera name starts afresh)."""
         self._finders.pop(camera, None)
+        self._held.forget(camera)
 
     @property
     def tracked_cameras(self) -> tuple[str, ...]:
@@ -130,6 +141,7 @@ class Pipeline:
         """End every open track of a camera that stopped producing frames: their ids and the last frame they were
         followed in. The camera starts afresh with its next frame."""
         finder = self._finders.pop(camera, None)
+        self._held.forget(camera)
         if finder is None:
             return (), 0
         return tuple(track.track_id for track in finder.tracker.tracks), max(0, finder.tracker.last_seq)
@@ -150,8 +162,17 @@ class Pipeline:
         crops = crop_faces(pixels, gray, found.boxes, self.bundle.spec, rolls)
         lap = self.clock.lap("crop", lap)
         timings = {"detect": (detected - started) * 1000, "crop": (time.perf_counter() - detected) * 1000}
+        hidden = self._held.update(camera, found.boxes, track_ids) if self.settings.privacy.redacting else None
         return Detection(camera, seq, pixels, found, crops, kind, track_ids, ended, timings,
-                         (lap - cpu_started) * 1000)
+                         (lap - cpu_started) * 1000, hidden)
+
+    def image(self, detection: Detection) -> np.ndarray:
+        """The frame as it may leave this process: with ``[privacy] faces`` other than ``show``, a copy with its
+        faces, and the faces lost in the last ``hold_frames`` frames, hidden; else the frame itself."""
+        if detection.hidden is None:
+            return detection.pixels
+        privacy = self.settings.privacy
+        return redact(detection.pixels, detection.hidden, privacy.faces, privacy.mask_scale)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities for stacked crops, in calls of at most ``classifier.max_batch`` faces."""
@@ -213,6 +234,16 @@ class Pipeline:
     def process(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str = "in-process",
                 extra: Sequence[dict[str, Any]] | None = None) -> list[protocol.Result]:
         """Results for consecutive frames ``(seq, pixels)`` of one camera, classified as one batch."""
+        return [result for _detection, result in self._process(camera, frames, worker, extra)]
+
+    def process_images(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str = "in-process",
+                       extra: Sequence[dict[str, Any]] | None = None) -> list[tuple[np.ndarray, protocol.Result]]:
+        """``process``, each result with its frame as it may be shown or saved (``image``: faces hidden per
+        ``[privacy] faces``). Callers that draw or write frames take these, never their own pixels."""
+        return [(self.image(detection), result) for detection, result in self._process(camera, frames, worker, extra)]
+
+    def _process(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str,
+                 extra: Sequence[dict[str, Any]] | None) -> list[tuple[Detection, protocol.Result]]:
         captured_at = time.time()
         started = time.perf_counter()
         detections = [self.detect(camera, seq, pixels) for seq, pixels in frames]
@@ -224,8 +255,8 @@ class Pipeline:
             latency = {"detect": round(detection.timings_ms["detect"], 3),
                        "classify": round((finished - detected) * 1000, 3),
                        "total": round((finished - started) * 1000, 3)}
-            results.append(self.result(detection, faces, captured_at=captured_at, latency_ms=latency,
-                                       worker=worker, extra=extra[index] if extra else None))
+            results.append((detection, self.result(detection, faces, captured_at=captured_at, latency_ms=latency,
+                                                   worker=worker, extra=extra[index] if extra else None)))
         return results
 
     def _finder(self, camera: str) -> Finder:

@@ -160,7 +160,7 @@ def _image(analyzer: Analyzer, unit: WorkUnit, result: UnitResult, report: Repor
             _video(analyzer, unit, result, report)  # unknown suffix: maybe a video after all
             return
         raise UnitError("not a readable image (corrupt or unsupported format)")
-    frame = analyzer.result(pixels, unit.camera, 0, {"source": unit.source, "t": 0.0})
+    pixels, frame = analyzer.result_image(pixels, unit.camera, 0, {"source": unit.source, "t": 0.0})
     _collect(unit, result, frame)
     if unit.parts_dir is not None:
         final = Path(unit.parts_dir) / f"{unit.key}.annotated.png"
@@ -267,8 +267,8 @@ def _video(analyzer: Analyzer, unit: WorkUnit, result: UnitResult, report: Repor
             if not batch:
                 break
             extra = [{"source": unit.source, "t": round(number / fps, 4)} for number, _ in batch]
-            outputs = analyzer.pipeline.process(unit.camera, batch, worker="analyze", extra=extra)
-            for (_, pixels), frame in zip(batch, outputs, strict=True):
+            outputs = analyzer.pipeline.process_images(unit.camera, batch, worker="analyze", extra=extra)
+            for pixels, frame in outputs:  # each frame as it may be saved: faces hidden per [privacy]
                 _collect(unit, result, frame)
                 if temporary is not None:
                     if writer is None:

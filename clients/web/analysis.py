@@ -58,7 +58,7 @@ class PhotoAnalysis:
             analyzer = self._load()
         except (UsageError, OSError) as exc:
             raise UnavailableError(str(exc)) from None
-        result = analyzer.result(image, camera=UPLOAD_CAMERA, seq=seq)
+        image, result = analyzer.result_image(image, camera=UPLOAD_CAMERA, seq=seq)  # faces hidden per [privacy]
         emotion = dominant_emotion(result.faces)
         message = MessagePicker(self._messages).update(emotion)
         scale = min(1.0, ANNOTATED_MAX_SIDE / max(image.shape[:2]))
