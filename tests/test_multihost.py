@@ -25,7 +25,8 @@ from support.daemon import EMOTIOND, REPO, child_env, metric_value, run_cli, wai
 from support.lan import lan
 from support.netns import NetNamespace
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]  # two daemon runs, three workers on a loaded machine
+# two daemon runs, three workers on a loaded machine; a camera must move within WORKER_TIMEOUT + 4 s of a cut
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(400)]
 
 WORKERS = ("worker1", "worker2")
 HOSTS = ("daemon", *WORKERS, "subscriber", "rogue")
@@ -75,10 +76,19 @@ class Site:
 
     def events(self, host: str, identity: str, *args: str) -> tuple[subprocess.Popen, Path]:
         out = self.root / f"events-{host}-{time.monotonic_ns()}.jsonl"
-        with out.open("w") as fh:
+        with out.open("w") as fh, out.with_suffix(".err").open("w") as err:
             process = self.hosts[host].popen([*EMOTIOND, "events", *args], cwd=REPO, env=self.env(host, identity),
-                                             stdout=fh, stderr=subprocess.DEVNULL)
+                                             stdout=fh, stderr=err)
         return process, out
+
+    @staticmethod
+    def wait_listening(process: subprocess.Popen, out: Path) -> None:
+        """Until an ``emotiond events`` process has subscribed (it says so on stderr after a few silent seconds)."""
+        def listening() -> bool:
+            assert process.poll() is None, out.with_suffix(".err").read_text()
+            return "nothing heard" in out.with_suffix(".err").read_text()
+
+        wait_for(listening, 60, what="the subscriber to listen")
 
     def daemon_metrics(self) -> str:
         fetch = ("import sys, urllib.request; "
@@ -201,6 +211,7 @@ def test_live_camera_moves_off_a_cut_host_and_back_and_a_wrong_key_gets_nothing(
 
 def test_file_mode_loses_no_frame_when_a_worker_host_is_cut(site, clip):
     subscriber, seen = site.events("subscriber", "subscriber", "--until-eos", "--timeout", "180")
+    site.wait_listening(subscriber, seen)  # a finite file: the subscriber must be there before its first result
     daemon = site.start_daemon(f"--source=cam0={clip}")
     cut = wait_for(lambda: (got := results(seen)) and len(got) >= 20 and got[-1]["worker"], 120,
                    what="20 results")
