@@ -21,7 +21,8 @@ WINDOW_FRAMES = 300  # per camera: 5 s at 60 fps, more when the machine is busy
 CAMERAS = ("cam0", "cam1", "cam2")
 WORKERS = ("w1", "w2")
 WINDOWS = 3  # windows measured at most until one sees no camera change worker
-pytestmark = [pytest.mark.timeout(300), pytest.mark.heavy]  # 15-90 s of deliberate overload
+# 15-90 s of deliberate overload of both cores: alone, after the parallel part
+pytestmark = [pytest.mark.timeout(300), pytest.mark.heavy, pytest.mark.serial]
 
 
 def counts(text: str) -> dict[str, tuple[float, float]]:

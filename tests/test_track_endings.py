@@ -213,8 +213,11 @@ def test_cameras_moved_between_workers_leave_no_track_open(start_daemon, tmp_pat
                     and any(face.track_id is not None for face in r.faces)}
 
         daemon.wait_for(lambda: tracked_on("w1") == set(cameras), 90, "tracks on every camera on the first worker")
-        wait_for(lambda: joiner.poll() is None and "worker w2 ready" in (tmp_path / "w2.log").read_text(), 90,
-                 "the second worker's model")
+        def joiner_ready() -> bool:
+            assert joiner.poll() is None, (tmp_path / "w2.log").read_text()[-3000:]
+            return "worker w2 ready" in (tmp_path / "w2.log").read_text()
+
+        wait_for(joiner_ready, 90, "the second worker's model")
         for socket_name in ("frames.sock", "results_in.sock"):
             (later / socket_name).symlink_to(daemon.runtime_dir / socket_name)
         moved = daemon.wait_for(lambda: [m for _, m in list(watcher.received)
@@ -332,6 +335,7 @@ def camera_server(still_video) -> Iterator[StreamServer]:
     server.kill()
 
 
+@pytest.mark.serial  # the reconnect must come within GRACE_SECONDS, the end after it
 def test_a_live_cameras_tracks_end_when_it_stays_down_its_worker_dies_or_the_daemon_stops(
         start_daemon, watch, camera_server, mosquitto, mqtt_watch, default_model):
     broker = mosquitto()
