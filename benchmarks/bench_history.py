@@ -135,7 +135,7 @@ def write(url: str, results: Iterator[protocol.Result], chunk: int = 256) -> dic
     clock = Clock(0.0)
     writer = make_writer(url, clock)
     writer.start()
-    began = time.monotonic()
+    began, cpu_began = time.monotonic(), time.process_time()
     buffer: list[protocol.Result] = []
     for item in results:
         buffer.append(item)
@@ -149,12 +149,12 @@ def write(url: str, results: Iterator[protocol.Result], chunk: int = 256) -> dic
         writer.handle(buffer)
     clock.now += 120.0
     writer.close()
-    seconds = time.monotonic() - began
+    seconds, cpu = time.monotonic() - began, time.process_time() - cpu_began
     if writer.outage is not None:
         raise SystemExit(f"the writer dropped rows while generating: {writer.outage}")
     writer.store.close()
     committing = writer.metrics.registry.get_sample_value("emotiond_history_commit_seconds_sum") or 0.0
-    return {"seconds": seconds, "results": writer.received, "commit_seconds": committing}
+    return {"seconds": seconds, "cpu_seconds": cpu, "results": writer.received, "commit_seconds": committing}
 
 
 def count(url: str, table: str) -> int:
@@ -189,7 +189,8 @@ def writer_rate(url: str, seconds: float) -> dict[str, float]:
     figures = write(url, stream(cameras, start, seconds, 0.25))
     samples = count(url, "samples")
     return {"samples": samples, "seconds": figures["seconds"], "samples_per_second": samples / figures["seconds"],
-            "commit_seconds": figures["commit_seconds"],
+            "commit_seconds": figures["commit_seconds"], "cpu_seconds": figures["cpu_seconds"],
+            "samples_per_cpu_second": samples / figures["cpu_seconds"] if figures["cpu_seconds"] else 0.0,
             "samples_per_commit_second": samples / figures["commit_seconds"] if figures["commit_seconds"] else 0.0}
 
 
@@ -207,14 +208,16 @@ def summary_times(url: str, end: float, repeat: int) -> dict[str, float]:
     """``queries.summary`` of cam0 over the last 24 hours at 1-minute buckets: the first call on a fresh reader,
     then the median and largest of ``repeat`` more."""
     with HistoryReader(url) as reader:
-        timings = []
+        timings, cpu = [], []
         for _ in range(repeat + 1):
-            began = time.monotonic()
+            began, cpu_began = time.monotonic(), time.process_time()
             result = queries.summary(reader, "cam0", end - DAY, end, 60)
             timings.append((time.monotonic() - began) * 1000)
+            cpu.append((time.process_time() - cpu_began) * 1000)
         buckets = result["cameras"]["cam0"]
         covered = sum(1 for bucket in buckets if bucket["coverage"] is not None)
     return {"first_ms": timings[0], "median_ms": statistics.median(timings[1:]), "max_ms": max(timings[1:]),
+            "median_cpu_ms": statistics.median(cpu[1:]),
             "buckets": len(buckets), "buckets_with_frames": covered}
 
 
@@ -313,10 +316,14 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"| writer: samples written per second | {cell('sqlite', 'writer.samples_per_second', '{:,.0f}')} "
                  f"| {cell('postgresql', 'writer.samples_per_second', '{:,.0f}')} | ≥ {WRITER_RATE_TARGET:,.0f} "
                  "(SQLite) |")
+    lines.append(f"| writer: samples per CPU-second of its process | "
+                 f"{cell('sqlite', 'writer.samples_per_cpu_second', '{:,.0f}')} | "
+                 f"{cell('postgresql', 'writer.samples_per_cpu_second', '{:,.0f}')} | |")
     lines.append(f"| writer: samples per second of its commits alone | "
                  f"{cell('sqlite', 'writer.samples_per_commit_second', '{:,.0f}')} | "
                  f"{cell('postgresql', 'writer.samples_per_commit_second', '{:,.0f}')} | |")
-    for key, label in (("first_ms", "first call"), ("median_ms", "median"), ("max_ms", "slowest")):
+    for key, label in (("first_ms", "first call"), ("median_ms", "median"), ("max_ms", "slowest"),
+                       ("median_cpu_ms", "median CPU of the reader's process")):
         lines.append(f"| 24 h summary of 1 camera, 1-min buckets, {label} (ms) | "
                      f"{cell('sqlite', 'summary.' + key, '{:.1f}')} | {cell('postgresql', 'summary.' + key, '{:.1f}')}"
                      f" | ≤ {QUERY_LIMIT_MS:.0f} |")
