@@ -4,12 +4,14 @@ setting that decides it, so the notice cannot promise what the configuration doe
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emotiond.clients.privacy.notice import build_notice, render_html, render_text
 from emotiond.core.settings import load_settings
 
-from support.daemon import child_env, run_cli
+from support.daemon import REPO, child_env, run_cli
 from support.web import FakeBus, console, run
 
 TOKEN = "correct-horse-battery-staple-42"
@@ -93,3 +95,19 @@ def test_the_console_shows_the_notice_without_login(tmp_path, fake_bus):
 
     run(scenario)
     assert render_text(build_notice(configured)).count("3 days") >= 2
+
+
+def test_the_documented_presets_load_and_the_documented_notice_is_what_they_print(tmp_path):
+    docs = (REPO / "docs" / "privacy.md").read_text()
+    section = docs.split("\n## 3. Presets\n", 1)[1].split("\n## ", 1)[0]
+    presets = re.findall(r"### (.+?)\n[^#]*?```toml\n(.*?)```", section, re.S)
+    assert [name for name, _ in presets] == ["Home", "Shop floor / public space", "Research with consent"]
+    loaded = {}
+    for name, text in presets:
+        path = tmp_path / f"{len(loaded)}.toml"
+        path.write_text(text)
+        loaded[name] = load_settings(path)
+    assert loaded["Shop floor / public space"].privacy.publish == "aggregates"
+    shown = re.findall(r"With the shop-floor preset it prints:\n\n```text\n(.*?)```", docs, re.S)[0]
+    assert render_text(build_notice(loaded["Shop floor / public space"])) == shown
+    assert "not legal advice" in docs
