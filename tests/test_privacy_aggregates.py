@@ -9,6 +9,8 @@ events`` prints the windows; the one-face camera's windows are suppressed and th
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 
 import pytest
 
@@ -17,7 +19,8 @@ from emotiond.clients.records import json_line
 from emotiond.core import protocol
 from emotiond.workers.aggregates import GRACE_SECONDS, WindowAggregator
 
-from support.daemon import BusWatcher, wait_for
+from support.daemon import EMOTIOND, REPO, BusWatcher, kill_leftovers, wait_for
+from support.history import table_rows
 
 
 def face(track: int, emotion: str = "happy") -> protocol.Face:
@@ -71,12 +74,18 @@ def test_daemon_in_aggregates_mode_publishes_nothing_per_face(tmp_path, start_da
         "EMOTIOND_PRIVACY__MIN_GROUP": "3"})
     watcher = BusWatcher(daemon.results_endpoint, kinds=("*",))  # every topic, frames too: a viewer is watching
     printed = events(daemon, "--until-eos", "--timeout", "150")
+    logged = tmp_path / "logs"
+    logger = subprocess.Popen([*EMOTIOND, "log", "--out", str(logged)], cwd=REPO, env=daemon.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert daemon.process.wait(150) == 0, daemon.log()[-3000:]
         lines = printed.wait(60)
         wait_for(lambda: len(watcher.statuses("eos")) == 2, 10, "both cameras' end of stream on the bus")
+        logger.send_signal(signal.SIGTERM)
+        assert logger.wait(30) == 0
     finally:
         watcher.close()
+        kill_leftovers([logger])
     bus = [message for _, message in list(watcher.received)]
     assert watcher.invalid == 0, watcher.bad_messages
     per_face = [m for m in bus if isinstance(m, protocol.Result | protocol.Frame | protocol.TracksEnded)]
@@ -96,3 +105,9 @@ def test_daemon_in_aggregates_mode_publishes_nothing_per_face(tmp_path, start_da
     assert {(line["camera"], line["start"], line["suppressed"]) for line in lines} == {
         (a.camera, a.start, a.suppressed) for a in aggregates}
     assert "privacy: aggregates only, every 1 s, windows under 3 faces suppressed" in daemon.log()
+    log_lines = [json.loads(line) for path in logged.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert {line.get("kind") for line in log_lines} == {"aggregate", "status"}, "the logger wrote the windows only"
+    assert sum(line.get("kind") == "aggregate" for line in log_lines) == len(aggregates)
+    history = f"sqlite:///{daemon.runtime_dir / 'state' / 'emotiond' / 'history.sqlite'}"
+    assert table_rows(history, "tracks") == [] and table_rows(history, "samples") == [], "the history kept no face"
+    assert "Traceback" not in daemon.log() and " ERROR " not in daemon.log(), daemon.log()[-3000:]
