@@ -411,7 +411,7 @@ REBOOTS = 100
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # 100 camera reboots take 3 to 5 minutes here, the longer under load
+@pytest.mark.timeout(900)  # 100 camera reboots: 3 minutes on a quiet machine, 9 at a load average of 20
 def test_a_hundred_reboots_leave_descriptors_and_memory_of_capture_flat(four_faces, rtsp_camera, start_daemon, watch,
                                                                          tmp_path, default_model):
     from support.daemon import child_pids
