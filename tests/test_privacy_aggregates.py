@@ -19,8 +19,10 @@ from emotiond.clients.records import json_line
 from emotiond.core import protocol
 from emotiond.workers.aggregates import GRACE_SECONDS, WindowAggregator
 
-from support.daemon import EMOTIOND, REPO, BusWatcher, kill_leftovers, wait_for
+from support.clients import CraftedPublisher
+from support.daemon import EMOTIOND, REPO, BusWatcher, child_env, kill_leftovers, wait_for
 from support.history import table_rows
+from support.mqtt import retained_now
 
 
 def face(track: int, emotion: str = "happy") -> protocol.Face:
@@ -111,3 +113,33 @@ def test_daemon_in_aggregates_mode_publishes_nothing_per_face(tmp_path, start_da
     history = f"sqlite:///{daemon.runtime_dir / 'state' / 'emotiond' / 'history.sqlite'}"
     assert table_rows(history, "tracks") == [] and table_rows(history, "samples") == [], "the history kept no face"
     assert "Traceback" not in daemon.log() and " ERROR " not in daemon.log(), daemon.log()[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_the_mqtt_bridge_retains_each_cameras_latest_window(tmp_path, mosquitto, mqtt_watch):
+    broker = mosquitto()
+    watcher = mqtt_watch(broker.port, "emotiond/#")
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'[mqtt]\nurl = "{broker.url}"\ndiscovery = false\n')
+    endpoint = f"ipc://{tmp_path}/bus.sock"
+    publisher = CraftedPublisher(endpoint)
+    bridge = subprocess.Popen([*EMOTIOND, "mqtt", "--config", str(config), "--connect", endpoint, "--metrics-port",
+                               "0"], cwd=REPO, env=child_env(tmp_path / "run"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        publisher.wait_subscriber(protocol.AGGREGATE_PREFIX, timeout=60)
+        windows = [protocol.Aggregate("shop", 60.0 * i, 60.0 * (i + 1), 60.0, 1800, i == 1, None if i == 1 else 6,
+                                      {} if i == 1 else {"happy": 0.5, "neutral": 0.5}, False, "w1")
+                   for i in range(2)]
+        for count, window in enumerate(windows, 1):  # one at a time: only a topic's latest retained value is queued
+            publisher.sock.send_multipart(protocol.encode_aggregate(window))
+            watcher.wait(lambda n=count: len(watcher.on("emotiond/shop/aggregate")) == n, what=f"window {count}")
+        sent = [message.json() for message in watcher.on("emotiond/shop/aggregate")]
+        assert sent == [window.to_dict() for window in windows]
+        retained = retained_now(broker.port, "emotiond/shop/aggregate")
+        assert json.loads(retained["emotiond/shop/aggregate"]) == windows[-1].to_dict(), "a newcomer gets the latest"
+        assert watcher.texts("emotiond/shop/faces") == ["0"], "no face state: there are no faces"
+        assert not watcher.on("emotiond/events")
+    finally:
+        kill_leftovers([bridge])
+        publisher.close()

@@ -53,7 +53,8 @@ class Bridge:
         self.events = TrackEvents(self.options.update_interval)
         self.snapshots = Snapshots(self.options.snapshot_quality) if self.options.snapshots else None
         self.markers = MarkerCommands(settings) if settings.history.enabled else None
-        kinds = ("result", "status", "tracks", "frame") if self.snapshots else ("result", "status", "tracks")
+        kinds = ("result", "status", "tracks", "aggregate", "frame") if self.snapshots else (
+            "result", "status", "tracks", "aggregate")
         self.subscription = Subscription(endpoint, (), kinds=kinds, settings=settings)
         self.configured = tuple(source.name for source in settings.sources)
         self.cameras: dict[str, set[str]] = {}  # camera -> its emotion labels with a topic
@@ -124,6 +125,9 @@ class Bridge:
                 self._add_camera(message.camera)
             elif isinstance(message, protocol.TracksEnded):
                 self._on_tracks_ended(message, now)
+            elif isinstance(message, protocol.Aggregate) and self._add_camera(message.camera):
+                # aggregates-only mode: the latest window, retained, as JSON (no face states: there are no faces)
+                self._retain(self.topics.aggregate(message.camera), _json(message.to_dict()), "state")
 
     def _on_result(self, result: protocol.Result, now: float) -> None:
         if not self._add_camera(result.camera):

@@ -57,6 +57,10 @@ class Topics:
     def snapshot(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/snapshot"
 
+    def aggregate(self, camera: str) -> str:
+        """The latest aggregates window of a camera ([privacy] publish = "aggregates")."""
+        return f"{self.prefix}/{camera}/aggregate"
+
     @property
     def node_id(self) -> str:
         """The prefix as one Home Assistant node id (letters, digits, _ and -)."""
