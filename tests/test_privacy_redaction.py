@@ -133,3 +133,16 @@ def test_a_detector_that_raises_leaves_no_image(default_model, scene):
     with pytest.raises(RuntimeError, match="detector broke"):
         handed_out.append(analyzer.result_image(scene[1][0]))
     assert handed_out == []
+
+
+def test_a_live_cameras_first_frames_give_no_image_while_faces_are_hidden(default_model, scene):
+    from emotiond.core.settings import load_settings
+    from emotiond.workers.pipeline import Pipeline
+
+    settings = load_settings(None, {"privacy": {"faces": "solid"}, "tracking": {"full_scan_interval": 3}})
+    pipeline = Pipeline(settings, live_cameras=["door"])
+    withheld = [pipeline.image(pipeline.detect("door", i, pixels)) is None for i, (pixels, _) in enumerate(scene[:6])]
+    assert withheld == [True, True, True, False, False, False]
+    assert pipeline.image(pipeline.detect("file", 0, scene[0][0])) is not None, "files start at their first frame"
+    pipeline.end_tracks("door")
+    assert pipeline.image(pipeline.detect("door", 6, scene[6][0])) is None, "a camera that ended starts afresh"

@@ -41,6 +41,11 @@ class HeldFaces:
             return np.zeros((0, 4), np.int32)
         return np.stack([box for box, _seen in hold.boxes.values()]).astype(np.int32)
 
+    def frames(self, camera: str) -> int:
+        """Frames of the camera seen since it started (or was forgotten)."""
+        hold = self._cameras.get(camera)
+        return hold.frames if hold is not None else 0
+
     def forget(self, camera: str) -> None:
         """A camera that starts afresh (a new video, a camera that ended) holds nothing from before."""
         self._cameras.pop(camera, None)

@@ -17,7 +17,10 @@ It is also the one place faces are hidden (``[privacy] faces``): ``image`` gives
 process, each face's box (and, for ``[privacy] hold_frames`` frames, the last box of a face just lost) filled,
 blurred or pixelated (workers/redaction.py). The worker publishes only that image, and analyze, the Python API and
 the console's upload draw on it, so none of them can show a face the pipeline hid. An image exists only for a frame
-whose detection finished: a detector that raises leaves no image at all.
+whose detection finished: a detector that raises leaves no image at all. A live camera's first
+``[tracking] full_scan_interval`` frames give no image either while faces are hidden: the worker joins a live
+stream mid-way, and a face its first full scan missed is found by the next one (the canary test saw faces shown
+in the first frames before this).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Detection:
     timings_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms: float = 0.0  # this thread's CPU for grey, detection and crops
     hidden: np.ndarray | None = None  # boxes to hide in images (faces and held ones); None: faces are shown
+    withheld: bool = False  # no image of this frame may leave (a live camera's first frames while redacting)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -162,15 +166,22 @@ class Pipeline:
         crops = crop_faces(pixels, gray, found.boxes, self.bundle.spec, rolls)
         lap = self.clock.lap("crop", lap)
         timings = {"detect": (detected - started) * 1000, "crop": (time.perf_counter() - detected) * 1000}
-        hidden = self._held.update(camera, found.boxes, track_ids) if self.settings.privacy.redacting else None
+        hidden, withheld = None, False
+        if self.settings.privacy.redacting:
+            hidden = self._held.update(camera, found.boxes, track_ids)
+            withheld = (camera in self.live_cameras
+                        and self._held.frames(camera) <= self.settings.tracking.full_scan_interval)
         return Detection(camera, seq, pixels, found, crops, kind, track_ids, ended, timings,
-                         (lap - cpu_started) * 1000, hidden)
+                         (lap - cpu_started) * 1000, hidden, withheld)
 
-    def image(self, detection: Detection) -> np.ndarray:
+    def image(self, detection: Detection) -> np.ndarray | None:
         """The frame as it may leave this process: with ``[privacy] faces`` other than ``show``, a copy with its
-        faces, and the faces lost in the last ``hold_frames`` frames, hidden; else the frame itself."""
+        faces, and the faces lost in the last ``hold_frames`` frames, hidden (None: no image of it may leave);
+        else the frame itself."""
         if detection.hidden is None:
             return detection.pixels
+        if detection.withheld:
+            return None
         privacy = self.settings.privacy
         return redact(detection.pixels, detection.hidden, privacy.faces, privacy.mask_scale)
 
@@ -239,8 +250,10 @@ class Pipeline:
     def process_images(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str = "in-process",
                        extra: Sequence[dict[str, Any]] | None = None) -> list[tuple[np.ndarray, protocol.Result]]:
         """``process``, each result with its frame as it may be shown or saved (``image``: faces hidden per
-        ``[privacy] faces``). Callers that draw or write frames take these, never their own pixels."""
-        return [(self.image(detection), result) for detection, result in self._process(camera, frames, worker, extra)]
+        ``[privacy] faces``; a frame withheld is black). Callers that draw or write frames take these, never their
+        own pixels."""
+        return [(_or_black(self.image(detection), detection.pixels), result)
+                for detection, result in self._process(camera, frames, worker, extra)]
 
     def _process(self, camera: str, frames: Sequence[tuple[int, np.ndarray]], worker: str,
                  extra: Sequence[dict[str, Any]] | None) -> list[tuple[Detection, protocol.Result]]:
@@ -265,3 +278,8 @@ class Pipeline:
             finder = self._finders[camera] = open_finder(self.detector, self.settings, self.labels,
                                                          take_scans_early=camera in self.live_cameras)
         return finder
+
+
+def _or_black(image: np.ndarray | None, pixels: np.ndarray) -> np.ndarray:
+    """A withheld frame, for callers that must keep every frame (a video's timing): black all over."""
+    return image if image is not None else np.zeros_like(pixels)

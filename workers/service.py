@@ -211,9 +211,10 @@ class WorkerService:
         elif self._subscriptions.wanted(frame_topic):
             encoded = protocol.FrameHeader(header.camera, header.seq, header.captured_at, header.shape,
                                            self._settings.bus.frame_encoding)
-            image = self._pipeline.image(item.detection)  # faces hidden per [privacy] faces
-            parts = protocol.encode_frame(encoded, image, self._settings.bus.jpeg_quality)
-            publisher.send_multipart(parts, zmq.NOBLOCK, copy=False)
+            image = self._pipeline.image(item.detection)  # faces hidden per [privacy] faces; None: withheld
+            if image is not None:
+                parts = protocol.encode_frame(encoded, image, self._settings.bus.jpeg_quality)
+                publisher.send_multipart(parts, zmq.NOBLOCK, copy=False)
         latency = {k: round(v, 3) for k, v in item.timings_ms.items()}
         latency["classify"] = round(classify_ms, 3)
         latency["publish"] = round((time.perf_counter() - started) * 1000, 3)
