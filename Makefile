@@ -55,9 +55,9 @@ test: deps lint
 	$(PYTEST) --phase serial $(PYTEST_ARGS)
 
 # The quick loop: ruff, then the tests that start no process (a test that starts one while not marked process
-# fails here).
+# fails here) and run no neural network.
 check: venv lint
-	$(VENV)/bin/pytest -q -n 2 --no-processes $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n 2 --no-processes -m 'not slow and not model and not heavy and not deploy' $(PYTEST_ARGS)
 
 # The heavy cases (InceptionV3 and EfficientNetB4 trained, exported to TFLite and served; deliberate overload;
 # daemon restarts under Chromium: about 6 minutes).

@@ -21,6 +21,8 @@ from emotiond.workers.litert import LiteRTModel
 
 from support.daemon import child_env, run_cli
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 RECALL_FLOOR = 0.98
 TILT_FRAMES = 120  # upright for a second, then leaning 30 degrees (one head each way) for about a second
 

@@ -22,6 +22,8 @@ from emotiond.workers.preprocess import crop_faces
 
 from support.daemon import child_env, run_cli
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 def tilted(angle: float) -> hardset.HardImage:
     """The astronaut, 150 px wide, in the middle of a plain frame, turned by ``angle`` (counter-clockwise)."""

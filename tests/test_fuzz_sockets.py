@@ -31,6 +31,8 @@ RUN = settings(deadline=None, database=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.function_scoped_fixture])
 TOTALS: Counter = Counter()  # cases generated per target, checked by the last test of this module
+# The last test reads what the others counted in this process, so the module runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_fuzz_sockets.py")
 
 # ---------------------------------------------------------------- strategies
 
@@ -112,6 +114,7 @@ def verdict(parts: list[bytes]) -> str:
 
 # ---------------------------------------------------------------- the decoder alone
 
+@pytest.mark.slow  # 3000 generated messages: about 20 s, more under load
 def test_decoder_refuses_with_a_reason_and_never_raises_anything_else():
     seen: Counter = Counter()
 
@@ -344,6 +347,7 @@ def test_oversized_message_is_refused_by_zeromq(start_daemon, watch, videos, def
     assert daemon.stop() == 0
 
 
+@pytest.mark.process  # it reads the counts of the targets that start processes
 def test_zz_every_fuzz_target_ran_its_cases():
     """Runs last in this module: every target above ran (none skipped or deselected) and generated its cases."""
     print(f"fuzz cases: {dict(TOTALS)}, total {sum(TOTALS.values())}")

@@ -11,6 +11,8 @@ from emotiond.core import bundle as bundles
 
 from support.daemon import child_env, run_cli
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 @pytest.fixture(scope="module")
 def eight_class_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -18,6 +18,8 @@ from emotiond.workers.blazeface import BlazeFaceDetector
 from emotiond.workers.finder import STABLE_IOU, FrameFinder, open_finder
 from emotiond.workers.tracking import iou
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 FRAMES = 90
 SPEC = synthetic.SceneSpec(faces=4, frames=FRAMES)
 JUMPER = 0  # the face that jumps in the negative case: the top-left one, alone in its quarter of the frame

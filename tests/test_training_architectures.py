@@ -19,6 +19,8 @@ from emotiond.training.export import run_tflite
 
 from support.training import HEAVY_PARAMS, SIZE, TINY_VIT, tiny_dir, trained_architecture
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -13,6 +13,8 @@ from emotiond.core import bundle as bundle_format
 
 from support.training import HEAVY_PARAMS, trained_architecture, trained_lenet
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:

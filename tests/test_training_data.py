@@ -15,6 +15,8 @@ from emotiond.training.data import class_weights_from_counts, load_dataset, make
 from emotiond.training.errors import DatasetError, TrainingConfigError
 from emotiond.training.synth import generate
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 LABELS3 = ["happy", "sad", "surprise"]
 
 

@@ -16,6 +16,8 @@ from emotiond.training.export import calibration_images, run_tflite
 
 from support.training import synthetic_dir, trained_lenet
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -14,6 +14,8 @@ from emotiond.training.train import train
 
 from support.training import digits_dir, quick_config, synthetic_dir, tiny_dir, trained_lenet
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -18,6 +18,8 @@ from emotiond.training.tune import check_space
 
 from support.training import synthetic_dir, tiny_dir
 
+pytestmark = pytest.mark.model  # runs a neural network in the test process: make check leaves it out
+
 SPACE = """
 [tune.space]
 "train.learning_rate" = { min = 1e-4, max = 1e-2, sampling = "log" }

@@ -43,7 +43,7 @@ def add_options(parser: pytest.Parser) -> None:
 # Names whose use in a test, in a fixture it requests, or in a function of its module that either calls, means a
 # process is started: read from the source with ast, so no test has to say it (``make check`` refuses the rest).
 PROCESS_NAMES = frozenset({"subprocess", "Popen", "run_cli", "EMOTIOND", "multiprocessing", "network_namespace",
-                           "lan", "web_process", "run_emotiond"})
+                           "lan", "web_process", "run_emotiond", "RtspCamera", "fork"})
 
 
 @functools.cache
