@@ -65,7 +65,7 @@ def _kept(settings: Settings) -> str:
     else:
         parts.append("No emotion history is stored.")
     if cap is not None:
-        parts.append(f"Result logs are kept for at most {_days(cap)}.")
+        parts.append(f"Result logs, where the operator keeps them, are deleted after at most {_days(cap)}.")
     if settings.web.enabled:
         ring = "" if cap is None else f", none older than {_days(cap)}"
         parts.append(f"The operator's console holds the latest {settings.web.events_ring} results in memory{ring}.")
