@@ -40,6 +40,7 @@ EXPECTED_KEYS: dict[str, dict[str, str]] = {
     "mqtt": {"--runtime-dir": "bus.runtime_dir", "--url": "mqtt.url"},
     **{f"history {action}": {"--db": "history.url"}
        for action in ("summary", "tracks", "track", "events", "markers", "export", "forget", "mark")},
+    "privacy notice": {}, "privacy forget": {"--db": "history.url"},
     "bench": {"--workers": "workers.count", "--model": "classifier.model", "--backend": "classifier.backend"},
 }
 TRAINING = {"datasets check", "datasets synth", "datasets digits", "train", "tune", "evaluate", "export"}

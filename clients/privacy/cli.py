@@ -13,13 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emotiond.clients.history.cli import DATABASE
 from emotiond.core.errors import UsageError
-from emotiond.daemon.flags import CONFIG, Flag, FlagGroup, add_command, settings_from_args
-
-DATABASE = FlagGroup("history database", (
-    Flag("--db", "history.url", "history database: a SQLite file or postgresql://USER@HOST:PORT/DB (default: "
-                                "[history] url, else history.sqlite in the state folder)"),
-))
+from emotiond.daemon.flags import CONFIG, add_command, settings_from_args
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
