@@ -73,6 +73,7 @@ class Run:
     cpu_by_role: dict[str, float]
     peak_rss: dict[str, float]
     unfinished: list[str] = field(default_factory=list)  # cameras whose end of stream never reached us
+    frames_received: int = 0  # frame.<camera> messages, when the run watched frames as a viewer does
 
 
 class ProcessSampler(threading.Thread):
@@ -135,7 +136,7 @@ def sampled_daemon(args: Sequence[str], env: Mapping[str, str],
 
 
 def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSettings, work: Path,
-                 timeout: float = 600.0) -> Run:
+                 timeout: float = 600.0, watch_frames: bool = False) -> Run:
     """Start the daemon on ``sources``, collect every result until each camera ends, then let it exit.
 
     A daemon that sends no result for SILENT_SECONDS once it has spoken (status messages alone, such as a source
@@ -143,6 +144,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     status can go out before the subscription reaches it), or that exits 0 without an end of stream reaching the
     subscriber, is stopped and its run returned as it stands, with those cameras in ``unfinished``: the frames it
     still owed then show as lost (or dropped) in the figures rather than as a timeout with no figures at all.
+    ``watch_frames`` also subscribes to every camera's frames, as a viewer does (the workers then encode them).
     """
     runtime = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
     args = daemon.run_args(runtime, sources)
@@ -155,7 +157,9 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
     received_at: list[float] = []
     first = last = spoke = 0.0
     ended: set[str] = set()
-    with Subscription(settings=settings, kinds=("result", "status")) as subscription:
+    frames_received = 0
+    kinds = ("result", "status", "frame") if watch_frames else ("result", "status")
+    with Subscription(settings=settings, kinds=kinds) as subscription:
         started = time.monotonic()
         with sampled_daemon(args, env, log_path) as (running, sampler):
             process = running.process
@@ -172,6 +176,8 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
                         last = now
                         results.append(message)
                         received_at.append(now_wall)
+                    elif isinstance(message, protocol.Frame):
+                        frames_received += 1
                 if messages:
                     continue
                 if process.poll() is not None:
@@ -201,7 +207,7 @@ def run_emotiond(sources: dict[str, Path], realtime: bool, daemon: DaemonSetting
                wall_seconds=last - started if last else 0.0, cpu_seconds=sum(steady.values()),
                cpu_by_role=_by_role(steady, sampler.roles),
                peak_rss=_by_role(sampler.peak_rss, sampler.roles, peak=True),
-               unfinished=sorted(set(sources) - ended))
+               unfinished=sorted(set(sources) - ended), frames_received=frames_received)
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
