@@ -9,7 +9,9 @@ bytes, /metrics and the daemon's log. In every image the patch is found nowhere 
 hold neither the patch's pixels nor an image that shows it.
 
 Positive control: the same outputs with ``faces = "show"`` carry the patch (above ``FOUND``) and Haar finds the
-faces, so a path that lost its images, or a detector blind to these faces, cannot pass for redaction.
+faces, so a path that lost its images, or a detector blind to these faces, cannot pass for redaction. With
+redaction switched off in Pipeline.image, the solid run fails on every image path (bus frames, MJPEG, WebSocket,
+latest.jpg, MQTT snapshots, analyze --out).
 """
 
 from __future__ import annotations
