@@ -78,20 +78,23 @@ class MinuteAggregator:
             clock.last = t
         return clock.interval
 
-    def add_result(self, result: Result) -> None:
+    def add_result(self, result: Result, valences: list[float] | None = None) -> None:
+        """Count ``result`` in its minute; ``valences`` are its faces' valences when the caller has them already."""
+        if valences is None:
+            valences = [valence(face.scores) for face in result.faces]
         minute = self._minute(result.camera, result.captured_at)
         minute.model = result.model or minute.model
         minute.analysed += 1
         seconds = self.frame_seconds(result.camera, result.captured_at)
         untracked = 0
-        for face in result.faces:
+        for face, face_valence in zip(result.faces, valences, strict=True):
             if face.track_id is None:
                 untracked += 1
             else:
                 minute.tracks.add(face.track_id)
             if seconds > 0.0:
                 minute.face_seconds[face.smoothed_emotion or face.emotion] += seconds
-                minute.valence_seconds += valence(face.scores) * seconds
+                minute.valence_seconds += face_valence * seconds
         minute.untracked_peak = max(minute.untracked_peak, untracked)
 
     def add_missed(self, camera: str, frames: int, t: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,26 @@ from emotiond.clients.history.valence import valence
 from emotiond.core.protocol import Face, Result, TracksEnded
 
 LEFT = "left"  # end reason of a track whose face left the view (a result's ended_tracks)
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder for every sample (json.dumps would build one each)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+# A sample is a plain tuple in this column order (the ``samples`` table's, after ``track``): thousands are made a
+# second, and a tuple is cheaper to build than a dict and goes to the driver's executemany as it is.
+SAMPLE_COLUMNS = ("camera", "t", "emotion", "confidence", "valence", "scores")
+SAMPLE_T = SAMPLE_COLUMNS.index("t")
+
+
+def _compact_encoder() -> Callable[[dict[str, float]], str]:
+    """``_COMPACT.encode`` for a sample's flat scores, with the same output. ``JSONEncoder.encode`` builds a new
+    C encoder on every call, which was most of its cost for thousands of samples a second: the C encoder is made
+    once here, with ``_COMPACT``'s settings (no circular check: scores are one flat mapping of floats)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        return _COMPACT.encode
+    encode = make(None, _COMPACT.default, json.encoder.encode_basestring_ascii, None, _COMPACT.key_separator,
+                  _COMPACT.item_separator, _COMPACT.sort_keys, _COMPACT.skipkeys, _COMPACT.allow_nan)
+    return lambda scores: "".join(encode(scores, 0))
+
+
+compact_json = _compact_encoder()
 
 
 @dataclass(eq=False)
@@ -70,7 +90,7 @@ class TrackRows:
 
     touched: dict[str, OpenTrack] = field(default_factory=dict)
     events: list[tuple[OpenTrack, dict[str, Any]]] = field(default_factory=list)
-    samples: list[tuple[OpenTrack, dict[str, Any]]] = field(default_factory=list)
+    samples: list[tuple[OpenTrack, tuple[Any, ...]]] = field(default_factory=list)  # rows in SAMPLE_COLUMNS order
 
 
 class TrackBook:
@@ -80,9 +100,12 @@ class TrackBook:
         self.open: dict[tuple[str, int], OpenTrack] = {}
         self.ignored: set[tuple[str, int]] = set()  # tracks the database refused: left out until they end
 
-    def feed(self, message: Result | TracksEnded, into: TrackRows) -> None:
+    def feed(self, message: Result | TracksEnded, into: TrackRows, valences: list[float] | None = None) -> None:
+        """Add what ``message`` brings to ``into``; ``valences`` are its faces' valences when the caller has them
+        already (the writer computes them once for the tracks and the minute aggregates)."""
         if isinstance(message, Result):
-            self._result(message, into)
+            self._result(message, into, [valence(face.scores) for face in message.faces] if valences is None
+                         else valences)
         events = list(self.changes.feed(message))
         faces = {face.track_id: face for face in message.faces if face.track_id is not None} if isinstance(
             message, Result) else {}
@@ -101,9 +124,9 @@ class TrackBook:
         else:
             self._end(message.camera, message.extra.get("ended_tracks", ()), LEFT, into)
 
-    def _result(self, result: Result, into: TrackRows) -> None:
+    def _result(self, result: Result, into: TrackRows, valences: list[float]) -> None:
         t = result.captured_at
-        for face in result.faces:
+        for face, face_valence in zip(result.faces, valences, strict=True):
             if face.track_id is None:
                 continue
             key = (result.camera, face.track_id)
@@ -115,15 +138,13 @@ class TrackBook:
                     key=f"{result.camera}/{result.worker}/{face.track_id}/{round(t * 1000)}", camera=result.camera,
                     track_id=face.track_id, worker=result.worker, model=result.model, first_seen=t,
                     first_seq=result.seq)
-            face_valence = valence(face.scores)
             track.see(face, t, result.seq, face_valence)
             into.touched[track.key] = track
             if t - track.last_sample >= self.sample_period:
                 track.last_sample = t
                 track.samples += 1
-                into.samples.append((track, {"camera": result.camera, "t": t, "emotion": face.emotion,
-                                             "confidence": face.confidence, "valence": round(face_valence, 4),
-                                             "scores": _COMPACT.encode(face.scores)}))
+                into.samples.append((track, (result.camera, t, face.emotion, face.confidence, round(face_valence, 4),
+                                             compact_json(face.scores))))
 
     def _end(self, camera: str, track_ids: Any, reason: str, into: TrackRows) -> None:
         for track_id in track_ids:

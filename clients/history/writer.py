@@ -30,7 +30,8 @@ from emotiond.clients.history.metrics import HistoryMetrics
 from emotiond.clients.history.retention import Retention
 from emotiond.clients.history.schema import HistoryError
 from emotiond.clients.history.store import HistoryStore, HistoryUnavailableError, describe_error
-from emotiond.clients.history.tracks import OpenTrack, TrackBook, TrackRows
+from emotiond.clients.history.tracks import SAMPLE_COLUMNS, SAMPLE_T, OpenTrack, TrackBook, TrackRows
+from emotiond.clients.history.valence import valence
 from emotiond.clients.privacy.retention import capped_history
 from emotiond.core import protocol
 from emotiond.core.settings import Settings
@@ -40,6 +41,8 @@ DRAIN_BATCH = 1024
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 WRITER_LOST = "writer_lost"
+_SQLITE_SAMPLE_INSERT = (f"INSERT INTO {schema.samples.name} (track, {', '.join(SAMPLE_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * (len(SAMPLE_COLUMNS) + 1))})")
 _TRACK_COLUMNS = ("last_seen", "end_reason", "dominant", "mean_scores", "mean_valence", "samples", "coverage")
 
 
@@ -79,12 +82,13 @@ class Batch:
 
     def drop_oldest_samples(self, count: int) -> tuple[int, float, float] | None:
         """Drop up to ``count`` of the oldest samples (then the oldest events); returns (rows, first t, last t)."""
-        dropped: list[float] = []
-        for rows in (self.tracks.samples, self.tracks.events):
-            take = min(count - len(dropped), len(rows))
-            if take > 0:
-                dropped += [row["t"] for _, row in rows[:take]]
-                del rows[:take]
+        samples, events = self.tracks.samples, self.tracks.events
+        take = min(count, len(samples))
+        dropped = [row[SAMPLE_T] for _, row in samples[:take]]  # samples are tuples, events dicts
+        del samples[:take]
+        take = max(0, min(count - len(dropped), len(events)))
+        dropped += [row["t"] for _, row in events[:take]]
+        del events[:take]
         return (len(dropped), min(dropped), max(dropped)) if dropped else None
 
 
@@ -130,8 +134,9 @@ class HistoryWriter:
             if isinstance(message, protocol.Result):
                 self.received += 1
                 self._bus_gaps(self.bus_gaps.see(message.camera, message.seq, now, wall))
-                self.minutes.add_result(message)
-                self.book.feed(message, self.batch.tracks)
+                valences = [valence(face.scores) for face in message.faces]  # once, for tracks and minutes
+                self.minutes.add_result(message, valences)
+                self.book.feed(message, self.batch.tracks, valences)
             elif isinstance(message, protocol.TracksEnded):
                 self.book.feed(message, self.batch.tracks)
             elif isinstance(message, protocol.Status) and message.state == "eos":
@@ -239,7 +244,8 @@ class HistoryWriter:
             rows = self.batch.rows()
             self.metrics.dropped.labels("rejected").inc(rows)
             log.error("history: the database refused a batch of %d row(s), dropped: %s", rows, describe_error(error))
-            times = [row["t"] for _, row in self.batch.tracks.samples + self.batch.tracks.events]
+            times = [row[SAMPLE_T] for _, row in self.batch.tracks.samples] + [
+                row["t"] for _, row in self.batch.tracks.events]
             self._isolate_refused_tracks([track for track in self.batch.tracks.touched.values() if track.id is None])
             self.batch = Batch()  # written tracks are updated at their next detection, with their running totals
             if times:
@@ -290,10 +296,11 @@ class HistoryWriter:
                     connection.execute(schema.tracks.update().where(schema.tracks.c.id == bindparam("b_id")).values(
                         {c: bindparam(f"b_{c}") for c in _TRACK_COLUMNS}), updates)
                 written["tracks"] = len(inserted)
-                for table, rows in ((schema.track_events, batch.tracks.events), (schema.samples, batch.tracks.samples)):
-                    if rows:
-                        connection.execute(table.insert(), [{"track": track.id, **row} for track, row in rows])
-                    written[table.name] = len(rows)
+                if batch.tracks.events:
+                    connection.execute(schema.track_events.insert(),
+                                       [{"track": track.id, **row} for track, row in batch.tracks.events])
+                written["track_events"] = len(batch.tracks.events)
+                written["samples"] = self._write_samples(connection, batch.tracks.samples)
                 written["minutes"] = self._write_minutes(connection, batch.minutes)
                 gaps = batch.gaps + dropped
                 if gaps:
@@ -306,6 +313,20 @@ class HistoryWriter:
                 track.id = None
             raise
         return written
+
+    def _write_samples(self, connection: Any, rows: list[tuple[OpenTrack, tuple[Any, ...]]]) -> int:
+        """Insert the samples, the bulk of every batch. On SQLite the rows go to the driver's executemany as plain
+        tuples under one prepared INSERT: building a dict and bound parameters per row in SQLAlchemy cost more than
+        SQLite's own work. PostgreSQL keeps SQLAlchemy's insert, which sends many rows per statement."""
+        if not rows:
+            return 0
+        if self.store.dialect == "sqlite":
+            connection.exec_driver_sql(_SQLITE_SAMPLE_INSERT, [(track.id, *row) for track, row in rows])
+        else:
+            names = ("track", *SAMPLE_COLUMNS)
+            connection.execute(schema.samples.insert(),
+                               [dict(zip(names, (track.id, *row), strict=True)) for track, row in rows])
+        return len(rows)
 
     def _write_minutes(self, connection: Any, rows: list[dict[str, Any]]) -> int:
         """Add each closed minute to its row: a minute written before a restart, or partly by a late result, is
