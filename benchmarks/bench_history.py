@@ -366,7 +366,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"| writer: samples written per second | {cell('sqlite', 'writer.samples_per_second', '{:,.0f}')} "
                  f"| {cell('postgresql', 'writer.samples_per_second', '{:,.0f}')} | ≥ {WRITER_RATE_TARGET:,.0f} "
                  "(SQLite) |")
-    lines.append(f"| writer: samples per CPU-second of its process | "
+    lines.append(f"| writer: samples per CPU-second of its own calls | "
                  f"{cell('sqlite', 'writer.samples_per_cpu_second', '{:,.0f}')} | "
                  f"{cell('postgresql', 'writer.samples_per_cpu_second', '{:,.0f}')} | |")
     lines.append(f"| writer: samples per CPU-second, decoding them off the bus included | "
