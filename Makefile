@@ -46,10 +46,10 @@ lint: venv
 
 # Two phases: the tests not marked serial under pytest-xdist (TEST_WORKERS at once: they mostly wait on daemons
 # and servers, so more run than there are cores), then the serial ones alone (timing, rates, the whole machine).
-# -rs lists every skipped test with its reason; tests/conftest.py fails the run on any skip unless
-# EMOTIOND_ALLOW_SKIPS=1, and on any xfail.
+# -rfEs lists every failure, error and skipped test (with its reason); tests/conftest.py fails the run on any
+# skip unless EMOTIOND_ALLOW_SKIPS=1, and on any xfail.
 TEST_WORKERS ?= 4
-PYTEST := $(VENV)/bin/pytest -q -rs --durations=15
+PYTEST := $(VENV)/bin/pytest -q -rfEs --durations=15
 test: deps lint
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --phase parallel $(PYTEST_ARGS)
 	$(PYTEST) --phase serial $(PYTEST_ARGS)
