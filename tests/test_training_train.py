@@ -61,6 +61,9 @@ def test_digits_directory_pipeline_reaches_95_percent(base: Path, tmp_path: Path
     assert result.metrics["test_accuracy"] >= 0.95, result.metrics
 
 
+# Four ImageNet bases trained in both stages: minutes of both cores each (four of the ten longest tests of a
+# serial run), so they run with the heavy cases (`make test-heavy`, which CI runs).
+@pytest.mark.heavy
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50", "efficientnet_b0", "mobilenet_v3_small"])
 def test_transfer_models_train_both_stages(arch: str, base: Path, tmp_path: Path) -> None:
     cfg = quick_config(tiny_dir(base), tmp_path / "run", arch,
