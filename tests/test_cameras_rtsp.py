@@ -285,6 +285,8 @@ def _web_camera(port: int, name: str) -> dict:
     return next(c for c in json.loads(_get(f"http://127.0.0.1:{port}/api/cameras"))["cameras"] if c["name"] == name)
 
 
+@pytest.mark.serial  # a daemon, a console, Mosquitto and a camera restart with 30 s waits: beside three other
+# tests on 2 cores the console's status wait ran out
 def test_the_camera_password_appears_in_no_output(four_faces, rtsp_camera, start_daemon, watch, tmp_path, mosquitto,
                                                   mqtt_watch, default_model):
     """A unique password, planted in the URL of one camera and wrong in another's, looked for in every output:
