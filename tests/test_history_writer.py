@@ -119,6 +119,9 @@ def test_faces_without_tracks_count_in_minutes_only(history_url):
     assert minute["valence_seconds"] < 0
 
 
+# The demo is paced like a live camera, so a loaded machine drops frames and the counts compared here differ: it
+# passes alone in 36 s and failed once beside three other tests.
+@pytest.mark.serial
 def test_the_demo_daemon_history_matches_emotiond_events(start_daemon, events, history_url, default_model):
     """``emotiond run`` starts the history writer by default; after the demo's ten seconds its tracks, events and
     minutes hold what ``emotiond events --changes`` printed."""
