@@ -48,7 +48,7 @@ lint: venv
 # and servers, so more run than there are cores), then the serial ones alone (timing, rates, the whole machine).
 # -rfEs lists every failure, error and skipped test (with its reason); tests/conftest.py fails the run on any
 # skip unless EMOTIOND_ALLOW_SKIPS=1, and on any xfail.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 PYTEST := $(VENV)/bin/pytest -q -rfEs --durations=15
 test: deps lint
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --phase parallel $(PYTEST_ARGS)
