@@ -11,6 +11,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from emotiond.core.procfs import descendants
 
 from support.daemon import child_pids, metric_value, wait_for
@@ -79,6 +81,9 @@ def test_restarts_back_off_once_the_per_minute_cap_is_reached(start_daemon, watc
     assert daemon.stop() == 0
 
 
+# A frozen worker is told from a busy one by its heartbeat deadline: beside three other tests on 2 cores the
+# replacement came too late.
+@pytest.mark.serial
 def test_frozen_worker_is_killed_and_replaced(start_daemon, watch, videos, default_model):
     daemon = start_daemon("--source", f"tv={videos['one_face']}", "--realtime", "--loop",
                           env={"EMOTIOND_SUPERVISOR__STALL_SECONDS": str(STALL_SECONDS),
