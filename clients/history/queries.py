@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -212,19 +212,26 @@ def event_row(row: Mapping[str, Any]) -> dict[str, Any]:
             "confidence": row["confidence"]}
 
 
+def _newest_first(reader: Any, table: sa.Table, columns: tuple[str, ...], time_column: str,
+                  row: Callable[[Mapping[str, Any]], dict[str, Any]], camera: str | None, since: float | None,
+                  until: float | None, before: float | None, limit: int) -> tuple[list[dict[str, Any]], float | None]:
+    """One page of a table's rows in ``[since, until)`` and before ``before``, newest first, and the next
+    page's ``before``: what tracks and events share."""
+    since, until = window(since, until)
+    limit = check_limit(limit)
+    stamp = table.c[time_column]
+    upper = until if before is None else min(until, float(before))
+    statement = (sa.select(*(table.c[name] for name in columns))
+                 .where(stamp >= since, stamp < upper, *_camera_filter(table.c.camera, camera))
+                 .order_by(stamp.desc(), table.c.id.desc()).limit(limit + 1))
+    return _page([row(found._mapping) for found in _rows(reader, statement)], limit, time_column)
+
+
 def tracks(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
            before: float | None = None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     """Tracks that started in ``[since, until)`` and before ``before``, newest first."""
-    since, until = window(since, until)
-    limit = check_limit(limit)
-    table = schema.tracks
-    upper = until if before is None else min(until, float(before))
-    statement = (sa.select(*(table.c[name] for name in _TRACK_COLUMNS))
-                 .where(table.c.first_seen >= since, table.c.first_seen < upper,
-                        *_camera_filter(table.c.camera, camera))
-                 .order_by(table.c.first_seen.desc(), table.c.id.desc()).limit(limit + 1))
-    rows = [track_row(row._mapping) for row in _rows(reader, statement)]
-    page, next_before = _page(rows, limit, "first_seen")
+    page, next_before = _newest_first(reader, schema.tracks, _TRACK_COLUMNS, "first_seen", track_row, camera,
+                                      since, until, before, limit)
     return {"tracks": page, "next_before": next_before}
 
 
@@ -236,15 +243,8 @@ _EVENT_COLUMNS = ("id", "track", "camera", "t", "kind", "emotion", "previous", "
 def events(reader: Any, camera: str | None = None, since: float | None = None, until: float | None = None,
            before: float | None = None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     """Track events (appeared, changed, disappeared) in ``[since, until)`` and before ``before``, newest first."""
-    since, until = window(since, until)
-    limit = check_limit(limit)
-    table = schema.track_events
-    upper = until if before is None else min(until, float(before))
-    statement = (sa.select(*(table.c[name] for name in _EVENT_COLUMNS))
-                 .where(table.c.t >= since, table.c.t < upper, *_camera_filter(table.c.camera, camera))
-                 .order_by(table.c.t.desc(), table.c.id.desc()).limit(limit + 1))
-    rows = [event_row(row._mapping) for row in _rows(reader, statement)]
-    page, next_before = _page(rows, limit, "t")
+    page, next_before = _newest_first(reader, schema.track_events, _EVENT_COLUMNS, "t", event_row, camera,
+                                      since, until, before, limit)
     return {"events": page, "next_before": next_before}
 
 
